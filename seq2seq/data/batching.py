@@ -1,0 +1,143 @@
+"""Token-id datasets, length-bucketed batches with little padding, and padded batch tensors.
+
+Each epoch draws a fresh permutation from ``(seed, epoch)``, cuts it into buckets, sorts each
+bucket by length and slices it into batches, then shuffles the batch order. A bucket holds each
+sentence at most once (never several copies of a small corpus), so one long sentence cannot
+fill a batch with copies of itself. The sampler's position is two integers, so a resumed run
+continues with exactly the batches it would have seen.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+import torch
+
+from seq2seq.data.tokenizer import BOS_ID, EOS_ID, PAD_ID
+
+
+@dataclass
+class Batch:
+    """Padded tensors of one batch, sorted by source length (longest first) for packing."""
+
+    src: torch.Tensor  # (batch, src_len) source ids followed by EOS, PAD after
+    src_lengths: torch.Tensor  # (batch,) on the CPU, as pack_padded_sequence wants
+    tgt_in: torch.Tensor  # (batch, tgt_len) BOS y_1 ... y_n, PAD after
+    tgt_out: torch.Tensor  # (batch, tgt_len) y_1 ... y_n EOS, PAD after
+    indices: list[int]  # position of each row in the dataset
+
+    @property
+    def target_tokens(self) -> int:
+        return int((self.tgt_out != PAD_ID).sum())
+
+    def to(self, device: torch.device) -> Batch:
+        return Batch(
+            self.src.to(device, non_blocking=True),
+            self.src_lengths,
+            self.tgt_in.to(device, non_blocking=True),
+            self.tgt_out.to(device, non_blocking=True),
+            self.indices,
+        )
+
+
+def collate(
+    sources: Sequence[Sequence[int]],
+    targets: Sequence[Sequence[int]] | None,
+    indices: Sequence[int],
+) -> Batch:
+    """Pad one batch. Without targets (translation), ``tgt_in``/``tgt_out`` are empty."""
+    order = sorted(range(len(indices)), key=lambda k: len(sources[k]), reverse=True)
+    src_rows = [list(sources[k]) + [EOS_ID] for k in order]
+    src = _pad(src_rows)
+    if targets is None:
+        tgt_in = tgt_out = torch.empty(len(order), 0, dtype=torch.long)
+    else:
+        tgt_in = _pad([[BOS_ID, *targets[k]] for k in order])
+        tgt_out = _pad([[*targets[k], EOS_ID] for k in order])
+    lengths = torch.tensor([len(row) for row in src_rows], dtype=torch.long)
+    return Batch(src, lengths, tgt_in, tgt_out, [indices[k] for k in order])
+
+
+def _pad(rows: list[list[int]]) -> torch.Tensor:
+    out = torch.full((len(rows), max(len(r) for r in rows)), PAD_ID, dtype=torch.long)
+    for i, row in enumerate(rows):
+        out[i, : len(row)] = torch.tensor(row, dtype=torch.long)
+    return out
+
+
+def slice_into_batches(
+    order: Sequence[int], lengths: Sequence[int], batch_type: str, batch_size: int
+) -> list[list[int]]:
+    """Cut ``order`` into consecutive batches of ``batch_size`` sentences or padded tokens."""
+    if batch_type not in ("sentences", "tokens"):
+        raise ValueError(f"trainer.batch_type must be 'sentences' or 'tokens', got {batch_type!r}")
+    batches: list[list[int]] = []
+    current: list[int] = []
+    longest = 0
+    for index in order:
+        longest_if_added = max(longest, lengths[index])
+        size_if_added = (
+            len(current) + 1 if batch_type == "sentences" else longest_if_added * (len(current) + 1)
+        )
+        if current and size_if_added > batch_size:
+            batches.append(current)
+            current, longest_if_added = [], lengths[index]
+        current.append(index)
+        longest = longest_if_added
+    if current:
+        batches.append(current)
+    return batches
+
+
+class BucketBatchSampler:
+    """Seeded, resumable sampler of length-bucketed training batches."""
+
+    def __init__(
+        self,
+        lengths: Sequence[int],
+        batch_type: str,
+        batch_size: int,
+        bucket_batches: int,
+        seed: int,
+    ) -> None:
+        self.lengths = list(lengths)
+        self.batch_type = batch_type
+        self.batch_size = batch_size
+        self.bucket_batches = bucket_batches
+        self.seed = seed
+        self.epoch = 0
+        self.position = 0
+        mean_length = max(1, sum(self.lengths) // max(1, len(self.lengths)))
+        per_batch = batch_size if batch_type == "sentences" else max(1, batch_size // mean_length)
+        self.bucket_size = max(1, per_batch * bucket_batches)
+
+    def batches_for_epoch(self, epoch: int) -> list[list[int]]:
+        rng = random.Random(f"{self.seed}/{epoch}")
+        order = list(range(len(self.lengths)))
+        rng.shuffle(order)
+        batches: list[list[int]] = []
+        for start in range(0, len(order), self.bucket_size):
+            bucket = sorted(order[start : start + self.bucket_size], key=self.lengths.__getitem__)
+            batches.extend(
+                slice_into_batches(bucket, self.lengths, self.batch_type, self.batch_size)
+            )
+        rng.shuffle(batches)
+        return batches
+
+    def __iter__(self) -> Iterator[list[int]]:
+        """Yield the rest of this epoch; ``epoch``/``position`` always name the next batch."""
+        batches = self.batches_for_epoch(self.epoch)
+        while self.position < len(batches):
+            batch = batches[self.position]
+            self.position += 1
+            yield batch
+        self.epoch += 1
+        self.position = 0
+
+    def state_dict(self) -> dict[str, int]:
+        return {"epoch": self.epoch, "position": self.position}
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        self.epoch, self.position = int(state["epoch"]), int(state["position"])

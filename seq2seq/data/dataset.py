@@ -1,0 +1,141 @@
+"""From ``data.*`` config to tokenized splits ready for batching."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from seq2seq.config import DataConfig
+from seq2seq.data.batching import Batch, collate, slice_into_batches
+from seq2seq.data.corpus import SPLITS, Corpus, Example, read_parallel_tsv
+from seq2seq.data.tatoeba import ensure_tatoeba
+from seq2seq.data.tokenizer import SubwordTokenizer, train_tokenizer
+
+log = logging.getLogger(__name__)
+
+
+def load_corpus(cfg: DataConfig) -> Corpus:
+    """Read (or generate) every split named by the config, in the configured direction."""
+    if cfg.name == "synthetic":
+        return _synthetic_corpus(cfg)
+    if cfg.name == "tatoeba":
+        if not cfg.dir:
+            raise ValueError("data=tatoeba needs data.dir")
+        directory = Path(cfg.dir).expanduser()
+        ensure_tatoeba(directory, cfg.url)
+        paths = {split: directory / f"{split}.tsv" for split in SPLITS}
+    elif cfg.name == "tsv":
+        missing = [split for split in SPLITS if not getattr(cfg, split)]
+        if missing:
+            raise ValueError(f"data=tsv needs a path for data.{', data.'.join(missing)}")
+        paths = {split: Path(getattr(cfg, split)).expanduser() for split in SPLITS}
+    else:
+        raise ValueError(f"data.name must be synthetic, tatoeba or tsv, got {cfg.name!r}")
+    corpus = Corpus({}, cfg.source_lang, cfg.target_lang)
+    for split, path in paths.items():
+        examples, skipped = read_parallel_tsv(
+            path, cfg.columns, cfg.source_lang, cfg.target_lang, cfg.on_malformed
+        )
+        corpus.splits[split] = examples
+        corpus.skipped[split] = skipped
+    return corpus
+
+
+def _synthetic_corpus(cfg: DataConfig) -> Corpus:
+    from seq2seq.data.synthetic import generate_splits
+
+    s = cfg.synthetic
+    generated = generate_splits(
+        train=s.train_size,
+        dev=s.dev_size,
+        test=s.test_size,
+        long_test=s.long_test_size,
+        seed=s.seed,
+        max_clauses=s.max_clauses,
+        long_min_clauses=s.long_min_clauses,
+        long_max_clauses=s.long_max_clauses,
+    )
+    direction = (cfg.source_lang, cfg.target_lang)
+    if direction not in (("zh", "en"), ("en", "zh")):
+        raise ValueError(f"the synthetic corpus is zh/en, not {direction[0]}→{direction[1]}")
+    forward = direction == ("zh", "en")
+    splits = {
+        split: [
+            Example(p.source, p.target, f"synthetic/{split}:{i + 1}", p)
+            if forward
+            else Example(p.target, p.source, f"synthetic/{split}:{i + 1}")
+            for i, p in enumerate(pairs)
+        ]
+        for split, pairs in generated.items()
+    }
+    return Corpus(splits, cfg.source_lang, cfg.target_lang, has_gold_alignments=forward)
+
+
+@dataclass
+class TokenizedSplit:
+    """A split's examples with their subword ids (source without EOS, target without BOS/EOS)."""
+
+    name: str
+    examples: list[Example]
+    source_ids: list[list[int]]
+    target_ids: list[list[int]]
+
+    def __len__(self) -> int:
+        return len(self.examples)
+
+    def batch(self, indices: list[int]) -> Batch:
+        return collate(
+            [self.source_ids[i] for i in indices], [self.target_ids[i] for i in indices], indices
+        )
+
+    def eval_batches(self, max_sentences: int) -> Iterator[Batch]:
+        """Length-sorted batches (little padding) covering every example once, in a fixed order."""
+        order = sorted(range(len(self)), key=lambda i: len(self.source_ids[i]))
+        lengths = [1] * len(self)
+        for indices in slice_into_batches(order, lengths, "sentences", max_sentences):
+            yield self.batch(indices)
+
+
+def build_tokenizers(corpus: Corpus, cfg: DataConfig) -> tuple[SubwordTokenizer, SubwordTokenizer]:
+    """One sentencepiece model per language, trained on the training split only."""
+    cache = Path(cfg.cache_dir).expanduser()
+    train = corpus.splits["train"]
+    source = train_tokenizer(
+        [e.source for e in train], corpus.source_lang, cfg.src_vocab_size, cfg.spm_model_type, cache
+    )
+    target = train_tokenizer(
+        [e.target for e in train], corpus.target_lang, cfg.tgt_vocab_size, cfg.spm_model_type, cache
+    )
+    return source, target
+
+
+def tokenize_split(
+    name: str,
+    examples: list[Example],
+    source: SubwordTokenizer,
+    target: SubwordTokenizer,
+    max_length: int | None = None,
+) -> TokenizedSplit:
+    """Encode a split; with ``max_length``, drop (and log) pairs longer than that on either side."""
+    source_ids = source.encode([e.source for e in examples])
+    target_ids = target.encode([e.target for e in examples])
+    if max_length is not None:
+        keep = [
+            i
+            for i in range(len(examples))
+            if len(source_ids[i]) <= max_length and len(target_ids[i]) <= max_length
+        ]
+        if len(keep) < len(examples):
+            log.info(
+                "%s: filtered %d of %d pairs longer than data.max_length=%d tokens",
+                name,
+                len(examples) - len(keep),
+                len(examples),
+                max_length,
+            )
+        examples = [examples[i] for i in keep]
+        source_ids = [source_ids[i] for i in keep]
+        target_ids = [target_ids[i] for i in keep]
+    return TokenizedSplit(name, examples, source_ids, target_ids)

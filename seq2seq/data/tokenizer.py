@@ -1,0 +1,104 @@
+"""Sentencepiece subword models: trained on the training split only, cached, and carried as bytes.
+
+A model is kept as its serialized bytes so it can be stored inside every checkpoint: different
+sentencepiece versions can train different models from the same text, so a checkpoint must never
+depend on retraining one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+
+import sentencepiece as spm
+
+from seq2seq.files import atomic_write_bytes
+
+log = logging.getLogger(__name__)
+
+PAD_ID, UNK_ID, BOS_ID, EOS_ID = 0, 1, 2, 3
+
+# Chinese keeps its exact characters (full-width punctuation included) so that decoded Chinese
+# output matches references; other languages get sentencepiece's usual NMT normalisation.
+_NORMALIZATION = {"zh": "identity"}
+
+
+class SubwordTokenizer:
+    """Encode text to ids and back with one sentencepiece model."""
+
+    def __init__(self, model_proto: bytes) -> None:
+        self.model_proto = model_proto
+        self._sp = spm.SentencePieceProcessor(model_proto=model_proto)
+        assert self._sp.pad_id() == PAD_ID and self._sp.eos_id() == EOS_ID, "unexpected special ids"
+
+    def __len__(self) -> int:
+        return self._sp.get_piece_size()
+
+    def encode(self, texts: Sequence[str]) -> list[list[int]]:
+        return self._sp.encode(list(texts))
+
+    def decode(self, ids: Sequence[int]) -> str:
+        return self._sp.decode([i for i in ids if i > EOS_ID or i == UNK_ID])
+
+    def pieces(self, ids: Sequence[int]) -> list[str]:
+        return [self._sp.id_to_piece(int(i)) for i in ids]
+
+    def piece_char_spans(self, text: str) -> tuple[list[int], list[tuple[int, int]]]:
+        """Ids of ``text`` and the character span each piece covers in the original string."""
+        try:
+            proto = self._sp.encode(text, return_type="proto")
+        except TypeError:  # sentencepiece < 0.2.1 names it differently
+            proto = self._sp.encode(text, out_type="immutable_proto")
+        ids, spans, start = [], [], 0
+        for piece in proto.pieces:
+            ids.append(piece.id)
+            spans.append((start, start + len(piece.surface)))
+            start += len(piece.surface)
+        return ids, spans
+
+
+def train_tokenizer(
+    texts: Sequence[str], lang: str, vocab_size: int, model_type: str, cache_dir: Path
+) -> SubwordTokenizer:
+    """Train (or load from ``cache_dir``) a sentencepiece model on ``texts``.
+
+    The cache key covers the text, the settings and the sentencepiece version, so a sweep reuses
+    one model and a changed corpus never picks up a stale one.
+    """
+    digest = hashlib.sha256()
+    for part in (lang, str(vocab_size), model_type, spm.__version__):
+        digest.update(part.encode() + b"\0")
+    for text in texts:
+        digest.update(text.encode() + b"\n")
+    name = f"{lang}-{model_type}-{vocab_size}-{digest.hexdigest()[:16]}.model"
+    path = Path(cache_dir) / "spm" / name
+    if path.is_file():
+        return SubwordTokenizer(path.read_bytes())
+    log.info(
+        "training %s sentencepiece model (%s, %d pieces) on %d sentences",
+        lang,
+        model_type,
+        vocab_size,
+        len(texts),
+    )
+    model = io.BytesIO()
+    spm.SentencePieceTrainer.train(
+        sentence_iterator=iter(texts),
+        model_writer=model,
+        vocab_size=vocab_size,
+        model_type=model_type,
+        character_coverage=0.9995 if lang == "zh" else 1.0,
+        normalization_rule_name=_NORMALIZATION.get(lang, "nmt_nfkc"),
+        pad_id=PAD_ID,
+        unk_id=UNK_ID,
+        bos_id=BOS_ID,
+        eos_id=EOS_ID,
+        hard_vocab_limit=False,
+        num_threads=1,
+        minloglevel=2,
+    )
+    atomic_write_bytes(path, model.getvalue())
+    return SubwordTokenizer(model.getvalue())

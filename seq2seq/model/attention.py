@@ -1,0 +1,211 @@
+"""Where attention is computed: one interface, several scorers.
+
+Every scorer does the same four things for each output word i (Bahdanau et al. 2015, sec. 3.1):
+the decoder state is the *query*, the encoder annotations h_j are the *keys* and *values*;
+a similarity e_ij = score(query, key_j) is computed for every source position, normalised over
+the real (unpadded) positions with a softmax, a_ij = exp(e_ij) / Σ_k exp(e_ik), and the context
+is the weighted sum of the values, C_i = Σ_j a_ij h_j.
+
+Everything that depends only on the source (the key projection U h_j, say) is computed once per
+batch in :meth:`Attention.prepare`, not once per output word.
+
+The "distracted" encoder-decoder is :class:`NoAttention`: the same interface, but the context is
+the one fixed summary C of the whole source for every output word, and there are no weights.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from seq2seq.model.encoder import EncoderOutput
+
+
+@dataclass
+class AttentionMemory:
+    """The source side of attention, prepared once per batch."""
+
+    keys: torch.Tensor  # (batch, src_len, key_size), already projected where the scorer can
+    values: torch.Tensor  # (batch, src_len, value_size)
+    mask: torch.Tensor  # (batch, src_len) True on real tokens
+
+    def select(self, index: torch.Tensor) -> AttentionMemory:
+        return AttentionMemory(self.keys[index], self.values[index], self.mask[index])
+
+
+class Attention(nn.Module):
+    """``query, memory → context, weights``; weights are (batch, heads, src_len) or None."""
+
+    context_size: int
+    # True when the context is exactly ``weights @ memory.values``: a linear map of the context
+    # can then be applied to the values once per batch instead of once per output word.
+    mixes_values = True
+
+    def prepare(self, encoder: EncoderOutput) -> AttentionMemory:
+        return AttentionMemory(encoder.states, encoder.states, encoder.mask)
+
+    def scores(self, query: torch.Tensor, memory: AttentionMemory) -> torch.Tensor:
+        """Similarities e_ij, (batch, src_len)."""
+        raise NotImplementedError
+
+    def forward(
+        self, query: torch.Tensor, memory: AttentionMemory
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        weights = masked_softmax(self.scores(query, memory), memory.mask)  # (batch, src_len)
+        context = torch.bmm(weights.unsqueeze(1), memory.values).squeeze(1)  # (batch, value)
+        return context, weights.unsqueeze(1)
+
+
+def masked_softmax(scores: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Softmax over the last dimension with exactly zero weight where ``mask`` is False."""
+    return torch.softmax(scores.masked_fill(~mask, float("-inf")), dim=-1)
+
+
+class NoAttention(Attention):
+    """The distracted model: one fixed context C (the encoder summary) for every output word."""
+
+    mixes_values = False
+
+    def __init__(self, value_size: int) -> None:
+        super().__init__()
+        self.context_size = value_size
+
+    def prepare(self, encoder: EncoderOutput) -> AttentionMemory:
+        summary = encoder.summary.unsqueeze(1)  # (batch, 1, value)
+        return AttentionMemory(summary, summary, encoder.mask[:, :1])
+
+    def forward(
+        self, query: torch.Tensor, memory: AttentionMemory
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        return memory.values[:, 0], None
+
+
+class BahdanauAttention(Attention):
+    """Additive attention, Bahdanau et al. 2015, eq. A.1.2: e_ij = vᵀ tanh(W s_{i-1} + U h_j).
+
+    U h_j does not depend on the output position, so it is computed once per batch in
+    :meth:`prepare`; each step only projects the query and adds.
+    """
+
+    def __init__(self, query_size: int, value_size: int, attention_size: int) -> None:
+        super().__init__()
+        self.query_proj = nn.Linear(query_size, attention_size, bias=False)  # W
+        self.key_proj = nn.Linear(value_size, attention_size, bias=False)  # U
+        self.energy = nn.Linear(attention_size, 1, bias=False)  # v
+        self.context_size = value_size
+
+    def prepare(self, encoder: EncoderOutput) -> AttentionMemory:
+        return AttentionMemory(self.key_proj(encoder.states), encoder.states, encoder.mask)
+
+    def scores(self, query: torch.Tensor, memory: AttentionMemory) -> torch.Tensor:
+        hidden = torch.tanh(self.query_proj(query).unsqueeze(1) + memory.keys)  # (b, src, att)
+        return self.energy(hidden).squeeze(-1)
+
+
+class DotAttention(Attention):
+    """Luong et al. 2015 "dot": e_ij = s_iᵀ h_j (query and annotations must have equal size)."""
+
+    def __init__(self, query_size: int, value_size: int) -> None:
+        super().__init__()
+        if query_size != value_size:
+            raise ValueError(
+                f"{type(self).__name__} needs the decoder size ({query_size}) to equal the encoder "
+                f"output size ({value_size}); use model/attention=general or change the sizes"
+            )
+        self.context_size = value_size
+        self.scale = 1.0
+
+    def scores(self, query: torch.Tensor, memory: AttentionMemory) -> torch.Tensor:
+        return torch.bmm(memory.keys, query.unsqueeze(-1)).squeeze(-1) * self.scale
+
+
+class ScaledDotAttention(DotAttention):
+    """Vaswani et al. 2017: e_ij = s_iᵀ h_j / √d, which keeps the softmax out of saturation."""
+
+    def __init__(self, query_size: int, value_size: int) -> None:
+        super().__init__(query_size, value_size)
+        self.scale = 1.0 / math.sqrt(value_size)
+
+
+class GeneralAttention(DotAttention):
+    """Luong et al. 2015 "general" (bilinear): e_ij = s_iᵀ W_a h_j.
+
+    W_a h_j is projected once per batch, which leaves a dot product per step.
+    """
+
+    def __init__(self, query_size: int, value_size: int) -> None:
+        nn.Module.__init__(self)
+        self.key_proj = nn.Linear(value_size, query_size, bias=False)  # W_a
+        self.context_size = value_size
+        self.scale = 1.0
+
+    def prepare(self, encoder: EncoderOutput) -> AttentionMemory:
+        return AttentionMemory(self.key_proj(encoder.states), encoder.states, encoder.mask)
+
+
+class MultiHeadAttention(Attention):
+    """Vaswani et al. 2017: H heads of scaled dot attention on learned projections.
+
+    Keys and values are projected once per batch. Weights come back per head,
+    (batch, heads, src_len); plots show their mean.
+    """
+
+    mixes_values = False
+
+    def __init__(self, query_size: int, value_size: int, attention_size: int, heads: int) -> None:
+        super().__init__()
+        if attention_size % heads:
+            raise ValueError(
+                f"model.attention.size ({attention_size}) must be divisible by "
+                f"model.attention.heads ({heads})"
+            )
+        self.heads, self.head_size = heads, attention_size // heads
+        self.query_proj = nn.Linear(query_size, attention_size, bias=False)
+        self.key_proj = nn.Linear(value_size, attention_size, bias=False)
+        self.value_proj = nn.Linear(value_size, attention_size, bias=False)
+        self.output_proj = nn.Linear(attention_size, attention_size, bias=False)
+        self.context_size = attention_size
+
+    def _split_heads(self, x: torch.Tensor) -> torch.Tensor:
+        batch, length, _ = x.shape
+        return x.view(batch, length, self.heads, self.head_size).transpose(1, 2)
+
+    def prepare(self, encoder: EncoderOutput) -> AttentionMemory:
+        keys = self._split_heads(self.key_proj(encoder.states))  # (batch, heads, src, head)
+        values = self._split_heads(self.value_proj(encoder.states))
+        return AttentionMemory(keys, values, encoder.mask)
+
+    def forward(
+        self, query: torch.Tensor, memory: AttentionMemory
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        batch = query.size(0)
+        q = self.query_proj(query).view(batch, self.heads, 1, self.head_size)
+        scores = torch.matmul(q, memory.keys.transpose(-1, -2)).squeeze(2)  # (batch, heads, src)
+        weights = masked_softmax(scores / math.sqrt(self.head_size), memory.mask.unsqueeze(1))
+        context = torch.matmul(weights.unsqueeze(2), memory.values).squeeze(2)  # (b, heads, head)
+        return self.output_proj(context.reshape(batch, -1)), weights
+
+
+ATTENTION_TYPES = ("none", "bahdanau", "dot", "general", "scaled_dot", "multihead")
+
+
+def build_attention(
+    name: str, query_size: int, value_size: int, attention_size: int, heads: int
+) -> Attention:
+    """The scorer named by ``model.attention.name``."""
+    if name == "none":
+        return NoAttention(value_size)
+    if name == "bahdanau":
+        return BahdanauAttention(query_size, value_size, attention_size)
+    if name == "dot":
+        return DotAttention(query_size, value_size)
+    if name == "scaled_dot":
+        return ScaledDotAttention(query_size, value_size)
+    if name == "general":
+        return GeneralAttention(query_size, value_size)
+    if name == "multihead":
+        return MultiHeadAttention(query_size, value_size, attention_size, heads)
+    raise ValueError(f"model.attention.name must be one of {ATTENTION_TYPES}, got {name!r}")

@@ -1,0 +1,59 @@
+"""The encoder-decoder, built from ``model.*`` config."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from seq2seq.config import ModelConfig
+from seq2seq.data.batching import Batch
+from seq2seq.model.attention import NoAttention, build_attention
+from seq2seq.model.decoder import ConditionalDecoder
+from seq2seq.model.encoder import EncoderOutput, RNNEncoder
+
+
+class Seq2Seq(nn.Module):
+    def __init__(self, encoder: RNNEncoder, decoder: ConditionalDecoder) -> None:
+        super().__init__()
+        self.encoder = encoder
+        self.decoder = decoder
+
+    @property
+    def has_attention_weights(self) -> bool:
+        return not isinstance(self.decoder.attention, NoAttention)
+
+    def encode(self, batch: Batch) -> EncoderOutput:
+        return self.encoder(batch.src, batch.src_lengths)
+
+    def forward(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Teacher-forced logits (batch, tgt_len, vocab) and attention weights (or None)."""
+        return self.decoder(batch.tgt_in, self.encode(batch))
+
+
+def build_model(cfg: ModelConfig, src_vocab_size: int, tgt_vocab_size: int) -> Seq2Seq:
+    encoder = RNNEncoder(
+        src_vocab_size,
+        cfg.embed_size,
+        cfg.encoder_hidden,
+        cfg.encoder_layers,
+        cfg.bidirectional,
+        cfg.rnn,
+        cfg.dropout,
+    )
+    attention = build_attention(
+        cfg.attention.name,
+        query_size=cfg.decoder_hidden,
+        value_size=encoder.output_size,
+        attention_size=cfg.attention.size,
+        heads=cfg.attention.heads,
+    )
+    decoder = ConditionalDecoder(
+        tgt_vocab_size,
+        cfg.embed_size,
+        cfg.decoder_hidden,
+        encoder.output_size,
+        cfg.rnn,
+        cfg.dropout,
+        attention,
+    )
+    return Seq2Seq(encoder, decoder)

@@ -1,0 +1,60 @@
+"""Self-contained checkpoints: written atomically, loaded without executing pickled code.
+
+A checkpoint holds the resolved config, both sentencepiece models (as bytes) and the weights, so
+translating needs nothing else; ``last.pt`` adds optimizer, scheduler, sampler and RNG state so a
+run can be resumed exactly.
+"""
+
+from __future__ import annotations
+
+import io
+import pickle
+import random
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from seq2seq.files import atomic_write_bytes
+
+FORMAT_VERSION = 1
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint file is missing, corrupt or not one of ours."""
+
+
+def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
+    """Serialize to memory, then write via a temporary file and a rename."""
+    buffer = io.BytesIO()
+    torch.save({"format_version": FORMAT_VERSION, **state}, buffer)
+    atomic_write_bytes(path, buffer.getvalue())
+
+
+def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """Load with ``weights_only=True``: tensors and plain Python values only, no code."""
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise CheckpointError(f"{path}: checkpoint not found")
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, zipfile.BadZipFile) as error:
+        raise CheckpointError(f"{path}: not a readable checkpoint ({error})") from error
+    if not isinstance(state, dict) or state.get("format_version") != FORMAT_VERSION:
+        raise CheckpointError(f"{path}: not a seq2seq checkpoint of format {FORMAT_VERSION}")
+    return state
+
+
+def rng_state() -> dict[str, Any]:
+    state: dict[str, Any] = {"python": random.getstate(), "torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def restore_rng_state(state: dict[str, Any]) -> None:
+    random.setstate(state["python"])
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])

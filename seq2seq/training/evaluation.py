@@ -1,0 +1,179 @@
+"""Scoring a model on a split: loss, greedy translations, BLEU/chrF, BLEU by length, AER."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from torch.nn import functional as F
+
+from seq2seq.data.dataset import TokenizedSplit
+from seq2seq.data.tokenizer import PAD_ID, SubwordTokenizer
+from seq2seq.metrics.alignment import (
+    corpus_alignment_error_rate,
+    hard_links_from_attention,
+    piece_word_indices_by_boundaries,
+    piece_word_indices_by_spans,
+)
+from seq2seq.metrics.translation import bleu_by_length, group_references, translation_scores
+from seq2seq.model.seq2seq import Seq2Seq
+from seq2seq.search import Hypothesis, greedy_search
+
+
+@dataclass
+class Translation:
+    """One unique source of a split, its references and the model's output."""
+
+    index: int  # position of the source's first occurrence in the split
+    source: str
+    references: list[str]
+    hypothesis: str
+    output: Hypothesis
+
+
+@dataclass
+class EvalResult:
+    loss: float
+    metrics: dict[str, float]
+    bleu_by_length: dict[str, float]
+    signature: str
+    translations: list[Translation] = field(default_factory=list)
+
+
+def sequence_loss(
+    logits: torch.Tensor, targets: torch.Tensor, label_smoothing: float = 0.0
+) -> torch.Tensor:
+    """Summed token cross-entropy over real (unpadded) target tokens."""
+    return F.cross_entropy(
+        logits.reshape(-1, logits.size(-1)),
+        targets.reshape(-1),
+        ignore_index=PAD_ID,
+        label_smoothing=label_smoothing,
+        reduction="sum",
+    )
+
+
+@torch.no_grad()
+def translate_split(
+    model: Seq2Seq,
+    split: TokenizedSplit,
+    target_tokenizer: SubwordTokenizer,
+    device: torch.device,
+    batch_size: int,
+    max_ratio: float,
+    max_extra: int,
+) -> list[Translation]:
+    """Greedy translations of every unique source of ``split``, in order of first occurrence."""
+    model.eval()
+    grouped = group_references(
+        [e.source for e in split.examples], [e.target for e in split.examples]
+    )
+    unique = TokenizedSplit(
+        split.name,
+        [split.examples[i] for i in grouped.first_index],
+        [split.source_ids[i] for i in grouped.first_index],
+        [split.target_ids[i] for i in grouped.first_index],
+    )
+    outputs: list[Hypothesis | None] = [None] * len(unique)
+    for batch in unique.eval_batches(batch_size):
+        for row, hypothesis in zip(
+            batch.indices, greedy_search(model, batch.to(device), max_ratio, max_extra), strict=True
+        ):
+            outputs[row] = hypothesis
+    translations = []
+    for k, output in enumerate(outputs):
+        assert output is not None, "a source was not decoded"
+        translations.append(
+            Translation(
+                grouped.first_index[k],
+                grouped.sources[k],
+                grouped.references[k],
+                target_tokenizer.decode(output.tokens),
+                output,
+            )
+        )
+    return translations
+
+
+@torch.no_grad()
+def teacher_forced_pass(
+    model: Seq2Seq, split: TokenizedSplit, device: torch.device, batch_size: int
+) -> tuple[float, dict[int, np.ndarray]]:
+    """Mean token loss over the split, and the attention weights on each reference.
+
+    Weights are (reference pieces + EOS, source pieces + EOS), averaged over heads; empty
+    for a model without attention.
+    """
+    model.eval()
+    total, tokens = 0.0, 0
+    weights: dict[int, np.ndarray] = {}
+    for batch in split.eval_batches(batch_size):
+        batch = batch.to(device)
+        logits, attention = model(batch)
+        total += float(sequence_loss(logits, batch.tgt_out))
+        tokens += batch.target_tokens
+        if attention is None:
+            continue
+        mean_heads = attention.mean(dim=2).float().cpu().numpy()  # (batch, tgt, src)
+        for row, index in enumerate(batch.indices):
+            tgt_len = len(split.target_ids[index]) + 1
+            src_len = int(batch.src_lengths[row])
+            weights[index] = mean_heads[row, :tgt_len, :src_len]
+    return total / max(tokens, 1), weights
+
+
+def alignment_error_rate(
+    split: TokenizedSplit,
+    weights: dict[int, np.ndarray],
+    source_tokenizer: SubwordTokenizer,
+    target_tokenizer: SubwordTokenizer,
+) -> float:
+    """Corpus AER of the hard links read off the teacher-forced attention, against gold links."""
+    items = []
+    for index, example in enumerate(split.examples):
+        gold = example.gold
+        assert gold is not None, f"{example.origin} has no gold alignment"
+        _, spans = source_tokenizer.piece_char_spans(example.source)
+        source_words = piece_word_indices_by_spans(spans, gold.source_words) + [-1]
+        pieces = target_tokenizer.pieces(split.target_ids[index]) + ["</s>"]
+        links = hard_links_from_attention(
+            weights[index], source_words, piece_word_indices_by_boundaries(pieces)
+        )
+        items.append((links, gold.sure, gold.possible))
+    return corpus_alignment_error_rate(items)
+
+
+def evaluate(
+    model: Seq2Seq,
+    split: TokenizedSplit,
+    source_tokenizer: SubwordTokenizer,
+    target_tokenizer: SubwordTokenizer,
+    device: torch.device,
+    *,
+    target_lang: str,
+    length_buckets: list[int],
+    batch_size: int,
+    max_ratio: float,
+    max_extra: int,
+    with_alignment: bool,
+) -> EvalResult:
+    """Everything a validation or the final test reports for one split."""
+    loss, weights = teacher_forced_pass(model, split, device, batch_size)
+    translations = translate_split(
+        model, split, target_tokenizer, device, batch_size, max_ratio, max_extra
+    )
+    hypotheses = [t.hypothesis for t in translations]
+    references = [t.references for t in translations]
+    scores = translation_scores(hypotheses, references, target_lang)
+    metrics = {"loss": loss, "bleu": float(scores["bleu"]), "chrf": float(scores["chrf"])}
+    if with_alignment and weights:
+        metrics["aer"] = alignment_error_rate(split, weights, source_tokenizer, target_tokenizer)
+    by_length = bleu_by_length(
+        hypotheses,
+        references,
+        [len(split.source_ids[t.index]) for t in translations],
+        length_buckets,
+        target_lang,
+    )
+    return EvalResult(loss, metrics, by_length, str(scores["bleu_signature"]), translations)

@@ -1,0 +1,213 @@
+"""What a run shows: TensorBoard scalars, alignment heatmaps, sample translations, HParams.
+
+One :class:`Reporter` (and so one TensorBoard writer) per run, created inside the Hydra task:
+a writer shared between multirun jobs would write into the wrong run.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from omegaconf import DictConfig
+from torch.utils.tensorboard import SummaryWriter
+from torch.utils.tensorboard.summary import hparams
+
+from seq2seq.data.tokenizer import EOS_ID
+from seq2seq.metrics.alignment import piece_word_indices_by_boundaries, piece_word_indices_by_spans
+from seq2seq.viz.heatmap import figure_to_png, plot_alignment, png_to_image_array, save_alignment
+
+if TYPE_CHECKING:
+    from seq2seq.model.seq2seq import Seq2Seq
+    from seq2seq.training.evaluation import EvalResult, Translation
+    from seq2seq.training.trainer import TrainingData
+
+log = logging.getLogger(__name__)
+
+HPARAM_KEYS = (
+    "data.name",
+    "data.source_lang",
+    "data.target_lang",
+    "model.name",
+    "model.attention.name",
+    "model.rnn",
+    "model.embed_size",
+    "model.encoder_hidden",
+    "model.encoder_layers",
+    "model.decoder_hidden",
+    "model.dropout",
+    "trainer.lr",
+    "trainer.batch_size",
+    "trainer.batch_type",
+    "trainer.seed",
+    "trainer.label_smoothing",
+)
+
+
+class Reporter:
+    def __init__(self, run_dir: Path, cfg: DictConfig, data: TrainingData, model: Seq2Seq) -> None:
+        self.run_dir = run_dir
+        self.cfg = cfg
+        self.data = data
+        self.writer = SummaryWriter(log_dir=str(run_dir))
+        self.draws_alignments = model.has_attention_weights
+        if not self.draws_alignments:
+            log.info(
+                "model.attention=none (the distracted model) has no attention weights: "
+                "no alignment heatmaps or AER are logged"
+            )
+        self.examples: list[int] | None = None
+        self.signature_logged = False
+
+    def training(self, step: int, loss: float, lr: float, tokens_per_sec: float) -> None:
+        self.writer.add_scalar("train/loss", loss, step)
+        self.writer.add_scalar("train/lr", lr, step)
+        self.writer.add_scalar("train/tokens_per_sec", tokens_per_sec, step)
+
+    def validation(self, step: int, result: EvalResult) -> None:
+        for name, value in result.metrics.items():
+            self.writer.add_scalar(f"valid/{name}", value, step)
+        for bucket, value in result.bleu_by_length.items():
+            self.writer.add_scalar(f"valid/bleu_by_len/{bucket}", value, step)
+        if not self.signature_logged:
+            self.writer.add_text("sacrebleu_signature", result.signature, step)
+            self.signature_logged = True
+        self.writer.add_text(
+            "samples", samples_markdown(result.translations[: self.cfg.viz.num_samples]), step
+        )
+        if self.draws_alignments:
+            self.alignments(step, result.translations)
+        self.writer.flush()
+
+    def alignments(self, step: int, translations: Sequence[Translation]) -> None:
+        """Heatmaps of the fixed example set: TensorBoard images and PNG+npz on disk."""
+        if self.examples is None:
+            self.examples = choose_examples(translations, list(self.cfg.viz.examples))
+        directory = self.run_dir / "alignments" / f"step_{step:07d}"
+        for n, index in enumerate(self.examples):
+            try:
+                labels, weights, gold = self.alignment_inputs(translations[index])
+                fig = plot_alignment(
+                    weights,
+                    labels[0],
+                    labels[1],
+                    sure=gold[0],
+                    possible=gold[1],
+                    font=self.cfg.viz.font,
+                    title=f"dev {translations[index].index + 1}, step {step}",
+                )
+                png = figure_to_png(fig)
+                self.writer.add_image(
+                    f"alignment/{n}", png_to_image_array(png), step, dataformats="HWC"
+                )
+                save_alignment(
+                    directory,
+                    f"dev_{translations[index].index + 1}",
+                    weights,
+                    labels[0],
+                    labels[1],
+                    png,
+                )
+            except Exception:  # a plot must never stop training
+                log.exception("could not draw the alignment of dev example %d", index)
+
+    def alignment_inputs(
+        self, translation: Translation
+    ) -> tuple[tuple[list[str], list[str]], np.ndarray, tuple[set, set]]:
+        """Piece labels, (target, source) weights and gold cells in piece coordinates."""
+        source_ids, spans = self.data.source_tokenizer.piece_char_spans(translation.source)
+        source_labels = [*self.data.source_tokenizer.pieces(source_ids), "</s>"]
+        tokens = translation.output.tokens
+        target_labels = self.data.target_tokenizer.pieces(tokens)
+        if tokens and tokens[-1] == EOS_ID:
+            target_labels[-1] = "</s>"
+        assert translation.output.weights is not None, "attention model without weights"
+        weights = translation.output.weights.mean(dim=1).numpy()
+        return (source_labels, target_labels), weights, self.gold_cells(translation, spans)
+
+    def gold_cells(
+        self, translation: Translation, source_spans: list[tuple[int, int]]
+    ) -> tuple[set, set]:
+        """Gold word links as (source piece, target piece) cells, when the output is the reference.
+
+        Gold links belong to the reference's words; drawn over a different output they would
+        mislead, so they are drawn only where the output equals the reference.
+        """
+        example = self.data.splits["dev"].examples[translation.index]
+        if example.gold is None or translation.hypothesis != example.target:
+            return set(), set()
+        source_words = piece_word_indices_by_spans(source_spans, example.gold.source_words)
+        target_words = piece_word_indices_by_boundaries(
+            self.data.target_tokenizer.pieces(translation.output.tokens)
+        )
+
+        def cells(links: frozenset[tuple[int, int]]) -> set[tuple[int, int]]:
+            return {
+                (s, t)
+                for s, sw in enumerate(source_words)
+                for t, tw in enumerate(target_words)
+                if (sw, tw) in links
+            }
+
+        return cells(example.gold.sure), cells(example.gold.possible - example.gold.sure)
+
+    def test(self, split: str, result: EvalResult) -> None:
+        prefix = "test" if split == "test" else f"test_{split}"
+        for name, value in result.metrics.items():
+            self.writer.add_scalar(f"{prefix}/{name}", value, 0)
+        for bucket, value in result.bleu_by_length.items():
+            self.writer.add_scalar(f"{prefix}/bleu_by_len/{bucket}", value, 0)
+
+    def close(self, final: dict[str, Any]) -> None:
+        """HParams entry: this run's settings beside its final numbers, then flush and close."""
+        metrics = {"hparams/best_dev_bleu": final["best_dev_bleu"]}
+        for split in ("test", "long"):
+            for name in ("bleu", "chrf", "aer"):
+                if name in final.get(split, {}):
+                    metrics[f"hparams/{split}_{name}"] = final[split][name]
+        params = {key: _lookup(self.cfg, key) for key in HPARAM_KEYS}
+        for summary in hparams(params, metrics):
+            self.writer.file_writer.add_summary(summary)
+        for tag, value in metrics.items():
+            self.writer.add_scalar(tag, value, 0)
+        self.writer.close()
+
+
+def _lookup(cfg: DictConfig, dotted: str) -> Any:
+    node: Any = cfg
+    for part in dotted.split("."):
+        node = node[part]
+    return node
+
+
+def choose_examples(translations: Sequence[Translation], configured: list[int]) -> list[int]:
+    """Configured dev positions, or by default three short-to-medium sources and the longest."""
+    if configured:
+        valid = [i for i in configured if 0 <= i < len(translations)]
+        if len(valid) < len(configured):
+            log.warning(
+                "viz.examples %s: only %s are within the %d dev sources",
+                configured,
+                valid,
+                len(translations),
+            )
+        return valid
+    by_length = sorted(range(len(translations)), key=lambda i: (len(translations[i].source), i))
+    picks = [by_length[int(q * (len(by_length) - 1))] for q in (0.2, 0.4, 0.6, 1.0)]
+    return list(dict.fromkeys(picks))
+
+
+def samples_markdown(translations: Sequence[Translation]) -> str:
+    """A markdown table of source, reference(s) and hypothesis for TensorBoard's text panel."""
+    rows = ["| source | reference(s) | hypothesis |", "|---|---|---|"]
+    for t in translations:
+        refs = "<br>".join(_escape(r) for r in t.references)
+        rows.append(f"| {_escape(t.source)} | {refs} | {_escape(t.hypothesis)} |")
+    return "\n".join(rows)
+
+
+def _escape(text: str) -> str:
+    return text.replace("|", "\\|")

@@ -1,0 +1,106 @@
+"""Every scorer: weights are a distribution over real source positions, contexts follow them."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from seq2seq.model.attention import (
+    ATTENTION_TYPES,
+    DotAttention,
+    MultiHeadAttention,
+    ScaledDotAttention,
+    build_attention,
+)
+from seq2seq.model.encoder import EncoderOutput
+
+SIZE = 8
+SCORERS = [name for name in ATTENTION_TYPES if name != "none"]
+
+
+def encoder_output(lengths: list[int], seed: int = 0) -> EncoderOutput:
+    generator = torch.Generator().manual_seed(seed)
+    states = torch.randn(len(lengths), max(lengths), SIZE, generator=generator)
+    mask = torch.arange(max(lengths))[None, :] < torch.tensor(lengths)[:, None]
+    return EncoderOutput(states * mask[..., None], states[:, 0], mask)
+
+
+@pytest.mark.parametrize("name", SCORERS)
+def test_weights_sum_to_one_and_are_zero_on_padding(name: str) -> None:
+    torch.manual_seed(0)
+    attention = build_attention(name, SIZE, SIZE, attention_size=SIZE, heads=2)
+    encoder = encoder_output([5, 3, 1])
+    context, weights = attention(torch.randn(3, SIZE), attention.prepare(encoder))
+    assert weights is not None and weights.shape[0] == 3 and weights.shape[-1] == 5
+    torch.testing.assert_close(weights.sum(-1), torch.ones(weights.shape[:-1]))
+    assert (weights[1, :, 3:] == 0).all() and (weights[2, :, 1:] == 0).all()
+    assert context.shape == (3, attention.context_size)
+
+
+@pytest.mark.parametrize("name", SCORERS)
+def test_padding_values_do_not_change_the_context(name: str) -> None:
+    torch.manual_seed(0)
+    attention = build_attention(name, SIZE, SIZE, attention_size=SIZE, heads=2)
+    encoder = encoder_output([4, 2])
+    query = torch.randn(2, SIZE)
+    noisy = EncoderOutput(
+        encoder.states + 100 * (~encoder.mask)[..., None], encoder.summary, encoder.mask
+    )
+    torch.testing.assert_close(
+        attention(query, attention.prepare(encoder))[0],
+        attention(query, attention.prepare(noisy))[0],
+    )
+
+
+@pytest.mark.parametrize("name", SCORERS)
+def test_context_follows_the_encoder_states(name: str) -> None:
+    torch.manual_seed(0)
+    attention = build_attention(name, SIZE, SIZE, attention_size=SIZE, heads=2)
+    encoder = encoder_output([4, 4])
+    query = torch.randn(2, SIZE)
+    changed = EncoderOutput(encoder.states.clone(), encoder.summary, encoder.mask)
+    changed.states[:, 2] += 1.0
+    before = attention(query, attention.prepare(encoder))[0]
+    assert not torch.allclose(before, attention(query, attention.prepare(changed))[0])
+
+
+def test_no_attention_gives_every_step_the_same_summary() -> None:
+    attention = build_attention("none", SIZE, SIZE, SIZE, 1)
+    encoder = encoder_output([4, 2])
+    memory = attention.prepare(encoder)
+    first, weights = attention(torch.randn(2, SIZE), memory)
+    second, _ = attention(torch.randn(2, SIZE), memory)
+    assert weights is None
+    torch.testing.assert_close(first, encoder.summary)
+    torch.testing.assert_close(second, first)
+
+
+def test_dot_and_scaled_dot_agree_up_to_the_scale() -> None:
+    encoder = encoder_output([5, 3])
+    query = torch.randn(2, SIZE)
+    dot, scaled = DotAttention(SIZE, SIZE), ScaledDotAttention(SIZE, SIZE)
+    dot_scores = dot.scores(query, dot.prepare(encoder))
+    scaled_scores = scaled.scores(query, scaled.prepare(encoder))
+    torch.testing.assert_close(scaled_scores, dot_scores / math.sqrt(SIZE))
+
+
+def test_one_head_equals_scaled_dot_with_the_same_projections() -> None:
+    multi = MultiHeadAttention(SIZE, SIZE, SIZE, heads=1)
+    for projection in (multi.query_proj, multi.key_proj, multi.value_proj, multi.output_proj):
+        torch.nn.init.eye_(projection.weight)
+    encoder = encoder_output([5, 3])
+    query = torch.randn(2, SIZE)
+    scaled = ScaledDotAttention(SIZE, SIZE)
+    expected_context, expected_weights = scaled(query, scaled.prepare(encoder))
+    context, weights = multi(query, multi.prepare(encoder))
+    torch.testing.assert_close(weights, expected_weights)
+    torch.testing.assert_close(context, expected_context)
+
+
+def test_dot_rejects_mismatched_sizes_with_advice() -> None:
+    with pytest.raises(ValueError, match="model/attention=general"):
+        build_attention("dot", 16, 8, 8, 1)
+    with pytest.raises(ValueError, match="must be one of"):
+        build_attention("cosine", 8, 8, 8, 1)

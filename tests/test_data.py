@@ -1,0 +1,150 @@
+"""Reading corpora strictly, the Tatoeba split, sentencepiece caching and batching."""
+
+from __future__ import annotations
+
+import io
+import zipfile
+from pathlib import Path
+
+import pytest
+import torch
+
+from seq2seq.data.batching import BucketBatchSampler, collate
+from seq2seq.data.corpus import CorpusError, read_parallel_tsv
+from seq2seq.data.tatoeba import ensure_tatoeba, split_pairs_by_group
+from seq2seq.data.tokenizer import BOS_ID, EOS_ID, PAD_ID, train_tokenizer
+
+
+def write(path: Path, data: bytes) -> Path:
+    path.write_bytes(data)
+    return path
+
+
+def test_reads_pairs_in_either_direction(tiny_tsv_dir: Path) -> None:
+    zh_en, skipped = read_parallel_tsv(tiny_tsv_dir / "train.tsv", ["zh", "en"], "zh", "en")
+    en_zh, _ = read_parallel_tsv(tiny_tsv_dir / "train.tsv", ["zh", "en"], "en", "zh")
+    assert skipped == 0 and len(zh_en) == 136
+    assert (zh_en[0].source, zh_en[0].target) == (en_zh[0].target, en_zh[0].source)
+    assert zh_en[0].origin == "train.tsv:1"
+
+
+@pytest.mark.parametrize(
+    ("line", "problem"),
+    [
+        (b"only one column\n", "expected 2 tab-separated columns, found 1"),
+        (b"a\tb\tc\n", "expected 2 tab-separated columns, found 3"),
+        (b"\xe6\x88\x91\t \n", "empty sentence"),
+        (b"\xff\xfe\tI\n", "not UTF-8"),
+    ],
+)
+def test_malformed_line_names_file_and_line(tmp_path: Path, line: bytes, problem: str) -> None:
+    path = write(tmp_path / "bad.tsv", "我爱你。\tI love you.\n".encode() + line)
+    with pytest.raises(CorpusError, match=rf"bad\.tsv:2: .*{problem}"):
+        read_parallel_tsv(path, ["zh", "en"], "zh", "en")
+    examples, skipped = read_parallel_tsv(path, ["zh", "en"], "zh", "en", on_malformed="skip")
+    assert skipped == 1 and [e.target for e in examples] == ["I love you."]
+
+
+def test_missing_file_and_unknown_language(tmp_path: Path) -> None:
+    with pytest.raises(CorpusError, match="file not found"):
+        read_parallel_tsv(tmp_path / "nope.tsv", ["zh", "en"], "zh", "en")
+    with pytest.raises(ValueError, match="'fr' is not one of the TSV columns"):
+        read_parallel_tsv(tmp_path / "nope.tsv", ["zh", "en"], "fr", "en")
+
+
+def test_tatoeba_split_keeps_shared_sentences_together() -> None:
+    pairs = [(f"中{i}", f"en{i}") for i in range(200)]
+    pairs += [("中0", "another translation"), ("new source", "en5"), ("中7", "en8")]
+    splits = split_pairs_by_group(pairs, {"dev": 20, "test": 30}, seed=3)
+    assert sum(len(v) for v in splits.values()) == len(pairs)
+    assert splits == split_pairs_by_group(pairs, {"dev": 20, "test": 30}, seed=3)
+    train_sentences = {s for pair in splits["train"] for s in pair}
+    for name in ("dev", "test"):
+        assert len(splits[name]) >= (20 if name == "dev" else 30)
+        assert not {s for pair in splits[name] for s in pair} & train_sentences
+
+
+def test_tatoeba_download_from_archive(tmp_path: Path) -> None:
+    lines = "".join(
+        f"Sentence {i}.\t句子{i}。\tCC-BY 2.0 (France) Attribution\n" for i in range(3000)
+    )
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("cmn.txt", lines)
+    zip_path = write(tmp_path / "cmn-eng.zip", buffer.getvalue())
+    target = tmp_path / "tatoeba"
+    ensure_tatoeba(target, zip_path.as_uri())
+    test_lines = (target / "test.tsv").read_text(encoding="utf-8").splitlines()
+    assert len(test_lines) == 1500 and test_lines[0].split("\t")[0].startswith("句子")
+    assert len((target / "train.tsv").read_text(encoding="utf-8").splitlines()) == 500
+
+
+def test_tatoeba_offline_message_says_what_to_do(tmp_path: Path) -> None:
+    with pytest.raises(RuntimeError, match="train.tsv, dev.tsv and test.tsv"):
+        ensure_tatoeba(tmp_path / "t", (tmp_path / "missing.zip").as_uri())
+
+
+def test_sentencepiece_model_is_cached(tmp_path: Path, tiny_tsv_dir: Path) -> None:
+    texts = [
+        e.target for e in read_parallel_tsv(tiny_tsv_dir / "train.tsv", ["zh", "en"], "zh", "en")[0]
+    ]
+    first = train_tokenizer(texts, "en", 60, "unigram", tmp_path)
+    (cached,) = (tmp_path / "spm").iterdir()
+    stamp = cached.stat().st_mtime_ns
+    second = train_tokenizer(texts, "en", 60, "unigram", tmp_path)
+    assert cached.stat().st_mtime_ns == stamp and first.model_proto == second.model_proto
+    assert second.decode(second.encode(["I love you."])[0]) == "I love you."
+    train_tokenizer(texts[:-1], "en", 60, "unigram", tmp_path)
+    assert len(list((tmp_path / "spm").iterdir())) == 2  # another corpus, another model
+
+
+def test_collate_pads_sorts_and_shifts_targets() -> None:
+    batch = collate([[5], [6, 7, 8]], [[9, 10], [11]], indices=[40, 41])
+    assert batch.indices == [41, 40]
+    assert batch.src.tolist() == [[6, 7, 8, EOS_ID], [5, EOS_ID, PAD_ID, PAD_ID]]
+    assert batch.src_lengths.tolist() == [4, 2]
+    assert batch.tgt_in.tolist() == [[BOS_ID, 11, PAD_ID], [BOS_ID, 9, 10]]
+    assert batch.tgt_out.tolist() == [[11, EOS_ID, PAD_ID], [9, 10, EOS_ID]]
+    assert batch.target_tokens == 5
+
+
+def test_sampler_covers_each_example_once_with_little_padding() -> None:
+    lengths = [(i * 7919) % 50 + 1 for i in range(1000)]
+    sampler = BucketBatchSampler(lengths, "sentences", 32, bucket_batches=10, seed=0)
+    batches = list(sampler)
+    assert sorted(i for b in batches for i in b) == list(range(1000))
+    unbucketed = list(BucketBatchSampler(lengths, "sentences", 32, bucket_batches=1, seed=0))
+
+    def padded(batches: list[list[int]]) -> int:
+        return sum(len(b) * max(lengths[i] for i in b) for b in batches)
+
+    assert padded(batches) < 1.2 * sum(lengths) < 0.8 * padded(unbucketed)
+    assert sampler.epoch == 1 and list(sampler) != batches  # a new epoch, a new order
+
+
+def test_token_batches_respect_the_budget() -> None:
+    lengths = [(i * 31) % 40 + 1 for i in range(500)]
+    sampler = BucketBatchSampler(lengths, "tokens", 200, bucket_batches=5, seed=0)
+    for batch in sampler:
+        assert len(batch) * max(lengths[i] for i in batch) <= 200
+
+
+def test_sampler_resumes_mid_epoch() -> None:
+    lengths = list(range(1, 301))
+    reference = BucketBatchSampler(lengths, "sentences", 16, 4, seed=5)
+    expected = list(reference) + list(reference)
+    sampler = BucketBatchSampler(lengths, "sentences", 16, 4, seed=5)
+    seen = []
+    for batch in sampler:
+        seen.append(batch)
+        if len(seen) == 7:
+            break
+    restored = BucketBatchSampler(lengths, "sentences", 16, 4, seed=5)
+    restored.load_state_dict(sampler.state_dict())
+    seen += list(restored) + list(restored)
+    assert seen == expected
+
+
+def test_collate_without_targets_is_for_translation() -> None:
+    batch = collate([[5, 6]], None, [0])
+    assert batch.tgt_in.shape == (1, 0) and torch.equal(batch.src, torch.tensor([[5, 6, EOS_ID]]))

@@ -1,0 +1,148 @@
+"""Alignment heatmaps: Chinese renders with a real CJK font, gold overlays, saving."""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+from matplotlib import font_manager, ft2font
+from matplotlib.patches import Rectangle
+
+from seq2seq.viz import fonts
+from seq2seq.viz.heatmap import figure_to_png, plot_alignment, png_to_image_array, save_alignment
+
+SOURCE = ["我", "爱", "你"]
+TARGET = ["I", "love", "you", "</s>"]
+WEIGHTS = np.array(
+    [
+        [0.8, 0.1, 0.1],
+        [0.1, 0.8, 0.1],
+        [0.1, 0.1, 0.8],
+        [0.3, 0.3, 0.4],
+    ]
+)
+
+
+@pytest.fixture
+def fresh_font_cache() -> Iterator[None]:
+    """Forget the process-wide font lookup before and after, so tests don't see each other's."""
+    fonts._cached_font_properties.cache_clear()
+    yield
+    fonts._cached_font_properties.cache_clear()
+
+
+def _glyph_warnings(records: list[warnings.WarningMessage]) -> list[str]:
+    return [str(r.message) for r in records if "glyph" in str(r.message).lower()]
+
+
+def test_chinese_renders_with_the_installed_cjk_font(
+    fresh_font_cache: None, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = fonts.find_cjk_font()
+    if path is None:
+        pytest.fail(
+            "no CJK font found; install fonts-wqy-microhei (CI does) so Chinese labels render"
+        )
+    font = ft2font.FT2Font(str(path))
+    missing = [c for c in "我爱你" if font.get_char_index(ord(c)) == 0]
+    assert not missing, f"{path} has no glyphs for {missing}"
+
+    caplog.set_level(logging.DEBUG, logger="matplotlib")
+    with warnings.catch_warnings(record=True) as records:
+        warnings.simplefilter("always")
+        props = fonts.cjk_font_properties()
+        assert props is not None
+        assert Path(font_manager.findfont(props)) == path
+        png = figure_to_png(plot_alignment(WEIGHTS, SOURCE, TARGET, title="我爱你"))
+
+    assert png.startswith(b"\x89PNG")
+    assert _glyph_warnings(records) == []
+    assert not [r for r in caplog.records if "glyph" in r.getMessage().lower()]
+
+
+def test_missing_cjk_font_warns_once_and_still_plots(
+    fresh_font_cache: None, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setattr(fonts, "find_cjk_font", lambda configured=None: None)
+    caplog.set_level(logging.WARNING, logger=fonts.__name__)
+
+    with warnings.catch_warnings(record=True) as records:
+        warnings.simplefilter("always")
+        pngs = [figure_to_png(plot_alignment(WEIGHTS, SOURCE, TARGET)) for _ in range(2)]
+
+    font_warnings = [r for r in caplog.records if r.name == fonts.__name__]
+    assert len(font_warnings) == 1, [r.getMessage() for r in font_warnings]
+    assert "fonts-wqy-microhei" in font_warnings[0].getMessage()
+    assert "viz.font" in font_warnings[0].getMessage()
+    # Matplotlib warns per missing Chinese glyph; plot_alignment must keep that quiet.
+    assert _glyph_warnings(records) == []
+    for png in pngs:
+        assert png.startswith(b"\x89PNG")
+        image = png_to_image_array(png)
+        assert image.dtype == np.uint8
+        assert image.ndim == 3 and image.shape[2] == 3
+        assert image.shape[0] > 50 and image.shape[1] > 50
+
+
+def test_configured_font_that_does_not_exist_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="no such font file"):
+        fonts.find_cjk_font(str(tmp_path / "missing.ttf"))
+
+
+def test_figure_grows_with_sentence_length_within_bounds() -> None:
+    short = plot_alignment(WEIGHTS, SOURCE, TARGET).get_size_inches()
+    n_source, n_target = 20, 25
+    longer = plot_alignment(
+        np.full((n_target, n_source), 1 / n_source), ["字"] * n_source, ["word"] * n_target
+    ).get_size_inches()
+    huge = plot_alignment(np.zeros((300, 300)), ["字"] * 300, ["w"] * 300).get_size_inches()
+
+    assert longer[0] > short[0] and longer[1] > short[1]
+    assert huge[0] >= longer[0] and huge[1] >= longer[1]
+    assert max(huge) <= 30, "figure size must stay bounded for very long sentences"
+
+
+def test_gold_overlay_outlines_sure_solid_and_possible_dashed() -> None:
+    fig = plot_alignment(
+        WEIGHTS,
+        SOURCE,
+        TARGET,
+        sure=[(0, 0), (1, 1), (2, 2)],
+        possible=[(2, 2), (2, 3)],  # (2, 2) is also sure, so it is drawn once, as sure
+    )
+    matrix_axes = fig.axes[0]
+    outlines = {
+        (round(p.get_x() + 0.5), round(p.get_y() + 0.5)): p.get_linestyle()
+        for p in matrix_axes.patches
+        if isinstance(p, Rectangle) and not p.get_fill()
+    }
+    assert len(matrix_axes.patches) == 4
+    assert outlines == {(0, 0): "-", (1, 1): "-", (2, 2): "-", (2, 3): "--"}
+    assert fig.legends, "a legend should explain the outlines"
+
+
+def test_invalid_inputs_raise_actionable_errors() -> None:
+    with pytest.raises(ValueError, match="shape"):
+        plot_alignment(WEIGHTS.T, SOURCE, TARGET)
+    with pytest.raises(ValueError, match="outside"):
+        plot_alignment(WEIGHTS, SOURCE, TARGET, sure=[(3, 0)])
+
+
+def test_save_alignment_writes_png_and_round_tripping_npz(tmp_path: Path) -> None:
+    png = figure_to_png(plot_alignment(WEIGHTS, SOURCE, TARGET))
+    directory = tmp_path / "alignments" / "step_100"
+    sure = np.array([[0, 0], [1, 1], [2, 2]])
+
+    save_alignment(directory, "dev_0", WEIGHTS, SOURCE, TARGET, png, sure=sure)
+
+    assert sorted(p.name for p in directory.iterdir()) == ["dev_0.npz", "dev_0.png"]
+    assert (directory / "dev_0.png").read_bytes() == png
+    with np.load(directory / "dev_0.npz") as saved:  # no allow_pickle: labels are str arrays
+        np.testing.assert_allclose(saved["weights"], WEIGHTS)
+        assert saved["source_labels"].tolist() == SOURCE
+        assert saved["target_labels"].tolist() == TARGET
+        np.testing.assert_array_equal(saved["sure"], sure)

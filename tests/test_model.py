@@ -1,0 +1,154 @@
+"""Encoder packing, decoder masking, greedy search and checkpoints of small models."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from omegaconf import OmegaConf
+
+from seq2seq.config import ModelConfig
+from seq2seq.data.batching import collate
+from seq2seq.data.tokenizer import EOS_ID
+from seq2seq.model.seq2seq import Seq2Seq, build_model
+from seq2seq.search import greedy_search
+from seq2seq.training.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from seq2seq.training.evaluation import sequence_loss
+
+VOCAB = 30
+
+
+def small_model(attention: str = "bahdanau", rnn: str = "gru", layers: int = 1) -> Seq2Seq:
+    cfg = OmegaConf.structured(
+        ModelConfig(
+            name="test",
+            rnn=rnn,
+            embed_size=8,
+            encoder_hidden=6,
+            encoder_layers=layers,
+            decoder_hidden=12,
+            dropout=0.0,  # 2 * encoder_hidden: dot attention works
+        )
+    )
+    cfg.attention.name, cfg.attention.size, cfg.attention.heads = attention, 12, 2
+    torch.manual_seed(0)
+    return build_model(cfg, VOCAB, VOCAB).eval()
+
+
+def toy_batch():
+    sources = [[5, 6, 7, 8, 9], [10, 11], [12, 13, 14]]
+    targets = [[15, 16, 17], [18, 19, 20, 21], [22]]
+    return collate(sources, targets, [0, 1, 2])
+
+
+@pytest.mark.parametrize(
+    "attention", ["none", "bahdanau", "dot", "general", "scaled_dot", "multihead"]
+)
+@pytest.mark.parametrize("rnn", ["gru", "lstm"])
+def test_padding_changes_nothing(attention: str, rnn: str) -> None:
+    """A sentence scores the same alone as in a padded batch (packing + masks + loss mask)."""
+    model = small_model(attention, rnn)
+    batch = toy_batch()
+    logits, weights = model(batch)
+    row = batch.indices.index(1)  # the short sentence, padded in the batch
+    alone = collate([[10, 11]], [[18, 19, 20, 21]], [1])
+    alone_logits, alone_weights = model(alone)
+    torch.testing.assert_close(logits[row, :5], alone_logits[0], atol=1e-5, rtol=1e-4)
+    if attention == "none":
+        assert weights is None
+    else:
+        assert weights is not None and (weights[row, :, :, 3:] == 0).all()
+        torch.testing.assert_close(weights[row, :5, :, :3], alone_weights[0], atol=1e-5, rtol=1e-4)
+    loss = sequence_loss(logits, batch.tgt_out)
+    expected = sum(
+        sequence_loss(logits[r : r + 1, :n], batch.tgt_out[r : r + 1, :n])
+        for r, n in enumerate((batch.tgt_out != 0).sum(1).tolist())
+    )
+    torch.testing.assert_close(loss, expected)
+
+
+def test_training_reduces_the_loss() -> None:
+    model = small_model().train()
+    optimizer = torch.optim.Adam(model.parameters(), lr=0.01)
+    batch = toy_batch()
+    losses = []
+    for _ in range(30):
+        logits, _ = model(batch)
+        loss = sequence_loss(logits, batch.tgt_out) / batch.target_tokens
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    assert losses[-1] < 0.2 * losses[0]
+    outputs = greedy_search(model.eval(), toy_batch())
+    by_index = dict(zip(toy_batch().indices, outputs, strict=True))
+    assert by_index[1].tokens == [18, 19, 20, 21, EOS_ID]
+
+
+def test_greedy_search_returns_one_attention_row_per_token() -> None:
+    model = small_model()
+    batch = toy_batch()
+    for row, hypothesis in enumerate(greedy_search(model, batch, max_ratio=1.0, max_extra=2)):
+        assert 1 <= len(hypothesis.tokens) <= int(batch.src_lengths.max()) + 2
+        assert hypothesis.weights is not None
+        assert hypothesis.weights.shape == (len(hypothesis.tokens), 1, int(batch.src_lengths[row]))
+        assert hypothesis.score <= 0
+
+
+def test_greedy_score_is_the_teacher_forced_log_probability() -> None:
+    model = small_model()
+    batch = collate([[5, 6, 7]], None, [0])
+    (hypothesis,) = greedy_search(model, batch)
+    forced = collate([[5, 6, 7]], [hypothesis.tokens[:-1]], [0])
+    logits, _ = model(forced)
+    log_probs = torch.log_softmax(logits, -1)[0]  # position i predicts tokens[i]
+    expected = log_probs.gather(1, torch.tensor(hypothesis.tokens).unsqueeze(1)).sum()
+    torch.testing.assert_close(torch.tensor(hypothesis.score), expected, atol=1e-4, rtol=1e-4)
+
+
+def test_multi_layer_unidirectional_encoder_builds() -> None:
+    cfg = OmegaConf.structured(
+        ModelConfig(
+            name="t",
+            encoder_layers=2,
+            bidirectional=False,
+            embed_size=8,
+            encoder_hidden=6,
+            decoder_hidden=6,
+        )
+    )
+    cfg.attention.name = "dot"
+    model = build_model(cfg, VOCAB, VOCAB)
+    logits, weights = model(toy_batch())
+    assert logits.shape[-1] == VOCAB and weights is not None
+
+
+def test_checkpoint_round_trip_and_errors(tmp_path: Path) -> None:
+    model = small_model()
+    path = tmp_path / "ckpt" / "best.pt"
+    save_checkpoint(path, {"model": model.state_dict(), "source_spm": b"bytes", "step": 3})
+    assert [p.name for p in path.parent.iterdir()] == ["best.pt"]  # no temporary file left
+    state = load_checkpoint(path)
+    restored = small_model()
+    for p in restored.parameters():
+        torch.nn.init.zeros_(p)
+    restored.load_state_dict(state["model"])
+    torch.testing.assert_close(restored(toy_batch())[0], model(toy_batch())[0])
+    assert state["source_spm"] == b"bytes"
+
+    with pytest.raises(CheckpointError, match="not found"):
+        load_checkpoint(tmp_path / "missing.pt")
+    (tmp_path / "corrupt.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(CheckpointError, match="not a readable checkpoint"):
+        load_checkpoint(tmp_path / "corrupt.pt")
+
+
+def test_checkpoint_refuses_pickled_code(tmp_path: Path) -> None:
+    class Payload:
+        def __reduce__(self):
+            return (print, ("pickled code ran",))
+
+    torch.save({"format_version": 1, "evil": Payload()}, tmp_path / "evil.pt")
+    with pytest.raises(CheckpointError):
+        load_checkpoint(tmp_path / "evil.pt")

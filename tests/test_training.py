@@ -1,0 +1,154 @@
+"""End-to-end runs of the trainer on tiny configs: outputs, TensorBoard, resume, repeatability."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from hydra import compose, initialize_config_dir
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from seq2seq.config import PROJECT_ROOT, register_configs
+from seq2seq.training.checkpoint import load_checkpoint
+from seq2seq.training.trainer import train
+
+TINY = Path(__file__).resolve().parent / "data" / "tiny"
+pytestmark = pytest.mark.slow
+
+
+def tiny_overrides(cache: Path) -> list[str]:
+    return [
+        "data=tsv",
+        f"data.train={TINY / 'train.tsv'}",
+        f"data.dev={TINY / 'dev.tsv'}",
+        f"data.test={TINY / 'test.tsv'}",
+        "data.src_vocab_size=40",
+        "data.tgt_vocab_size=40",
+        f"data.cache_dir={cache}",
+        "model.embed_size=16",
+        "model.encoder_hidden=16",
+        "model.decoder_hidden=32",
+        "model.attention.size=16",
+        "trainer.max_steps=6",
+        "trainer.eval_every=3",
+        "trainer.log_every=2",
+        "trainer.batch_size=16",
+        "trainer.progress=false",
+        "trainer.max_minutes=0",
+        "trainer.threads=1",
+        "viz.examples=[0,1]",
+    ]
+
+
+def run(tmp_path: Path, name: str, *overrides: str) -> Path:
+    register_configs()
+    with initialize_config_dir(str(PROJECT_ROOT / "configs"), version_base="1.3"):
+        cfg = compose("config", overrides=[*tiny_overrides(tmp_path / "cache"), *overrides])
+    run_dir = tmp_path / name
+    train(cfg, run_dir)
+    return run_dir
+
+
+def events(run_dir: Path) -> EventAccumulator:
+    accumulator = EventAccumulator(
+        str(run_dir), size_guidance={"images": 0, "scalars": 0, "tensors": 0}
+    )
+    accumulator.Reload()
+    return accumulator
+
+
+def test_run_writes_checkpoints_metrics_and_tensorboard(tmp_path: Path) -> None:
+    run_dir = run(tmp_path, "run")
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["steps"] == 6 and 0 <= metrics["test"]["bleu"] <= 100
+    assert "nrefs:var" in metrics["test"]["signature"]  # dev/test group repeated sources
+    assert {p.name for p in (run_dir / "checkpoints").iterdir()} == {"best.pt", "last.pt"}
+    assert {p.name for p in (run_dir / "spm").iterdir()} == {"zh.model", "en.model"}
+    best = load_checkpoint(run_dir / "checkpoints" / "best.pt")
+    assert best["source_spm"] == (run_dir / "spm" / "zh.model").read_bytes()
+    assert best["config"]["model"]["attention"]["name"] == "bahdanau"
+
+    accumulator = events(run_dir)
+    scalars = set(accumulator.Tags()["scalars"])
+    assert {
+        "train/loss",
+        "train/lr",
+        "train/tokens_per_sec",
+        "valid/loss",
+        "valid/bleu",
+        "valid/chrf",
+        "test/bleu",
+        "test/chrf",
+    } <= scalars
+    assert any(tag.startswith("valid/bleu_by_len/") for tag in scalars)
+    assert "valid/aer" not in scalars  # no gold alignments in a TSV corpus
+    assert [e.step for e in accumulator.Scalars("valid/bleu")] == [3, 6]
+    for tag in ("alignment/0", "alignment/1"):
+        images = accumulator.Images(tag)
+        assert [image.step for image in images] == [3, 6]
+        assert images[0].encoded_image_string.startswith(b"\x89PNG")
+        assert images[0].width > 100 and images[0].height > 100
+    assert any("samples" in tag for tag in accumulator.Tags()["tensors"])
+    assert (run_dir / "alignments" / "step_0000006").is_dir()
+    assert len(list((run_dir / "alignments" / "step_0000006").glob("*.npz"))) == 2
+
+
+def test_distracted_model_logs_no_alignment(tmp_path: Path) -> None:
+    run_dir = run(tmp_path, "distracted", "model=distracted")
+    accumulator = events(run_dir)
+    assert not accumulator.Tags()["images"]
+    assert "valid/bleu" in accumulator.Tags()["scalars"]
+    assert not (run_dir / "alignments").exists()
+
+
+def test_same_seed_same_numbers_and_resume_continues_exactly(tmp_path: Path) -> None:
+    first = json.loads((run(tmp_path, "a") / "metrics.json").read_text())
+    second = json.loads((run(tmp_path, "b") / "metrics.json").read_text())
+    assert first["test"] == second["test"] and first["best_dev_bleu"] == second["best_dev_bleu"]
+
+    half = run(tmp_path, "half", "trainer.max_steps=3")
+    resumed = run(tmp_path, "resumed", f"trainer.resume={half / 'checkpoints' / 'last.pt'}")
+    straight = load_checkpoint(tmp_path / "a" / "checkpoints" / "last.pt")["model"]
+    continued = load_checkpoint(resumed / "checkpoints" / "last.pt")["model"]
+    for name, tensor in straight.items():
+        torch.testing.assert_close(continued[name], tensor, msg=name)
+
+
+def test_en_to_zh_direction_trains(tmp_path: Path) -> None:
+    run_dir = run(tmp_path, "en-zh", "data.source_lang=en", "data.target_lang=zh")
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert "tok:zh" in metrics["test"]["signature"]
+
+
+@pytest.mark.parametrize(
+    "attention", ["none", "bahdanau", "dot", "general", "scaled_dot", "multihead"]
+)
+def test_every_attention_trains_from_the_command_line(tmp_path: Path, attention: str) -> None:
+    """``python train.py`` from another working directory, outputs only in the run directory."""
+    run_dir = tmp_path / "run"
+    workdir = tmp_path / "elsewhere"
+    workdir.mkdir()
+    overrides = tiny_overrides(tmp_path / "cache") + [
+        f"model/attention={attention}",
+        "model.decoder_hidden=32",
+        "trainer.max_steps=3",
+        f"hydra.run.dir={run_dir}",
+    ]
+    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+    result = subprocess.run(
+        [sys.executable, str(PROJECT_ROOT / "train.py"), *overrides],
+        cwd=workdir,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert (run_dir / "checkpoints" / "best.pt").is_file()
+    assert json.loads((run_dir / "metrics.json").read_text())["steps"] == 3
+    assert not list(workdir.iterdir())

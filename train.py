@@ -1,0 +1,24 @@
+"""Train a translator: ``python train.py [group=option ...] [key=value ...]`` (Hydra)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig
+
+from seq2seq.config import register_configs
+from seq2seq.training.trainer import train
+
+register_configs()
+
+
+@hydra.main(version_base="1.3", config_path="configs", config_name="config")
+def main(cfg: DictConfig) -> float:
+    """Hydra task: returns the best dev BLEU so sweepers can optimise it."""
+    return train(cfg, Path(HydraConfig.get().runtime.output_dir))
+
+
+if __name__ == "__main__":
+    main()
