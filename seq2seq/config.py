@@ -67,6 +67,8 @@ class ModelConfig:
     encoder_layers: int = 1
     bidirectional: bool = True
     decoder_hidden: int = 512
+    decoder_style: str = "bahdanau"
+    input_feeding: bool = True
     dropout: float = 0.2
     attention: AttentionConfig = field(default_factory=AttentionConfig)
 

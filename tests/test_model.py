@@ -19,16 +19,19 @@ from seq2seq.training.evaluation import sequence_loss
 VOCAB = 30
 
 
-def small_model(attention: str = "bahdanau", rnn: str = "gru", layers: int = 1) -> Seq2Seq:
+def small_model(
+    attention: str = "bahdanau", rnn: str = "gru", style: str = "bahdanau", feeding: bool = True
+) -> Seq2Seq:
     cfg = OmegaConf.structured(
         ModelConfig(
             name="test",
             rnn=rnn,
             embed_size=8,
             encoder_hidden=6,
-            encoder_layers=layers,
-            decoder_hidden=12,
-            dropout=0.0,  # 2 * encoder_hidden: dot attention works
+            decoder_hidden=12,  # 2 * encoder_hidden: dot attention works
+            decoder_style=style,
+            input_feeding=feeding,
+            dropout=0.0,
         )
     )
     cfg.attention.name, cfg.attention.size, cfg.attention.heads = attention, 12, 2
@@ -45,10 +48,18 @@ def toy_batch():
 @pytest.mark.parametrize(
     "attention", ["none", "bahdanau", "dot", "general", "scaled_dot", "multihead"]
 )
-@pytest.mark.parametrize("rnn", ["gru", "lstm"])
-def test_padding_changes_nothing(attention: str, rnn: str) -> None:
+@pytest.mark.parametrize(
+    ("rnn", "style", "feeding"),
+    [
+        ("gru", "bahdanau", True),
+        ("lstm", "bahdanau", True),
+        ("gru", "luong", True),
+        ("lstm", "luong", False),
+    ],
+)
+def test_padding_changes_nothing(attention: str, rnn: str, style: str, feeding: bool) -> None:
     """A sentence scores the same alone as in a padded batch (packing + masks + loss mask)."""
-    model = small_model(attention, rnn)
+    model = small_model(attention, rnn, style, feeding)
     batch = toy_batch()
     logits, weights = model(batch)
     row = batch.indices.index(1)  # the short sentence, padded in the batch
@@ -68,12 +79,13 @@ def test_padding_changes_nothing(attention: str, rnn: str) -> None:
     torch.testing.assert_close(loss, expected)
 
 
-def test_training_reduces_the_loss() -> None:
-    model = small_model().train()
+@pytest.mark.parametrize("style", ["bahdanau", "luong"])
+def test_training_reduces_the_loss(style: str) -> None:
+    model = small_model(style=style).train()
     optimizer = torch.optim.Adam(model.parameters(), lr=0.01)
     batch = toy_batch()
     losses = []
-    for _ in range(30):
+    for _ in range(80):
         logits, _ = model(batch)
         loss = sequence_loss(logits, batch.tgt_out) / batch.target_tokens
         optimizer.zero_grad()

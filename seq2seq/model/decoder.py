@@ -1,11 +1,18 @@
-"""The conditional RNN decoder of Bahdanau et al. (2015): s_i = f(s_{i-1}, y_{i-1}, C_i).
+"""RNN decoders: where the attention context enters the recurrence.
 
-For each output word the previous state s_{i-1} queries the attention, the context C_i joins the
-embedding of the previous word as RNN input, and the output layer reads s_i, C_i and y_{i-1}.
+Two wirings share everything but the step and the output layer:
+
+- :class:`BahdanauDecoder` (Bahdanau et al. 2015): s_i = f(s_{i-1}, y_{i-1}, C_i). The previous
+  state s_{i-1} queries the attention, the context C_i joins the embedding of the previous word
+  as RNN input, and the output layer reads s_i, C_i and y_{i-1}. With :class:`NoAttention`, C_i is
+  the same fixed C for every word: the distracted encoder-decoder.
+- :class:`LuongDecoder` (Luong et al. 2015): the RNN steps first, the *new* state s_i queries the
+  attention, and the output reads the attentional vector h̃_i = tanh(W_c [C_i; s_i]). With input
+  feeding, h̃_{i-1} joins the next RNN input so the decoder knows what it attended to.
 
 Speed: only the recurrence and attention depend on the previous step. The embedding and its
 input projection, and the output layer over all steps, are each one large matrix product per
-batch; the loop body is two small matrix products, the attention and the gate arithmetic.
+batch; the loop body is the attention, one or two small matrix products and the gate arithmetic.
 """
 
 from __future__ import annotations
@@ -24,9 +31,14 @@ from seq2seq.model.encoder import EncoderOutput
 class DecoderState:
     hidden: torch.Tensor  # (batch, hidden) s_i
     cell: torch.Tensor | None  # (batch, hidden) LSTM memory cell, None for GRU
+    attentional: torch.Tensor | None = None  # (batch, hidden) Luong's h̃_i for input feeding
 
     def select(self, index: torch.Tensor) -> DecoderState:
-        return DecoderState(self.hidden[index], None if self.cell is None else self.cell[index])
+        return DecoderState(
+            self.hidden[index],
+            None if self.cell is None else self.cell[index],
+            None if self.attentional is None else self.attentional[index],
+        )
 
 
 @dataclass
@@ -41,8 +53,8 @@ class DecoderMemory:
         return DecoderMemory(self.attention.select(index), gates)
 
 
-class ConditionalDecoder(nn.Module):
-    """GRU or LSTM decoder fed by an :class:`Attention` (which may be :class:`NoAttention`)."""
+class RNNDecoder(nn.Module):
+    """Embedding, initial state, GRU/LSTM gate arithmetic and the teacher-forced loop."""
 
     def __init__(
         self,
@@ -58,18 +70,15 @@ class ConditionalDecoder(nn.Module):
         if rnn not in ("gru", "lstm"):
             raise ValueError(f"model.rnn must be 'gru' or 'lstm', got {rnn!r}")
         self.is_lstm = rnn == "lstm"
-        gates = (4 if self.is_lstm else 3) * hidden_size
+        self.gates = (4 if self.is_lstm else 3) * hidden_size
         self.hidden_size = hidden_size
         self.attention = attention
         self.embedding = nn.Embedding(vocab_size, embed_size, padding_idx=PAD_ID)
         self.dropout = nn.Dropout(dropout)
-        # s_0 = tanh(W_init C): both models start from the encoder summary.
+        # s_0 = tanh(W_init C): every decoder starts from the encoder summary.
         self.init_proj = nn.Linear(summary_size, hidden_size * (2 if self.is_lstm else 1))
-        self.input_proj = nn.Linear(embed_size, gates)  # hoisted over all steps
-        self.context_proj = nn.Linear(attention.context_size, gates, bias=False)
-        self.hidden_proj = nn.Linear(hidden_size, gates)
-        self.readout = nn.Linear(hidden_size + attention.context_size + embed_size, hidden_size)
-        self.output = nn.Linear(hidden_size, vocab_size)
+        self.input_proj = nn.Linear(embed_size, self.gates)  # hoisted over all steps
+        self.hidden_proj = nn.Linear(hidden_size, self.gates)
 
     def init_state(self, encoder: EncoderOutput) -> DecoderState:
         init = torch.tanh(self.init_proj(encoder.summary))
@@ -79,52 +88,42 @@ class ConditionalDecoder(nn.Module):
         return DecoderState(init, None)
 
     def prepare(self, encoder: EncoderOutput) -> DecoderMemory:
-        """Source-only work, once per batch.
-
-        When the context is the weighted sum C_i = Σ_j a_ij h_j, its share of the RNN gates is
-        W_c C_i = Σ_j a_ij (W_c h_j): projecting the src_len annotations once turns a
-        (batch, context) × (context, gates) product per output word into a cheap mix.
-        """
-        memory = self.attention.prepare(encoder)
-        gates = self.context_proj(memory.values) if self.attention.mixes_values else None
-        return DecoderMemory(memory, gates)
+        """Source-only work, once per batch."""
+        return DecoderMemory(self.attention.prepare(encoder), None)
 
     def embed(self, tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Embeddings of previous words and their share of the RNN gates, for all steps."""
         embedded = self.dropout(self.embedding(tokens))
         return embedded, self.input_proj(embedded)
 
-    def step(
-        self, input_gates: torch.Tensor, state: DecoderState, memory: DecoderMemory
-    ) -> tuple[DecoderState, torch.Tensor, torch.Tensor | None]:
-        """One output word: attend with s_{i-1}, then update the RNN with [y_{i-1}; C_i]."""
-        context, weights = self.attention(state.hidden, memory.attention)
-        if memory.value_gates is None:
-            x = input_gates + self.context_proj(context)  # (batch, gates)
-        else:
-            assert weights is not None, "mixing attention without weights"
-            x = torch.baddbmm(input_gates.unsqueeze(1), weights, memory.value_gates).squeeze(1)
+    def recur(
+        self, x: torch.Tensor, state: DecoderState
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """One GRU/LSTM update from the input's share of the gates ``x`` (batch, gates)."""
         h = self.hidden_proj(state.hidden)
         if self.is_lstm:
             assert state.cell is not None, "LSTM decoder state without a cell"
             i, f, g, o = (x + h).chunk(4, dim=-1)
             cell = torch.sigmoid(f) * state.cell + torch.sigmoid(i) * torch.tanh(g)
-            new_state = DecoderState(torch.sigmoid(o) * torch.tanh(cell), cell)
-        else:
-            x_r, x_z, x_n = x.chunk(3, dim=-1)
-            h_r, h_z, h_n = h.chunk(3, dim=-1)
-            reset = torch.sigmoid(x_r + h_r)
-            update = torch.sigmoid(x_z + h_z)
-            candidate = torch.tanh(x_n + reset * h_n)
-            new_state = DecoderState(candidate + update * (state.hidden - candidate), None)
-        return new_state, context, weights
+            return torch.sigmoid(o) * torch.tanh(cell), cell
+        x_r, x_z, x_n = x.chunk(3, dim=-1)
+        h_r, h_z, h_n = h.chunk(3, dim=-1)
+        reset = torch.sigmoid(x_r + h_r)
+        update = torch.sigmoid(x_z + h_z)
+        candidate = torch.tanh(x_n + reset * h_n)
+        return candidate + update * (state.hidden - candidate), None
+
+    def step(
+        self, input_gates: torch.Tensor, state: DecoderState, memory: DecoderMemory
+    ) -> tuple[DecoderState, torch.Tensor, torch.Tensor | None]:
+        """One output word: (new state, context C_i, attention weights or None)."""
+        raise NotImplementedError
 
     def logits(
         self, hidden: torch.Tensor, context: torch.Tensor, embedded: torch.Tensor
     ) -> torch.Tensor:
         """Output layer over any number of steps: (..., hidden|context|embed) → (..., vocab)."""
-        pre_output = torch.tanh(self.readout(torch.cat([hidden, context, embedded], dim=-1)))
-        return self.output(self.dropout(pre_output))
+        raise NotImplementedError
 
     def forward(
         self, tgt_in: torch.Tensor, encoder: EncoderOutput
@@ -141,3 +140,98 @@ class ConditionalDecoder(nn.Module):
             weights.append(step_weights)
         logits = self.logits(torch.stack(hiddens, 1), torch.stack(contexts, 1), embedded)
         return logits, None if weights[0] is None else torch.stack(weights, 1)
+
+
+class BahdanauDecoder(RNNDecoder):
+    """Attend with s_{i-1}, update the RNN with [y_{i-1}; C_i], read out s_i, C_i and y_{i-1}."""
+
+    def __init__(
+        self,
+        vocab_size: int,
+        embed_size: int,
+        hidden_size: int,
+        summary_size: int,
+        rnn: str,
+        dropout: float,
+        attention: Attention,
+    ) -> None:
+        super().__init__(vocab_size, embed_size, hidden_size, summary_size, rnn, dropout, attention)
+        self.context_proj = nn.Linear(attention.context_size, self.gates, bias=False)
+        self.readout = nn.Linear(hidden_size + attention.context_size + embed_size, hidden_size)
+        self.output = nn.Linear(hidden_size, vocab_size)
+
+    def prepare(self, encoder: EncoderOutput) -> DecoderMemory:
+        """When C_i = Σ_j a_ij h_j, its share of the RNN gates is W_c C_i = Σ_j a_ij (W_c h_j).
+
+        Projecting the src_len annotations once per batch turns a (batch, context) × (context,
+        gates) product per output word into a cheap weighted mix.
+        """
+        memory = self.attention.prepare(encoder)
+        gates = self.context_proj(memory.values) if self.attention.mixes_values else None
+        return DecoderMemory(memory, gates)
+
+    def step(
+        self, input_gates: torch.Tensor, state: DecoderState, memory: DecoderMemory
+    ) -> tuple[DecoderState, torch.Tensor, torch.Tensor | None]:
+        context, weights = self.attention(state.hidden, memory.attention)
+        if memory.value_gates is None:
+            x = input_gates + self.context_proj(context)  # (batch, gates)
+        else:
+            assert weights is not None, "mixing attention without weights"
+            x = torch.baddbmm(input_gates.unsqueeze(1), weights, memory.value_gates).squeeze(1)
+        hidden, cell = self.recur(x, state)
+        return DecoderState(hidden, cell), context, weights
+
+    def logits(
+        self, hidden: torch.Tensor, context: torch.Tensor, embedded: torch.Tensor
+    ) -> torch.Tensor:
+        pre_output = torch.tanh(self.readout(torch.cat([hidden, context, embedded], dim=-1)))
+        return self.output(self.dropout(pre_output))
+
+
+class LuongDecoder(RNNDecoder):
+    """RNN on [y_{i-1}; h̃_{i-1}], attend with s_i, read out h̃_i = tanh(W_c[C_i; s_i])."""
+
+    def __init__(
+        self,
+        vocab_size: int,
+        embed_size: int,
+        hidden_size: int,
+        summary_size: int,
+        rnn: str,
+        dropout: float,
+        attention: Attention,
+        input_feeding: bool,
+    ) -> None:
+        super().__init__(vocab_size, embed_size, hidden_size, summary_size, rnn, dropout, attention)
+        self.input_feeding = input_feeding
+        if input_feeding:
+            self.feed_proj = nn.Linear(hidden_size, self.gates, bias=False)
+        self.combine = nn.Linear(attention.context_size + hidden_size, hidden_size, bias=False)
+        self.output = nn.Linear(hidden_size, vocab_size)
+
+    def init_state(self, encoder: EncoderOutput) -> DecoderState:
+        state = super().init_state(encoder)
+        if self.input_feeding:
+            state.attentional = torch.zeros_like(state.hidden)
+        return state
+
+    def attentional(self, hidden: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
+        return torch.tanh(self.combine(torch.cat([context, hidden], dim=-1)))
+
+    def step(
+        self, input_gates: torch.Tensor, state: DecoderState, memory: DecoderMemory
+    ) -> tuple[DecoderState, torch.Tensor, torch.Tensor | None]:
+        x = input_gates
+        if self.input_feeding:
+            assert state.attentional is not None, "input feeding without h̃_{i-1}"
+            x = x + self.feed_proj(state.attentional)
+        hidden, cell = self.recur(x, state)
+        context, weights = self.attention(hidden, memory.attention)
+        feed = self.attentional(hidden, context) if self.input_feeding else None
+        return DecoderState(hidden, cell, feed), context, weights
+
+    def logits(
+        self, hidden: torch.Tensor, context: torch.Tensor, embedded: torch.Tensor
+    ) -> torch.Tensor:
+        return self.output(self.dropout(self.attentional(hidden, context)))

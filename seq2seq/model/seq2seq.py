@@ -8,12 +8,12 @@ from torch import nn
 from seq2seq.config import ModelConfig
 from seq2seq.data.batching import Batch
 from seq2seq.model.attention import NoAttention, build_attention
-from seq2seq.model.decoder import ConditionalDecoder
+from seq2seq.model.decoder import BahdanauDecoder, LuongDecoder, RNNDecoder
 from seq2seq.model.encoder import EncoderOutput, RNNEncoder
 
 
 class Seq2Seq(nn.Module):
-    def __init__(self, encoder: RNNEncoder, decoder: ConditionalDecoder) -> None:
+    def __init__(self, encoder: RNNEncoder, decoder: RNNDecoder) -> None:
         super().__init__()
         self.encoder = encoder
         self.decoder = decoder
@@ -47,7 +47,7 @@ def build_model(cfg: ModelConfig, src_vocab_size: int, tgt_vocab_size: int) -> S
         attention_size=cfg.attention.size,
         heads=cfg.attention.heads,
     )
-    decoder = ConditionalDecoder(
+    args = (
         tgt_vocab_size,
         cfg.embed_size,
         cfg.decoder_hidden,
@@ -56,4 +56,13 @@ def build_model(cfg: ModelConfig, src_vocab_size: int, tgt_vocab_size: int) -> S
         cfg.dropout,
         attention,
     )
+    decoder: RNNDecoder
+    if cfg.decoder_style == "bahdanau":
+        decoder = BahdanauDecoder(*args)
+    elif cfg.decoder_style == "luong":
+        decoder = LuongDecoder(*args, input_feeding=cfg.input_feeding)
+    else:
+        raise ValueError(
+            f"model.decoder_style must be 'bahdanau' or 'luong', got {cfg.decoder_style!r}"
+        )
     return Seq2Seq(encoder, decoder)
