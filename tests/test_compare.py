@@ -1,0 +1,191 @@
+"""Comparing runs: the table from hand-made metrics; a real tiny multirun compared end to end."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
+from test_training import tiny_overrides
+
+from seq2seq.comparison import (
+    AER_VS_STEPS,
+    BLEU_BY_LENGTH,
+    DEV_BLEU_VS_STEPS,
+    DEV_BLEU_VS_TIME,
+    Run,
+    Scalar,
+    comparison_table,
+    plots,
+)
+from seq2seq.config import PROJECT_ROOT, register_configs
+
+COMPARE = PROJECT_ROOT / "scripts" / "compare_runs.py"
+PNG_HEADER = b"\x89PNG\r\n\x1a\n"
+ATTENTIONS = sorted(
+    p.stem for p in (PROJECT_ROOT / "configs" / "model" / "attention").glob("*.yaml")
+)
+EXPERIMENTS = sorted(p.stem for p in (PROJECT_ROOT / "configs" / "experiment").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("experiment", EXPERIMENTS)
+def test_every_experiment_composes_with_each_swept_option(experiment: str) -> None:
+    """Named ``<corpus>_<comparison>``: its corpus, a time budget, a sweep that names the runs."""
+    register_configs()
+    with initialize_config_dir(str(PROJECT_ROOT / "configs"), version_base="1.3"):
+        cfg = compose("config", overrides=[f"+experiment={experiment}"], return_hydra_config=True)
+        params = dict(cfg.hydra.sweeper.params)
+        assert cfg.data.name == experiment.split("_")[0]
+        assert cfg.trainer.max_minutes > 0
+        assert "experiment" in cfg.hydra.job.config.override_dirname.exclude_keys
+        assert set(params) <= {"model", "model/attention"}
+        for key, values in params.items():
+            assert key not in cfg.hydra.job.config.override_dirname.exclude_keys
+            if key == "model/attention":  # every scorer, "none" included
+                assert sorted(values.split(",")) == ATTENTIONS
+            for value in values.split(","):
+                compose("config", overrides=[f"+experiment={experiment}", f"{key}={value}"])
+
+
+def finished_run(**test_extra: float) -> Run:
+    return Run(
+        name="model=bahdanau",
+        model="bahdanau",
+        attention="bahdanau",
+        metrics={
+            "test": {
+                "bleu": 23.46,
+                "chrf": 50.04,
+                "bleu_by_length": {"11-20": 20.0, "01-10": 30.0, "21+": 10.0},
+                "signature": "nrefs:1|case:mixed|eff:no|tok:13a|smooth:exp|version:2.6.0",
+                **test_extra,
+            },
+            "best_dev_bleu": 25.54,
+            "best_step": 1000,
+            "steps": 1200,
+            "train_seconds": 600.0,
+            "train_tokens_per_sec": 3214.4,
+            "parameters": 1234567,
+            "stop_reason": "trainer.max_minutes=10 reached",
+        },
+        scalars={"valid/aer": [Scalar(500, 4.0, 0.5), Scalar(1000, 8.0, 0.3)]},
+    )
+
+
+def unfinished_run() -> Run:
+    return Run(
+        name="model=distracted",
+        model="distracted",
+        attention="none",
+        scalars={
+            "valid/bleu": [Scalar(500, 4.0, 12.0), Scalar(1000, 8.5, 14.26)],
+            "train/tokens_per_sec": [Scalar(50, 0.5, 2000.0), Scalar(100, 1.0, 3000.0)],
+        },
+    )
+
+
+def test_table_rounds_numbers_and_marks_unfinished_runs() -> None:
+    finished = finished_run(aer=0.31234)
+    assert finished.metrics is not None
+    finished.metrics["long"] = {"bleu": 10.06, "chrf": 30.0, "bleu_by_length": {"31+": 10.06}}
+    lines = comparison_table([finished, unfinished_run()]).splitlines()
+    assert lines[0] == (
+        "| run | model | attention | parameters | best dev BLEU | test BLEU | long-test BLEU "
+        "| test chrF | test AER | training time (min) | tokens/s |"
+    )
+    assert lines[2] == (
+        "| model=bahdanau | bahdanau | bahdanau | 1,234,567 | 25.5 | 23.5 | 10.1 | 50.0 | 0.312 "
+        "| 10.0 | 3,214 |"
+    )
+    # what the event files hold so far: best dev BLEU, latest event, mean tokens/s
+    assert lines[3] == (
+        "| model=distracted (unfinished) | distracted | none | – | 14.3 | – | – | – | – | 8.5 "
+        "| 2,500 |"
+    )
+    assert len(lines) == 4
+
+
+def test_long_and_aer_columns_only_where_some_run_has_them() -> None:
+    header = comparison_table([finished_run(), unfinished_run()]).splitlines()[0]
+    assert "long-test BLEU" not in header and "AER" not in header
+
+
+def test_plots_skip_what_no_run_has() -> None:
+    finished, unfinished = finished_run(), unfinished_run()
+    assert set(plots([finished, unfinished])) == {
+        DEV_BLEU_VS_STEPS,
+        DEV_BLEU_VS_TIME,
+        BLEU_BY_LENGTH,
+        AER_VS_STEPS,
+    }
+    assert set(plots([unfinished])) == {DEV_BLEU_VS_STEPS, DEV_BLEU_VS_TIME}
+
+
+def test_a_directory_without_runs_is_a_clear_error(tmp_path: Path) -> None:
+    (tmp_path / "empty").mkdir()
+    result = subprocess.run(
+        [sys.executable, str(COMPARE), str(tmp_path / "empty"), "--out", str(tmp_path / "out")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 2
+    assert f"{tmp_path / 'empty'}: no runs found" in result.stderr
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.slow
+def test_multirun_experiment_then_compare(tmp_path: Path) -> None:
+    """``train.py -m +experiment=...`` gives one directory per model; compare_runs reads them."""
+    sweep, out, workdir = tmp_path / "sweep", tmp_path / "comparison", tmp_path / "elsewhere"
+    workdir.mkdir()
+    tiny = tiny_overrides(tmp_path / "cache")
+    # The tiny settings are overrides too: keep them out of the names, like the config's own list.
+    root = OmegaConf.load(PROJECT_ROOT / "configs" / "config.yaml")
+    excluded = list(root.hydra.job.config.override_dirname.exclude_keys)
+    excluded += [override.split("=")[0] for override in tiny]
+    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+    command = [
+        sys.executable,
+        str(PROJECT_ROOT / "train.py"),
+        "-m",
+        "+experiment=synthetic_distracted_vs_bahdanau",
+        *tiny,
+        f"hydra.sweep.dir={sweep}",
+        f"hydra.job.config.override_dirname.exclude_keys=[{','.join(excluded)}]",
+    ]
+    result = subprocess.run(
+        command, cwd=workdir, capture_output=True, text=True, env=env, timeout=300
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    runs = sorted(p.name for p in sweep.iterdir() if p.is_dir())
+    assert runs == ["model=bahdanau", "model=distracted"]
+    for name in runs:
+        config = OmegaConf.load(sweep / name / ".hydra" / "config.yaml")
+        assert f"model={config.model.name}" == name and config.data.name == "tsv"
+        assert (sweep / name / "metrics.json").is_file()
+        assert len(list((sweep / name).glob("events.out.tfevents.*"))) == 1
+    assert not list(workdir.iterdir())
+
+    result = subprocess.run(
+        [sys.executable, str(COMPARE), str(sweep), "--out", str(out)],
+        cwd=workdir,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    rows = [line for line in result.stdout.splitlines() if line.startswith("| model=")]
+    assert [row.split(" | ")[0] for row in rows] == ["| model=bahdanau", "| model=distracted"]
+    assert "(unfinished)" not in result.stdout
+    markdown = (out / "comparison.md").read_text()
+    assert all(row in markdown for row in rows)
+    for plot in (DEV_BLEU_VS_STEPS, DEV_BLEU_VS_TIME, BLEU_BY_LENGTH):
+        assert (out / plot).read_bytes().startswith(PNG_HEADER), plot
+        assert f"]({plot})" in markdown
+    assert not (out / AER_VS_STEPS).exists()  # a TSV corpus has no gold alignments
