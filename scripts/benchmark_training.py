@@ -19,9 +19,10 @@ from hydra import compose, initialize_config_dir
 
 from seq2seq.config import PROJECT_ROOT, register_configs
 from seq2seq.data.batching import BucketBatchSampler
+from seq2seq.device import select_device
 from seq2seq.model.seq2seq import build_model
 from seq2seq.training.evaluation import sequence_loss
-from seq2seq.training.trainer import prepare_data, select_device
+from seq2seq.training.trainer import prepare_data
 
 DEFAULT_OVERRIDES = [
     "data=tatoeba",

@@ -95,6 +95,8 @@ class TrainerConfig:
     early_stopping_patience: int = 0
     max_output_ratio: float = 2.0
     max_output_extra: int = 10
+    eval_beam: int = 1
+    length_penalty: float = 0.0
     log_every: int = 50
     progress: bool = True
     resume: str | None = None

@@ -1,7 +1,8 @@
-"""Decoding a trained model: batched greedy search."""
+"""Decoding a trained model: batched greedy search and batched beam search."""
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import torch
@@ -16,10 +17,20 @@ class Hypothesis:
     tokens: list[int]  # output ids, ending with EOS unless the length limit cut it
     score: float  # sum of log-probabilities of ``tokens``
     weights: torch.Tensor | None  # (len(tokens), heads, src_len incl. EOS), None without attention
+    penalized_score: float  # score / gnmt_length_penalty(len(tokens), α): what beam search ranks
 
 
 def max_output_length(src_lengths: torch.Tensor, ratio: float, extra: int) -> int:
     return int(src_lengths.max().item() * ratio) + extra
+
+
+def gnmt_length_penalty(length: int, alpha: float) -> float:
+    """GNMT (Wu et al. 2016, eq. 14): lp(Y) = ((5 + |Y|) / 6)^α.
+
+    A sum of log-probabilities falls with every word, so plain beam search prefers short
+    outputs; dividing by lp(Y) with α > 0 evens that out. α = 0 gives lp = 1, the plain sum.
+    """
+    return ((5.0 + length) / 6.0) ** alpha
 
 
 @torch.no_grad()
@@ -58,5 +69,167 @@ def greedy_search(
         row_weights = None
         if weight_tensor is not None:
             row_weights = weight_tensor[row, :length, :, : int(batch.src_lengths[row])]
-        hypotheses.append(Hypothesis(ids[:length], score, row_weights))
+        hypotheses.append(Hypothesis(ids[:length], score, row_weights, score))
     return hypotheses
+
+
+@torch.no_grad()
+def beam_search(
+    model: Seq2Seq,
+    batch: Batch,
+    beam_size: int,
+    nbest: int = 1,
+    length_penalty: float = 0.0,
+    max_ratio: float = 2.0,
+    max_extra: int = 10,
+) -> list[list[Hypothesis]]:
+    """Follow the ``beam_size`` most probable prefixes of every sentence of ``batch`` at once.
+
+    The batch is expanded to batch*beam rows (encoder work is done once per sentence). Each
+    step scores every extension of every prefix and keeps the best 2*beam per sentence out
+    of beam*vocab: those ending in EOS among the best ``beam_size`` are finished, the best
+    ``beam_size`` others go on. A sentence is done when it has ``beam_size`` finished
+    hypotheses (as in fairseq); at greedy's length limit (:func:`max_output_length`) its
+    best unfinished prefixes count as they are, as greedy leaves them. All candidates of one
+    step have the same length, so ranking them by the sum of log-probabilities ranks them by
+    the length-penalised score too; α only matters between hypotheses that end at different
+    steps.
+
+    Returns, in ``batch`` row order, each sentence's ``nbest`` hypotheses, best first by
+    ``penalized_score``.
+    """
+    if beam_size < 1 or not 1 <= nbest <= beam_size:
+        raise ValueError(
+            f"need beam_size >= 1 and 1 <= nbest <= beam_size, got {beam_size}, {nbest}"
+        )
+    decoder = model.decoder
+    encoder = model.encode(batch)
+    size, device = batch.src.size(0), batch.src.device
+    rows = size * beam_size
+    expand = torch.arange(size, device=device).repeat_interleave(beam_size)
+    memory = decoder.prepare(encoder).select(expand)  # never reordered: a sentence's rows share it
+    state = decoder.init_state(encoder).select(expand)
+    previous = torch.full((rows,), BOS_ID, dtype=torch.long, device=device)
+    # One live prefix per sentence at first: beam copies of BOS would fill the beam with twins.
+    scores = torch.full((size, beam_size), float("-inf"), device=device)
+    scores[:, 0] = 0.0
+    first_row = torch.arange(0, rows, beam_size, device=device).unsqueeze(1)  # (batch, 1)
+    # Per sentence: (score, step, row of the prefix in the beam before that step, last token).
+    finished: list[list[tuple[float, int, int, int]]] = [[] for _ in range(size)]
+    history_tokens, history_parents, history_weights = [], [], []
+    for step in range(max_output_length(batch.src_lengths, max_ratio, max_extra)):
+        embedded, input_gates = decoder.embed(previous)
+        state, context, weights = decoder.step(input_gates, state, memory)
+        log_probs = torch.log_softmax(decoder.logits(state.hidden, context, embedded), dim=-1)
+        vocab = log_probs.size(-1)
+        candidates = (scores.view(rows, 1) + log_probs).view(size, beam_size * vocab)
+        top_scores, top_ids = candidates.topk(2 * beam_size, dim=1)  # (batch, 2*beam), best first
+        top_tokens = top_ids % vocab
+        top_parents = top_ids // vocab + first_row  # rows of the current beam
+        ends = top_tokens == EOS_ID
+        new_finished = ends[:, :beam_size] & top_scores[:, :beam_size].isfinite()
+        if bool(new_finished.any()):
+            where = new_finished.nonzero().tolist()
+            ended_scores = top_scores[:, :beam_size][new_finished].tolist()
+            ended_parents = top_parents[:, :beam_size][new_finished].tolist()
+            for (sentence, _), score, parent in zip(
+                where, ended_scores, ended_parents, strict=True
+            ):
+                if len(finished[sentence]) < beam_size:
+                    finished[sentence].append((score, step, parent, EOS_ID))
+        # The next beam: the best beam_size candidates that go on. Each prefix has one EOS
+        # extension, so at most beam_size of the 2*beam_size end.
+        positions = torch.arange(2 * beam_size, device=device)
+        going_on = (ends.long() * 2 * beam_size + positions).argsort(dim=1)[:, :beam_size]
+        scores = top_scores.gather(1, going_on)
+        parents = top_parents.gather(1, going_on).view(rows)
+        previous = top_tokens.gather(1, going_on).view(rows)
+        state = state.select(parents)
+        history_tokens.append(previous)
+        history_parents.append(parents)
+        history_weights.append(weights)  # rows of the beam before this step, as ``parents``
+        if all(len(hypotheses) >= beam_size for hypotheses in finished):
+            break
+    token_history = torch.stack(history_tokens).tolist()  # (steps, batch*beam)
+    parent_history = torch.stack(history_parents).tolist()
+    last, final_scores = len(token_history) - 1, scores.tolist()
+    for sentence, hypotheses in enumerate(finished):
+        for k, score in enumerate(final_scores[sentence]):  # cut by the length limit, best first
+            if len(hypotheses) < beam_size and score > float("-inf"):
+                row = sentence * beam_size + k
+                hypotheses.append(
+                    (score, last, parent_history[last][row], token_history[last][row])
+                )
+    return _backtrack(
+        finished,
+        token_history,
+        parent_history,
+        None if history_weights[0] is None else torch.stack(history_weights).float().cpu(),
+        batch.src_lengths,
+        nbest,
+        length_penalty,
+    )
+
+
+def _backtrack(
+    finished: list[list[tuple[float, int, int, int]]],
+    tokens: list[list[int]],
+    parents: list[list[int]],
+    weights: torch.Tensor | None,
+    src_lengths: torch.Tensor,
+    nbest: int,
+    alpha: float,
+) -> list[list[Hypothesis]]:
+    """Read each kept hypothesis back through the beam's parent pointers, best first.
+
+    ``tokens``/``parents`` are (steps, batch*beam) for the beam after each step; ``weights``
+    (steps, batch*beam, heads, src_len) for the beam before it.
+    """
+    results = []
+    for sentence, hypotheses in enumerate(finished):
+        ranked = sorted(
+            (
+                (score / gnmt_length_penalty(step + 1, alpha), score, step, parent, token)
+                for score, step, parent, token in hypotheses
+            ),
+            key=lambda entry: entry[0],
+            reverse=True,
+        )
+        best = []
+        for penalized, score, step, parent, token in ranked[:nbest]:
+            ids, weight_rows = [token], [parent]
+            for earlier in range(step - 1, -1, -1):
+                ids.append(tokens[earlier][parent])
+                parent = parents[earlier][parent]
+                weight_rows.append(parent)
+            ids.reverse()
+            weight_rows.reverse()
+            row_weights = None
+            if weights is not None:
+                src_len = int(src_lengths[sentence])
+                row_weights = weights[torch.arange(step + 1), weight_rows, :, :src_len]
+            best.append(Hypothesis(ids, score, row_weights, penalized))
+        results.append(best)
+    return results
+
+
+def translate_batch(
+    model: Seq2Seq,
+    batch: Batch,
+    beam_size: int = 1,
+    nbest: int = 1,
+    length_penalty: float = 0.0,
+    max_ratio: float = 2.0,
+    max_extra: int = 10,
+) -> list[list[Hypothesis]]:
+    """n-best lists per batch row; greedy search for beam size 1 (the same words, less work)."""
+    if beam_size == 1 and nbest == 1:
+        return [
+            [
+                dataclasses.replace(
+                    h, penalized_score=h.score / gnmt_length_penalty(len(h.tokens), length_penalty)
+                )
+            ]
+            for h in greedy_search(model, batch, max_ratio, max_extra)
+        ]
+    return beam_search(model, batch, beam_size, nbest, length_penalty, max_ratio, max_extra)

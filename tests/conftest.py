@@ -14,3 +14,19 @@ TINY = Path(__file__).resolve().parent / "data" / "tiny"
 def tiny_tsv_dir() -> Path:
     """train/dev/test.tsv of a few dozen hand-written 我爱你-style pairs."""
     return TINY
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """``best.pt`` of a run trained on the tiny corpus long enough to translate it (seconds)."""
+    from test_training import run  # here, not at the top: it imports the whole trainer
+
+    run_dir = run(
+        tmp_path_factory.mktemp("tiny-checkpoint"),
+        "run",
+        "trainer.max_steps=150",
+        "trainer.eval_every=150",
+        "trainer.log_every=50",
+        "trainer.lr=0.01",
+    )
+    return run_dir / "checkpoints" / "best.pt"

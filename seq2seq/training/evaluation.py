@@ -1,4 +1,4 @@
-"""Scoring a model on a split: loss, greedy translations, BLEU/chrF, BLEU by length, AER."""
+"""Scoring a model on a split: loss, greedy or beam translations, BLEU/chrF, BLEU by length, AER."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from seq2seq.metrics.alignment import (
 )
 from seq2seq.metrics.translation import bleu_by_length, group_references, translation_scores
 from seq2seq.model.seq2seq import Seq2Seq
-from seq2seq.search import Hypothesis, greedy_search
+from seq2seq.search import Hypothesis, translate_batch
 
 
 @dataclass
@@ -63,8 +63,14 @@ def translate_split(
     batch_size: int,
     max_ratio: float,
     max_extra: int,
+    beam_size: int = 1,
+    length_penalty: float = 0.0,
 ) -> list[Translation]:
-    """Greedy translations of every unique source of ``split``, in order of first occurrence."""
+    """Translations of every unique source of ``split``, in order of first occurrence.
+
+    Greedy for ``beam_size`` 1, else the best hypothesis of beam search (its attention is
+    what the heatmaps then show).
+    """
     model.eval()
     grouped = group_references(
         [e.source for e in split.examples], [e.target for e in split.examples]
@@ -77,9 +83,10 @@ def translate_split(
     )
     outputs: list[Hypothesis | None] = [None] * len(unique)
     for batch in unique.eval_batches(batch_size):
-        for row, hypothesis in zip(
-            batch.indices, greedy_search(model, batch.to(device), max_ratio, max_extra), strict=True
-        ):
+        nbest_lists = translate_batch(
+            model, batch.to(device), beam_size, 1, length_penalty, max_ratio, max_extra
+        )
+        for row, (hypothesis,) in zip(batch.indices, nbest_lists, strict=True):
             outputs[row] = hypothesis
     translations = []
     for k, output in enumerate(outputs):
@@ -157,11 +164,21 @@ def evaluate(
     max_ratio: float,
     max_extra: int,
     with_alignment: bool,
+    beam_size: int = 1,
+    length_penalty: float = 0.0,
 ) -> EvalResult:
     """Everything a validation or the final test reports for one split."""
     loss, weights = teacher_forced_pass(model, split, device, batch_size)
     translations = translate_split(
-        model, split, target_tokenizer, device, batch_size, max_ratio, max_extra
+        model,
+        split,
+        target_tokenizer,
+        device,
+        batch_size,
+        max_ratio,
+        max_extra,
+        beam_size,
+        length_penalty,
     )
     hypotheses = [t.hypothesis for t in translations]
     references = [t.references for t in translations]

@@ -23,6 +23,7 @@ from seq2seq.data.dataset import (
     tokenize_split,
 )
 from seq2seq.data.tokenizer import SubwordTokenizer
+from seq2seq.device import select_device
 from seq2seq.files import atomic_write_bytes
 from seq2seq.model.seq2seq import Seq2Seq, build_model
 from seq2seq.training.checkpoint import (
@@ -35,16 +36,6 @@ from seq2seq.training.evaluation import EvalResult, evaluate, sequence_loss
 from seq2seq.training.reporting import Reporter
 
 log = logging.getLogger(__name__)
-
-
-def select_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("trainer.device=cuda, but torch sees no CUDA device")
-    if name not in ("cpu", "cuda"):
-        raise ValueError(f"trainer.device must be auto, cpu or cuda, got {name!r}")
-    return torch.device(name)
 
 
 @dataclass
@@ -108,10 +99,11 @@ def train(cfg: DictConfig, run_dir: Path) -> float:
     sampler = BucketBatchSampler(lengths, t.batch_type, t.batch_size, t.bucket_batches, t.seed)
 
     progress = TrainingProgress()
+    checkpoints = run_dir / "checkpoints"
     if t.resume:
         progress = resume(t.resume, model, optimizer, scheduler, sampler, device)
+        carry_best_checkpoint(Path(t.resume).expanduser(), checkpoints)
     reporter = Reporter(run_dir, cfg, data, model)
-    checkpoints = run_dir / "checkpoints"
 
     def checkpoint_state(full: bool) -> dict[str, Any]:
         state: dict[str, Any] = {
@@ -276,6 +268,16 @@ def resume(
     return progress
 
 
+def carry_best_checkpoint(resumed_from: Path, checkpoints: Path) -> None:
+    """A run resumed into a new directory starts with the best checkpoint it resumed from.
+
+    Otherwise a resumed run that never beats the restored best dev BLEU would have no best.pt.
+    """
+    source, target = resumed_from.parent / "best.pt", checkpoints / "best.pt"
+    if source.is_file() and source.resolve() != target.resolve():
+        atomic_write_bytes(target, source.read_bytes())
+
+
 def evaluate_split(
     cfg: DictConfig, model: Seq2Seq, data: TrainingData, split: str, device: torch.device
 ) -> EvalResult:
@@ -290,6 +292,8 @@ def evaluate_split(
         batch_size=cfg.trainer.eval_batch_size,
         max_ratio=cfg.trainer.max_output_ratio,
         max_extra=cfg.trainer.max_output_extra,
+        beam_size=cfg.trainer.eval_beam,
+        length_penalty=cfg.trainer.length_penalty,
         with_alignment=data.has_gold_alignments and model.has_attention_weights,
     )
 

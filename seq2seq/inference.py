@@ -1,0 +1,274 @@
+"""Using a trained checkpoint: load it, translate raw sentences, score a parallel TSV.
+
+A checkpoint is self-contained (config, weights, both sentencepiece models), so nothing here
+reads the training data or the run directory.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from seq2seq.config import Config
+from seq2seq.data.batching import collate
+from seq2seq.data.corpus import read_parallel_tsv
+from seq2seq.data.dataset import tokenize_split
+from seq2seq.data.tokenizer import EOS_ID, SubwordTokenizer
+from seq2seq.device import select_device
+from seq2seq.files import atomic_write_bytes
+from seq2seq.metrics.alignment import (
+    SPECIAL_PIECES,
+    Link,
+    hard_links_from_attention,
+    piece_word_indices_by_boundaries,
+)
+from seq2seq.metrics.translation import bleu_by_length, translation_scores
+from seq2seq.model.seq2seq import Seq2Seq, build_model
+from seq2seq.search import Hypothesis, translate_batch
+from seq2seq.training.checkpoint import CheckpointError, load_checkpoint
+from seq2seq.training.evaluation import Translation, translate_split
+
+# Written without spaces between words: every subword piece counts as a word of its own.
+UNSPACED_LANGUAGES = frozenset({"zh", "ja", "th"})
+WORD_BOUNDARY = "\u2581"  # sentencepiece's "▁"
+
+
+class InferenceError(ValueError):
+    """A request this checkpoint, input or machine cannot serve; the message says which."""
+
+
+@dataclass
+class Alignment:
+    """Attention of one translation: what the heatmap draws and the hard word links."""
+
+    source_labels: list[str]  # source pieces and "</s>"
+    target_labels: list[str]  # output pieces, "</s>" for EOS
+    weights: np.ndarray  # (target pieces, source pieces), mean over heads
+    links: set[Link]  # (source word, target word)
+
+
+@dataclass
+class Translator:
+    """A checkpoint's model, tokenizers and config, ready to translate."""
+
+    model: Seq2Seq
+    source_tokenizer: SubwordTokenizer
+    target_tokenizer: SubwordTokenizer
+    config: DictConfig
+    device: torch.device
+
+    @property
+    def source_lang(self) -> str:
+        return str(self.config.data.source_lang)
+
+    @property
+    def target_lang(self) -> str:
+        return str(self.config.data.target_lang)
+
+    def translate(
+        self,
+        sources: Sequence[str],
+        beam_size: int = 1,
+        nbest: int = 1,
+        length_penalty: float = 0.0,
+        batch_size: int = 64,
+    ) -> list[list[Hypothesis]]:
+        """The n-best hypotheses of each source, in input order; a blank source gets none."""
+        ids = self.source_tokenizer.encode(sources)
+        # Sorting by length puts similar lengths in one batch: little padding.
+        order = sorted((i for i, s in enumerate(sources) if s.strip()), key=lambda i: len(ids[i]))
+        results: list[list[Hypothesis]] = [[] for _ in sources]
+        trainer = self.config.trainer
+        self.model.eval()
+        for start in range(0, len(order), batch_size):
+            chunk = order[start : start + batch_size]
+            batch = collate([ids[i] for i in chunk], None, chunk).to(self.device)
+            nbest_lists = translate_batch(
+                self.model,
+                batch,
+                beam_size,
+                nbest,
+                length_penalty,
+                trainer.max_output_ratio,
+                trainer.max_output_extra,
+            )
+            for index, hypotheses in zip(batch.indices, nbest_lists, strict=True):
+                results[index] = hypotheses
+        return results
+
+    def detokenize(self, hypothesis: Hypothesis) -> str:
+        return self.target_tokenizer.decode(hypothesis.tokens)
+
+    def alignment(self, source: str, hypothesis: Hypothesis) -> Alignment:
+        """Piece labels, head-averaged weights and hard links of ``hypothesis`` for ``source``."""
+        if hypothesis.weights is None:
+            raise InferenceError("this model has no attention (model=distracted): no alignments")
+        (source_ids,) = self.source_tokenizer.encode([source])
+        source_labels = [*self.source_tokenizer.pieces(source_ids), "</s>"]
+        target_labels = self.target_tokenizer.pieces(hypothesis.tokens)
+        if hypothesis.tokens and hypothesis.tokens[-1] == EOS_ID:
+            target_labels[-1] = "</s>"
+        weights = hypothesis.weights.mean(dim=1).numpy()
+        links = hard_links_from_attention(
+            weights,
+            piece_word_indices(source_labels, self.source_lang),
+            piece_word_indices(target_labels, self.target_lang),
+        )
+        return Alignment(source_labels, target_labels, weights, links)
+
+
+def piece_word_indices(pieces: Sequence[str], lang: str) -> list[int]:
+    """Word index of each piece (-1 for "</s>" and other specials).
+
+    Space-separated languages: "▁" opens a word, so words are the whitespace words of the
+    text. Languages written without spaces: each piece is a word, except a bare "▁" (the
+    marker sentencepiece puts before a sentence), which belongs to no word.
+    """
+    if lang not in UNSPACED_LANGUAGES:
+        return piece_word_indices_by_boundaries(pieces)
+    indices, count = [], 0
+    for piece in pieces:
+        if piece in SPECIAL_PIECES or piece == WORD_BOUNDARY:
+            indices.append(-1)
+        else:
+            indices.append(count)
+            count += 1
+    return indices
+
+
+def load_translator(path: str | Path, device: str = "auto") -> Translator:
+    """Model, tokenizers and config from a checkpoint written by training (``best.pt``)."""
+    try:
+        target_device = select_device(device)
+    except ValueError as error:
+        raise InferenceError(f"--device: {error}") from error
+    state = load_checkpoint(path, map_location=target_device)
+    missing = [key for key in ("config", "model", "source_spm", "target_spm") if key not in state]
+    if missing:
+        raise CheckpointError(f"{path}: the checkpoint lacks {', '.join(missing)}")
+    try:
+        # The schema fills keys added since the checkpoint was written with their defaults.
+        config = OmegaConf.merge(OmegaConf.structured(Config), state["config"])
+        source = SubwordTokenizer(state["source_spm"])
+        target = SubwordTokenizer(state["target_spm"])
+        model = build_model(config.model, len(source), len(target))
+    except (OmegaConfBaseException, RuntimeError, TypeError, ValueError) as error:
+        raise CheckpointError(
+            f"{path}: unusable config or sentencepiece model ({error})"
+        ) from error
+    try:
+        model.load_state_dict(state["model"])
+    except RuntimeError as error:
+        # torch lists every mismatched tensor; the first says enough.
+        problems = [line.strip(" \t.") for line in str(error).splitlines()[1:]] or [str(error)]
+        more = f" and {len(problems) - 1} more" if len(problems) > 1 else ""
+        raise CheckpointError(
+            f"{path}: the weights do not fit the model its config describes ({problems[0]}{more})"
+        ) from error
+    assert isinstance(config, DictConfig), "the schema merge gave no DictConfig"
+    return Translator(model.to(target_device).eval(), source, target, config, target_device)
+
+
+@dataclass
+class TsvEvaluation:
+    translations: list[Translation]  # one per unique source, in order of first occurrence
+    report: dict[str, Any]
+
+
+def evaluate_tsv(
+    translator: Translator,
+    path: Path,
+    direction: tuple[str, str] | None = None,
+    beam_size: int = 1,
+    length_penalty: float = 0.0,
+    batch_size: int | None = None,
+) -> TsvEvaluation:
+    """Translate each unique source of a TSV and score it against all its references.
+
+    Columns come from the checkpoint's ``data.columns``; ``direction`` (source, target) must
+    be the checkpoint's own, and only says so explicitly.
+    """
+    trained = (translator.source_lang, translator.target_lang)
+    source_lang, target_lang = direction or trained
+    if (source_lang, target_lang) != trained:
+        raise InferenceError(
+            f"the checkpoint translates {trained[0]}-{trained[1]}, not {source_lang}-{target_lang}"
+        )
+    columns = list(translator.config.data.columns)
+    examples, _ = read_parallel_tsv(Path(path), columns, source_lang, target_lang)
+    split = tokenize_split(
+        Path(path).stem, examples, translator.source_tokenizer, translator.target_tokenizer
+    )
+    trainer = translator.config.trainer
+    start = time.perf_counter()
+    translations = translate_split(
+        translator.model,
+        split,
+        translator.target_tokenizer,
+        translator.device,
+        batch_size or trainer.eval_batch_size,
+        trainer.max_output_ratio,
+        trainer.max_output_extra,
+        beam_size,
+        length_penalty,
+    )
+    seconds = time.perf_counter() - start
+    hypotheses = [t.hypothesis for t in translations]
+    references = [t.references for t in translations]
+    scores = translation_scores(hypotheses, references, target_lang)
+    by_length = bleu_by_length(
+        hypotheses,
+        references,
+        [len(split.source_ids[t.index]) for t in translations],
+        list(translator.config.data.length_buckets),
+        target_lang,
+    )
+    report = {
+        "tsv": str(Path(path).resolve()),
+        "direction": f"{source_lang}-{target_lang}",
+        "pairs": len(examples),
+        "sentences": len(translations),
+        "beam": beam_size,
+        "length_penalty": length_penalty,
+        "bleu": scores["bleu"],
+        "chrf": scores["chrf"],
+        "signature": scores["bleu_signature"],
+        "chrf_signature": scores["chrf_signature"],
+        "bleu_by_length": by_length,
+        "seconds": seconds,
+        "sentences_per_sec": len(translations) / max(seconds, 1e-9),
+        "device": str(translator.device),
+    }
+    return TsvEvaluation(translations, report)
+
+
+def write_alignment(
+    directory: Path, name: str, alignment: Alignment, font: str | None = None
+) -> None:
+    """``<name>.png`` and ``.npz`` (heatmap, weights, labels) and ``<name>.links``.
+
+    The links file holds one line of ``i-j`` pairs (source word i, target word j, from 0),
+    the format of fast_align and Moses.
+    """
+    # matplotlib takes a second to import; only --alignments needs it.
+    from seq2seq.viz.heatmap import figure_to_png, plot_alignment, save_alignment
+
+    figure = plot_alignment(
+        alignment.weights, alignment.source_labels, alignment.target_labels, font=font
+    )
+    png = figure_to_png(figure)
+    save_alignment(
+        directory, name, alignment.weights, alignment.source_labels, alignment.target_labels, png
+    )
+    links = " ".join(
+        f"{s}-{t}" for s, t in sorted(alignment.links, key=lambda link: (link[1], link[0]))
+    )
+    atomic_write_bytes(Path(directory) / f"{name}.links", (links + "\n").encode())

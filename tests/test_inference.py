@@ -1,0 +1,199 @@
+"""Translating and scoring with a checkpoint: seq2seq-translate and seq2seq-evaluate end to end."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from sacrebleu.metrics import BLEU, CHRF
+
+from seq2seq.cli import evaluate_main, translate_main
+from seq2seq.config import PROJECT_ROOT
+from seq2seq.inference import evaluate_tsv, load_translator
+
+TINY = Path(__file__).resolve().parent / "data" / "tiny"
+pytestmark = pytest.mark.slow
+
+
+def tsv_pairs(name: str) -> list[tuple[str, str]]:
+    lines = (TINY / name).read_text(encoding="utf-8").splitlines()
+    return [(source.strip(), target.strip()) for source, target in (ln.split("\t") for ln in lines)]
+
+
+def run_script(script: str, *args: str, cwd: Path, stdin: str = "") -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, str(PROJECT_ROOT / "scripts" / script), *args],
+        cwd=cwd,
+        input=stdin,
+        capture_output=True,
+        text=True,
+        encoding="utf-8",
+        env={**os.environ, "PYTHONWARNINGS": "ignore"},
+        timeout=300,
+    )
+
+
+def test_beam_search_scores_at_least_greedy_on_a_trained_model(tiny_checkpoint: Path) -> None:
+    translator = load_translator(tiny_checkpoint, "cpu")
+    sources = [source for source, _ in tsv_pairs("test.tsv") + tsv_pairs("dev.tsv")]
+    greedy = translator.translate(sources)
+    beam = translator.translate(sources, beam_size=4)
+    for (g,), (b,) in zip(greedy, beam, strict=True):
+        assert b.score >= g.score - 1e-4
+
+
+def test_evaluate_from_another_directory_matches_sacrebleu(
+    tiny_checkpoint: Path, tmp_path: Path
+) -> None:
+    workdir, out = tmp_path / "elsewhere", tmp_path / "eval"
+    workdir.mkdir()
+    args = [str(tiny_checkpoint), str(TINY / "test.tsv"), "--beam", "3", "--device", "cpu"]
+    result = run_script("evaluate.py", *args, "--out", str(out), cwd=workdir)
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    assert report == json.loads((out / "report.json").read_text(encoding="utf-8"))
+    assert not list(workdir.iterdir())
+
+    references: dict[str, list[str]] = {}  # every reference of each unique source, in order
+    for source, target in tsv_pairs("test.tsv"):
+        refs = references.setdefault(source, [])
+        if target not in refs:
+            refs.append(target)
+    hypotheses = (out / "hypotheses.txt").read_text(encoding="utf-8").split("\n")[:-1]
+    assert report["sentences"] == len(hypotheses) == len(references) < report["pairs"]
+    width = max(len(refs) for refs in references.values())
+    streams = [[r[k] if k < len(r) else None for r in references.values()] for k in range(width)]
+    bleu, chrf = BLEU(), CHRF()
+    assert report["bleu"] == pytest.approx(bleu.corpus_score(hypotheses, streams).score)
+    assert report["chrf"] == pytest.approx(chrf.corpus_score(hypotheses, streams).score)
+    assert report["signature"] == str(bleu.get_signature())
+    assert report["beam"] == 3 and report["direction"] == "zh-en"
+    assert report["seconds"] > 0 and report["sentences_per_sec"] > 0
+
+
+def test_evaluate_with_greedy_search_reproduces_the_training_test_score(
+    tiny_checkpoint: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Default --out lies beside the checkpoints; beam 1 gives the BLEU the trainer logged."""
+    assert evaluate_main([str(tiny_checkpoint), str(TINY / "test.tsv"), "--device", "cpu"]) == 0
+    report = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    run_dir = tiny_checkpoint.parent.parent
+    assert Path(report["out"]) == run_dir.resolve() / "eval-test-beam1"
+    assert (run_dir / "eval-test-beam1" / "hypotheses.txt").is_file()
+    trained = json.loads((run_dir / "metrics.json").read_text())["test"]
+    assert report["bleu"] == pytest.approx(trained["bleu"])
+    assert report["signature"] == trained["signature"]
+
+
+def test_translate_reads_standard_input_and_writes_nbest_lists(
+    tiny_checkpoint: Path, tmp_path: Path
+) -> None:
+    args = [str(tiny_checkpoint), "--beam", "3", "--nbest", "2", "--device", "cpu"]
+    result = run_script("translate.py", *args, cwd=tmp_path, stdin="我喜欢他。\n\n你要猫。\n")
+    assert result.returncode == 0, result.stderr[-3000:]
+    entries = [line.split(" ||| ") for line in result.stdout.splitlines()]
+    assert [int(i) for i, _, _ in entries] == [0, 0, 2, 2]  # a blank line has no translation
+    for first, second in (entries[:2], entries[2:]):
+        assert first[1] != second[1] and float(first[2]) >= float(second[2])
+
+
+def test_translate_a_file_with_alignments(
+    tiny_checkpoint: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    sources = ["我喜欢他。", "", "你们要苹果。", "他们喜欢她。"]
+    input_file = tmp_path / "zh.txt"
+    input_file.write_text("".join(f"{s}\n" for s in sources), encoding="utf-8")
+    alignments = tmp_path / "alignments"
+    args = [str(tiny_checkpoint), "--input", str(input_file), "--beam", "3", "--device", "cpu"]
+    assert translate_main([*args, "--alignments", str(alignments), "--batch-size", "2"]) == 0
+    lines = capsys.readouterr().out.split("\n")[:-1]
+    translator = load_translator(tiny_checkpoint, "cpu")
+    expected = [translator.detokenize(h[0]) if h else "" for h in translator.translate(sources, 3)]
+    assert lines == expected and lines[1] == ""
+    # Beam search in validation (translate_split) gives the same translations.
+    evaluation = evaluate_tsv(translator, TINY / "test.tsv", beam_size=3)
+    for t in evaluation.translations:
+        assert t.hypothesis == translator.detokenize(translator.translate([t.source], 3)[0][0])
+
+    assert sorted(p.name for p in alignments.iterdir()) == [
+        f"{n}.{ext}" for n in (0, 2, 3) for ext in ("links", "npz", "png")
+    ]
+    for n in (0, 2, 3):
+        assert (alignments / f"{n}.png").read_bytes().startswith(b"\x89PNG")
+        saved = np.load(alignments / f"{n}.npz")
+        assert saved["weights"].shape == (len(saved["target_labels"]), len(saved["source_labels"]))
+        np.testing.assert_allclose(saved["weights"].sum(axis=1), 1.0, rtol=1e-5)
+        links = [
+            tuple(map(int, link.split("-")))
+            for link in (alignments / f"{n}.links").read_text().split()
+        ]
+        source_words = [p for p in saved["source_labels"] if p not in ("▁", "</s>")]
+        assert all(0 <= s < len(source_words) for s, _ in links)
+        # every target word links to the one source word it attends to most
+        assert [t for _, t in links] == list(range(len(lines[n].split())))
+
+
+def write(path: Path, data: bytes) -> Path:
+    path.write_bytes(data)
+    return path
+
+
+@pytest.mark.parametrize(
+    "case",
+    ["missing checkpoint", "corrupt checkpoint", "truncated checkpoint", "empty input"],
+)
+def test_translate_errors_are_one_line_and_exit_2(
+    case: str, tiny_checkpoint: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    checkpoint = {
+        "missing checkpoint": tmp_path / "missing.pt",
+        "corrupt checkpoint": write(tmp_path / "corrupt.pt", b"not a checkpoint\n"),
+        "truncated checkpoint": write(
+            tmp_path / "truncated.pt", tiny_checkpoint.read_bytes()[:5000]
+        ),
+        "empty input": tiny_checkpoint,
+    }[case]
+    empty = write(tmp_path / "empty.txt", b"")
+    assert translate_main([str(checkpoint), "--input", str(empty), "--device", "cpu"]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    (message,) = captured.err.splitlines()
+    assert message.startswith(f"{Path(sys.argv[0]).name}: error: ")
+    assert str(empty if case == "empty input" else checkpoint) in message
+
+
+@pytest.mark.parametrize(
+    "case", ["missing checkpoint", "malformed TSV", "empty TSV", "missing TSV", "other direction"]
+)
+def test_evaluate_errors_are_one_line_and_exit_2(
+    case: str, tiny_checkpoint: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    checkpoint = tmp_path / "missing.pt" if case == "missing checkpoint" else tiny_checkpoint
+    tsv = {
+        "malformed TSV": write(
+            tmp_path / "bad.tsv", "我喜欢他。\tI like him.\n只有一列\n".encode()
+        ),
+        "empty TSV": write(tmp_path / "empty.tsv", b""),
+        "missing TSV": tmp_path / "missing.tsv",
+    }.get(case, TINY / "test.tsv")
+    args = [str(checkpoint), str(tsv), "--out", str(tmp_path / "out"), "--device", "cpu"]
+    if case == "other direction":
+        args += ["--direction", "en-zh"]
+    assert evaluate_main(args) == 2
+    captured = capsys.readouterr()
+    (message,) = captured.err.splitlines()
+    assert ": error: " in message and captured.out == ""
+    if case == "malformed TSV":
+        assert f"{tsv}:2:" in message
+    assert not (tmp_path / "out").exists()
+
+
+def test_nbest_needs_a_beam_at_least_as_large(tiny_checkpoint: Path) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        translate_main([str(tiny_checkpoint), "--beam", "2", "--nbest", "3"])
+    assert exit_info.value.code == 2

@@ -1,0 +1,150 @@
+"""Beam search: beam 1 is greedy, hypotheses are what the model says, the length penalty."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from omegaconf import OmegaConf
+
+from seq2seq.config import ModelConfig
+from seq2seq.data.batching import Batch, collate
+from seq2seq.data.tokenizer import BOS_ID, EOS_ID
+from seq2seq.model.seq2seq import Seq2Seq, build_model
+from seq2seq.search import beam_search, gnmt_length_penalty, greedy_search, translate_batch
+
+VOCAB = 30
+
+
+def random_model(attention: str, rnn: str, seed: int, style: str = "bahdanau") -> Seq2Seq:
+    cfg = OmegaConf.structured(
+        ModelConfig(
+            name="test",
+            rnn=rnn,
+            embed_size=8,
+            encoder_hidden=6,
+            decoder_hidden=12,
+            decoder_style=style,
+            dropout=0.0,
+        )
+    )
+    cfg.attention.name, cfg.attention.size, cfg.attention.heads = attention, 12, 2
+    torch.manual_seed(seed)
+    return build_model(cfg, VOCAB, VOCAB).eval()
+
+
+def random_batch(seed: int, size: int = 6) -> Batch:
+    generator = torch.Generator().manual_seed(seed)
+    lengths = torch.randint(1, 9, (size,), generator=generator).tolist()
+    sources = [torch.randint(4, VOCAB, (n,), generator=generator).tolist() for n in lengths]
+    return collate(sources, None, list(range(size)))
+
+
+@pytest.mark.parametrize("attention", ["none", "bahdanau", "multihead"])
+@pytest.mark.parametrize("rnn", ["gru", "lstm"])
+@pytest.mark.parametrize("style", ["bahdanau", "luong"])
+def test_beam_size_one_is_greedy(attention: str, rnn: str, style: str) -> None:
+    for seed in range(4):
+        model, batch = random_model(attention, rnn, seed, style), random_batch(seed)
+        greedy = greedy_search(model, batch)
+        beam = beam_search(model, batch, beam_size=1)
+        for g, (b,) in zip(greedy, beam, strict=True):
+            assert b.tokens == g.tokens
+            assert b.score == pytest.approx(g.score, abs=1e-4)
+            if attention == "none":
+                assert b.weights is None and g.weights is None
+            else:
+                torch.testing.assert_close(b.weights, g.weights)
+
+
+@pytest.mark.parametrize(
+    ("attention", "style"),
+    [("none", "bahdanau"), ("bahdanau", "bahdanau"), ("multihead", "bahdanau"), ("dot", "luong")],
+)
+@pytest.mark.parametrize("alpha", [0.0, 1.0])
+def test_nbest_is_sorted_and_each_hypothesis_is_what_the_model_says(
+    attention: str, style: str, alpha: float
+) -> None:
+    """Teacher-forcing each returned output gives its score and its attention, row for row."""
+    model, batch = random_model(attention, "gru", 1, style), random_batch(seed=1)
+    nbest_lists = beam_search(model, batch, beam_size=4, nbest=3, length_penalty=alpha)
+    for row, hypotheses in enumerate(nbest_lists):
+        assert len(hypotheses) == 3
+        penalized = [h.penalized_score for h in hypotheses]
+        assert penalized == sorted(penalized, reverse=True)
+        src_len = int(batch.src_lengths[row])
+        source = batch.src[row, : src_len - 1].tolist()  # collate adds the EOS again
+        for h in hypotheses:
+            assert h.penalized_score == pytest.approx(
+                h.score / gnmt_length_penalty(len(h.tokens), alpha)
+            )
+            forced = collate([source], [h.tokens[:-1]], [0])  # input: BOS + all but the last
+            with torch.no_grad():
+                logits, weights = model(forced)
+            log_probs = torch.log_softmax(logits[0], dim=-1)
+            forced_score = log_probs[torch.arange(len(h.tokens)), h.tokens].sum()
+            assert h.score == pytest.approx(float(forced_score), abs=1e-4)
+            if attention == "none":
+                assert h.weights is None
+            else:
+                heads = 2 if attention == "multihead" else 1
+                assert h.weights is not None
+                assert h.weights.shape == (len(h.tokens), heads, src_len)
+                torch.testing.assert_close(h.weights, weights[0], atol=1e-5, rtol=1e-4)
+
+
+def test_beam_search_returns_different_hypotheses_in_batch_row_order() -> None:
+    model, batch = random_model("bahdanau", "lstm", seed=2), random_batch(seed=2)
+    nbest_lists = beam_search(model, batch, beam_size=3, nbest=3)
+    for row, hypotheses in enumerate(nbest_lists):
+        assert len({tuple(h.tokens) for h in hypotheses}) == 3
+        alone = collate([batch.src[row, : int(batch.src_lengths[row]) - 1].tolist()], None, [0])
+        (alone_hypotheses,) = beam_search(model, alone, beam_size=3, nbest=3)
+        if batch.src_lengths[row] == batch.src_lengths.max():  # same length limit
+            assert [h.tokens for h in alone_hypotheses] == [h.tokens for h in hypotheses]
+
+
+def fixed_distribution_model(probabilities: dict[int, float]) -> Seq2Seq:
+    """A model whose next-word distribution is the same at every step, whatever came before."""
+    model = random_model("none", "gru", seed=0)
+    rest = (1.0 - sum(probabilities.values())) / (VOCAB - len(probabilities))
+    distribution = torch.full((VOCAB,), rest)
+    for token, p in probabilities.items():
+        distribution[token] = p
+    with torch.no_grad():
+        model.decoder.output.weight.zero_()
+        model.decoder.output.bias.copy_(distribution.log())
+    return model
+
+
+def test_length_penalty_lets_a_longer_hypothesis_win() -> None:
+    """P(EOS) = 0.09, P(w) = 0.9 at every step: [EOS] has the highest sum, α = 1 favours w EOS.
+
+    log P([EOS]) = -2.41 > log P([w, EOS]) = -2.51, but -2.51 / lp(2) = -2.15 > -2.41 / lp(1).
+    """
+    word = 7
+    model = fixed_distribution_model({EOS_ID: 0.09, word: 0.9})
+    batch = collate([[5, 6]], None, [0])
+    ((plain, second),) = beam_search(model, batch, beam_size=2, nbest=2, length_penalty=0.0)
+    assert plain.tokens == [EOS_ID] and second.tokens == [word, EOS_ID]
+    assert plain.score > second.score
+    ((penalized, runner_up),) = beam_search(model, batch, beam_size=2, nbest=2, length_penalty=1.0)
+    assert penalized.tokens == [word, EOS_ID] and runner_up.tokens == [EOS_ID]
+    expected = (math.log(0.9) + math.log(0.09)) / (7 / 6)
+    assert penalized.penalized_score == pytest.approx(expected, abs=1e-4)
+
+
+def test_a_sentence_without_eos_is_cut_at_the_length_limit() -> None:
+    model = fixed_distribution_model({EOS_ID: 1e-6, BOS_ID: 1e-6})
+    batch = collate([[5, 6, 7]], None, [0])  # 4 source tokens with EOS
+    ((greedy,),) = translate_batch(model, batch, max_ratio=1.0, max_extra=2)
+    (beam,) = beam_search(model, batch, beam_size=3, nbest=3, max_ratio=1.0, max_extra=2)
+    assert len(greedy.tokens) == 6 and EOS_ID not in greedy.tokens
+    assert all(len(h.tokens) == 6 and EOS_ID not in h.tokens for h in beam)
+
+
+def test_nbest_larger_than_the_beam_is_refused() -> None:
+    model, batch = random_model("bahdanau", "gru", seed=0), random_batch(seed=0)
+    with pytest.raises(ValueError, match="nbest"):
+        beam_search(model, batch, beam_size=2, nbest=3)
