@@ -40,12 +40,6 @@ class Corpus:
     has_gold_alignments: bool = False
     skipped: dict[str, int] = field(default_factory=dict)
 
-    def sources(self, split: str) -> list[str]:
-        return [example.source for example in self.splits[split]]
-
-    def targets(self, split: str) -> list[str]:
-        return [example.target for example in self.splits[split]]
-
 
 def read_parallel_tsv(
     path: Path,
