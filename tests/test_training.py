@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from hydra import compose, initialize_config_dir
@@ -152,3 +153,18 @@ def test_every_attention_trains_from_the_command_line(tmp_path: Path, attention:
     assert (run_dir / "checkpoints" / "best.pt").is_file()
     assert json.loads((run_dir / "metrics.json").read_text())["steps"] == 3
     assert not list(workdir.iterdir())
+
+
+def test_validation_with_beam_search_draws_the_beam_output(tmp_path: Path) -> None:
+    """With trainer.eval_beam > 1 the heatmap rows are the best beam hypothesis's pieces."""
+    from seq2seq.inference import load_translator
+
+    run_dir = run(tmp_path, "beam", "trainer.eval_beam=3", "trainer.max_steps=3")
+    saved = np.load(run_dir / "alignments" / "step_0000003" / "dev_1.npz")
+    translator = load_translator(run_dir / "checkpoints" / "last.pt", device="cpu")
+    lines = (TINY / "dev.tsv").read_text(encoding="utf-8").splitlines()
+    sources = list(dict.fromkeys(line.split("\t")[0] for line in lines))  # as validation does
+    (best,) = translator.translate(sources, beam_size=3, batch_size=128)[0]
+    pieces = translator.target_tokenizer.pieces(best.tokens)
+    assert list(saved["target_labels"][:-1]) == pieces[:-1]
+    assert saved["weights"].shape == (len(best.tokens), len(saved["source_labels"]))
