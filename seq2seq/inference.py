@@ -30,11 +30,10 @@ from seq2seq.metrics.alignment import (
     hard_links_from_attention,
     piece_word_indices_by_boundaries,
 )
-from seq2seq.metrics.translation import bleu_by_length, translation_scores
 from seq2seq.model.seq2seq import Seq2Seq, build_model
 from seq2seq.search import Hypothesis, translate_batch
 from seq2seq.training.checkpoint import CheckpointError, load_checkpoint
-from seq2seq.training.evaluation import Translation, translate_split
+from seq2seq.training.evaluation import Translation, score_translations, translate_split
 
 # Written without spaces between words: every subword piece counts as a word of its own.
 UNSPACED_LANGUAGES = frozenset({"zh", "ja", "th"})
@@ -221,15 +220,8 @@ def evaluate_tsv(
         length_penalty,
     )
     seconds = time.perf_counter() - start
-    hypotheses = [t.hypothesis for t in translations]
-    references = [t.references for t in translations]
-    scores = translation_scores(hypotheses, references, target_lang)
-    by_length = bleu_by_length(
-        hypotheses,
-        references,
-        [len(split.source_ids[t.index]) for t in translations],
-        list(translator.config.data.length_buckets),
-        target_lang,
+    scores, by_length = score_translations(
+        translations, split, target_lang, list(translator.config.data.length_buckets)
     )
     report = {
         "tsv": str(Path(path).resolve()),

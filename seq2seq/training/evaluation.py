@@ -180,12 +180,22 @@ def evaluate(
         beam_size,
         length_penalty,
     )
-    hypotheses = [t.hypothesis for t in translations]
-    references = [t.references for t in translations]
-    scores = translation_scores(hypotheses, references, target_lang)
+    scores, by_length = score_translations(translations, split, target_lang, length_buckets)
     metrics = {"loss": loss, "bleu": float(scores["bleu"]), "chrf": float(scores["chrf"])}
     if with_alignment and weights:
         metrics["aer"] = alignment_error_rate(split, weights, source_tokenizer, target_tokenizer)
+    return EvalResult(loss, metrics, by_length, str(scores["bleu_signature"]), translations)
+
+
+def score_translations(
+    translations: list[Translation],
+    split: TokenizedSplit,
+    target_lang: str,
+    length_buckets: list[int],
+) -> tuple[dict[str, float | str], dict[str, float]]:
+    """Multi-reference BLEU/chrF with signatures, and BLEU per source-length bucket."""
+    hypotheses = [t.hypothesis for t in translations]
+    references = [t.references for t in translations]
     by_length = bleu_by_length(
         hypotheses,
         references,
@@ -193,4 +203,4 @@ def evaluate(
         length_buckets,
         target_lang,
     )
-    return EvalResult(loss, metrics, by_length, str(scores["bleu_signature"]), translations)
+    return translation_scores(hypotheses, references, target_lang), by_length
