@@ -1,9 +1,10 @@
 """Training throughput of a model config on real data: target tokens per second and peak RSS.
 
-    python scripts/benchmark_training.py --steps 200 [--threads 2] [hydra overrides ...]
+    python scripts/benchmark_training.py --steps 300 --threads 2 [hydra overrides ...]
 
-Runs the trainer's own batching, forward, loss, backward and Adam step (no validation) for
-``--warmup`` + ``--steps`` updates and reports the steady-state rate of the timed steps.
+Runs the trainer's own sampler and update (``seq2seq.training.step.TrainingStep``: forward,
+loss, backward, clipping, Adam) for ``--warmup`` + ``--steps`` updates, no validation, and
+reports the steady-state rate of the timed steps.
 """
 
 from __future__ import annotations
@@ -18,11 +19,10 @@ import torch
 from hydra import compose, initialize_config_dir
 
 from seq2seq.config import PROJECT_ROOT, register_configs
-from seq2seq.data.batching import BucketBatchSampler
 from seq2seq.device import select_device
 from seq2seq.model.seq2seq import build_model
-from seq2seq.training.evaluation import sequence_loss
-from seq2seq.training.trainer import prepare_data
+from seq2seq.training.step import TrainingStep, build_optimizer
+from seq2seq.training.trainer import prepare_data, training_sampler
 
 DEFAULT_OVERRIDES = [
     "data=tatoeba",
@@ -42,19 +42,23 @@ def main() -> None:
     register_configs()
     with initialize_config_dir(str(PROJECT_ROOT / "configs"), version_base="1.3"):
         cfg = compose("config", overrides=DEFAULT_OVERRIDES + args.overrides)
+    t = cfg.trainer
     torch.set_num_threads(args.threads)
-    torch.manual_seed(cfg.trainer.seed)
-    device = select_device(cfg.trainer.device)
+    torch.manual_seed(t.seed)
+    device = select_device(t.device)
     data = prepare_data(cfg)
     model = build_model(cfg.model, len(data.source_tokenizer), len(data.target_tokenizer))
-    model.to(device).train()
-    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.trainer.lr)
+    model.to(device)
+    update = TrainingStep(
+        model,
+        build_optimizer(model, t.lr),
+        t.clip_norm,
+        t.label_smoothing,
+        t.normalization,
+        t.precision,
+    )
     train = data.splits["train"]
-    lengths = [
-        max(len(s), len(t)) + 1 for s, t in zip(train.source_ids, train.target_ids, strict=True)
-    ]
-    t = cfg.trainer
-    sampler = BucketBatchSampler(lengths, t.batch_type, t.batch_size, t.bucket_batches, t.seed)
+    sampler = training_sampler(t, train)
 
     def batches():
         while True:
@@ -68,22 +72,17 @@ def main() -> None:
             tokens, start = 0, time.perf_counter()
         if step == args.warmup + args.steps:
             break
-        batch = train.batch(indices).to(device)
-        logits, _ = model(batch)
-        loss = sequence_loss(logits, batch.tgt_out) / batch.target_tokens
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), t.clip_norm)
-        optimizer.step()
-        tokens += batch.target_tokens
+        tokens += update(train.batch(indices).to(device)).target_tokens
     if device.type == "cuda":
         torch.cuda.synchronize()
     seconds = time.perf_counter() - start
     report = {
         "model": cfg.model.name,
         "attention": cfg.model.attention.name,
+        "decoder_style": cfg.model.decoder_style,
         "device": str(device),
         "threads": args.threads,
+        "precision": t.precision,
         "steps": args.steps,
         "target_tokens_per_sec": round(tokens / seconds, 1),
         "seconds_per_step": round(seconds / args.steps, 4),

@@ -70,6 +70,7 @@ class ModelConfig:
     decoder_style: str = "bahdanau"
     input_feeding: bool = True
     dropout: float = 0.2
+    param_init: float = 0.0
     attention: AttentionConfig = field(default_factory=AttentionConfig)
 
 
@@ -81,9 +82,12 @@ class TrainerConfig:
     batch_type: str = "sentences"
     batch_size: int = 64
     bucket_batches: int = 100
+    precision: str = "fp32"
     lr: float = 1e-3
+    normalization: str = "tokens"
     clip_norm: float = 5.0
     label_smoothing: float = 0.0
+    max_skipped_in_a_row: int = 10
     lr_patience: int = 3
     lr_factor: float = 0.5
     min_lr: float = 1e-5

@@ -88,12 +88,16 @@ def beam_search(
     The batch is expanded to batch*beam rows (encoder work is done once per sentence). Each
     step scores every extension of every prefix and keeps the best 2*beam per sentence out
     of beam*vocab: those ending in EOS among the best ``beam_size`` are finished, the best
-    ``beam_size`` others go on. A sentence is done when it has ``beam_size`` finished
-    hypotheses (as in fairseq); at greedy's length limit (:func:`max_output_length`) its
-    best unfinished prefixes count as they are, as greedy leaves them. All candidates of one
-    step have the same length, so ranking them by the sum of log-probabilities ranks them by
-    the length-penalised score too; α only matters between hypotheses that end at different
-    steps.
+    ``beam_size`` others go on. All candidates of one step have the same length, so ranking
+    them by the sum of log-probabilities ranks them by the length-penalised score too; α only
+    matters between hypotheses that end at different steps.
+
+    A sentence is done — and leaves the batch, so later steps compute only what is left — when
+    it has ``beam_size`` finished hypotheses (as in fairseq), or as soon as its ``nbest``-th
+    best finished hypothesis beats anything a live prefix could still reach: a prefix's score
+    only falls as it grows, and the length penalty divides it by at most lp(length limit).
+    So stopping early never changes the result. At greedy's length limit
+    (:func:`max_output_length`) a sentence's best live prefixes count as they are.
 
     Returns, in ``batch`` row order, each sentence's ``nbest`` hypotheses, best first by
     ``penalized_score``.
@@ -106,6 +110,9 @@ def beam_search(
     encoder = model.encode(batch)
     size, device = batch.src.size(0), batch.src.device
     rows = size * beam_size
+    max_length = max_output_length(batch.src_lengths, max_ratio, max_extra)
+    # A live prefix's penalised score can at best become score / lp(max_length).
+    reachable = 1.0 / gnmt_length_penalty(max_length, length_penalty)
     expand = torch.arange(size, device=device).repeat_interleave(beam_size)
     memory = decoder.prepare(encoder).select(expand)  # never reordered: a sentence's rows share it
     state = decoder.init_state(encoder).select(expand)
@@ -113,58 +120,96 @@ def beam_search(
     # One live prefix per sentence at first: beam copies of BOS would fill the beam with twins.
     scores = torch.full((size, beam_size), float("-inf"), device=device)
     scores[:, 0] = 0.0
-    first_row = torch.arange(0, rows, beam_size, device=device).unsqueeze(1)  # (batch, 1)
+    # The sentences still decoding, and their beam rows in the numbering of the whole batch.
+    active = list(range(size))
+    active_rows = torch.arange(rows, device=device)
     # Per sentence: (score, step, row of the prefix in the beam before that step, last token).
     finished: list[list[tuple[float, int, int, int]]] = [[] for _ in range(size)]
+    penalized: list[list[float]] = [[] for _ in range(size)]
     history_tokens, history_parents, history_weights = [], [], []
-    for step in range(max_output_length(batch.src_lengths, max_ratio, max_extra)):
+    cut_by_length_limit = True
+    for step in range(max_length):
+        live = len(active)
         embedded, input_gates = decoder.embed(previous)
         state, context, weights = decoder.step(input_gates, state, memory)
         log_probs = torch.log_softmax(decoder.logits(state.hidden, context, embedded), dim=-1)
         vocab = log_probs.size(-1)
-        candidates = (scores.view(rows, 1) + log_probs).view(size, beam_size * vocab)
-        top_scores, top_ids = candidates.topk(2 * beam_size, dim=1)  # (batch, 2*beam), best first
+        candidates = (scores.view(-1, 1) + log_probs).view(live, beam_size * vocab)
+        top_scores, top_ids = candidates.topk(2 * beam_size, dim=1)  # (live, 2*beam), best first
         top_tokens = top_ids % vocab
-        top_parents = top_ids // vocab + first_row  # rows of the current beam
+        first_row = torch.arange(0, live * beam_size, beam_size, device=device).unsqueeze(1)
+        top_parents = top_ids // vocab + first_row  # rows of the current (live) beam
         ends = top_tokens == EOS_ID
         new_finished = ends[:, :beam_size] & top_scores[:, :beam_size].isfinite()
         if bool(new_finished.any()):
             where = new_finished.nonzero().tolist()
             ended_scores = top_scores[:, :beam_size][new_finished].tolist()
-            ended_parents = top_parents[:, :beam_size][new_finished].tolist()
-            for (sentence, _), score, parent in zip(
-                where, ended_scores, ended_parents, strict=True
-            ):
+            ended_parents = active_rows[top_parents[:, :beam_size][new_finished]].tolist()
+            for (k, _), score, parent in zip(where, ended_scores, ended_parents, strict=True):
+                sentence = active[k]
                 if len(finished[sentence]) < beam_size:
                     finished[sentence].append((score, step, parent, EOS_ID))
+                    lp = gnmt_length_penalty(step + 1, length_penalty)
+                    penalized[sentence].append(score / lp)
         # The next beam: the best beam_size candidates that go on. Each prefix has one EOS
         # extension, so at most beam_size of the 2*beam_size end.
         positions = torch.arange(2 * beam_size, device=device)
         going_on = (ends.long() * 2 * beam_size + positions).argsort(dim=1)[:, :beam_size]
-        scores = top_scores.gather(1, going_on)
-        parents = top_parents.gather(1, going_on).view(rows)
-        previous = top_tokens.gather(1, going_on).view(rows)
+        scores = top_scores.gather(1, going_on)  # (live, beam), best first
+        parents = top_parents.gather(1, going_on).view(-1)
+        previous = top_tokens.gather(1, going_on).view(-1)
         state = state.select(parents)
-        history_tokens.append(previous)
-        history_parents.append(parents)
-        history_weights.append(weights)  # rows of the beam before this step, as ``parents``
-        if all(len(hypotheses) >= beam_size for hypotheses in finished):
-            break
+        # History in the numbering of the whole batch; rows of done sentences are never read.
+        step_tokens = torch.full((rows,), EOS_ID, dtype=torch.long, device=device)
+        step_tokens[active_rows] = previous
+        step_parents = torch.zeros(rows, dtype=torch.long, device=device)
+        step_parents[active_rows] = active_rows[parents]
+        history_tokens.append(step_tokens)
+        history_parents.append(step_parents)
+        if weights is not None:  # rows of the beam before this step, as ``parents``
+            step_weights = weights.new_zeros(rows, *weights.shape[1:])
+            step_weights[active_rows] = weights
+            history_weights.append(step_weights)
+
+        best_live = scores[:, 0].tolist()
+        done = [
+            len(finished[sentence]) >= beam_size
+            or (
+                len(finished[sentence]) >= nbest
+                and sorted(penalized[sentence])[-nbest] >= best_live[k] * reachable
+            )
+            for k, sentence in enumerate(active)
+        ]
+        if any(done):
+            keep = [k for k, is_done in enumerate(done) if not is_done]
+            if not keep:
+                cut_by_length_limit = False
+                break
+            keep_rows = (
+                torch.tensor(keep, device=device).unsqueeze(1) * beam_size
+                + torch.arange(beam_size, device=device)
+            ).view(-1)
+            active = [active[k] for k in keep]
+            active_rows = active_rows[keep_rows]
+            scores, previous = scores[keep], previous[keep_rows]
+            state, memory = state.select(keep_rows), memory.select(keep_rows)
     token_history = torch.stack(history_tokens).tolist()  # (steps, batch*beam)
     parent_history = torch.stack(history_parents).tolist()
-    last, final_scores = len(token_history) - 1, scores.tolist()
-    for sentence, hypotheses in enumerate(finished):
-        for k, score in enumerate(final_scores[sentence]):  # cut by the length limit, best first
-            if len(hypotheses) < beam_size and score > float("-inf"):
-                row = sentence * beam_size + k
-                hypotheses.append(
-                    (score, last, parent_history[last][row], token_history[last][row])
-                )
+    last = len(token_history) - 1
+    if cut_by_length_limit:  # the sentences still active count their live prefixes as they are
+        rows_left = active_rows.tolist()
+        for k, sentence in enumerate(active):
+            for j, score in enumerate(scores[k].tolist()):  # best first
+                if len(finished[sentence]) < beam_size and score > float("-inf"):
+                    row = rows_left[k * beam_size + j]
+                    finished[sentence].append(
+                        (score, last, parent_history[last][row], token_history[last][row])
+                    )
     return _backtrack(
         finished,
         token_history,
         parent_history,
-        None if history_weights[0] is None else torch.stack(history_weights).float().cpu(),
+        torch.stack(history_weights).float().cpu() if history_weights else None,
         batch.src_lengths,
         nbest,
         length_penalty,

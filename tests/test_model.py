@@ -164,3 +164,40 @@ def test_checkpoint_refuses_pickled_code(tmp_path: Path) -> None:
     torch.save({"format_version": 1, "evil": Payload()}, tmp_path / "evil.pt")
     with pytest.raises(CheckpointError):
         load_checkpoint(tmp_path / "evil.pt")
+
+
+@pytest.mark.parametrize("attention", ["none", "bahdanau", "general", "multihead"])
+@pytest.mark.parametrize("rnn", ["gru", "lstm"])
+def test_luong_without_input_feeding_runs_all_steps_at_once_with_the_loops_numbers(
+    attention: str, rnn: str
+) -> None:
+    """The whole-sequence path (one torch.gru/lstm call, one batched attention) must compute
+    what the step-by-step loop computes, weights included."""
+    from seq2seq.model.decoder import RNNDecoder
+
+    model = small_model(attention, rnn, style="luong", feeding=False)
+    batch = toy_batch()
+    encoder = model.encode(batch)
+    with torch.no_grad():
+        logits, weights = model.decoder(batch.tgt_in, encoder)
+        loop_logits, loop_weights = RNNDecoder.forward(model.decoder, batch.tgt_in, encoder)
+    torch.testing.assert_close(logits, loop_logits, atol=1e-5, rtol=1e-5)
+    if attention == "none":
+        assert weights is None and loop_weights is None
+    else:
+        torch.testing.assert_close(weights, loop_weights, atol=1e-6, rtol=1e-5)
+
+
+def test_param_init_draws_every_weight_uniformly_and_keeps_padding_rows_zero() -> None:
+    cfg = OmegaConf.structured(
+        ModelConfig(name="test", embed_size=8, encoder_hidden=6, decoder_hidden=12, param_init=0.05)
+    )
+    cfg.attention.name = "bahdanau"
+    torch.manual_seed(0)
+    model = build_model(cfg, VOCAB, VOCAB)
+    for name, parameter in model.named_parameters():
+        assert parameter.abs().max() <= 0.05, name
+    embeddings = [model.encoder.embedding, model.decoder.embedding]
+    for embedding in embeddings:
+        assert embedding.weight[embedding.padding_idx].abs().sum() == 0
+        assert embedding.weight.std() > 0.02  # uniform ±0.05 has std 0.029, not N(0, 1)'s 1

@@ -148,3 +148,22 @@ def test_nbest_larger_than_the_beam_is_refused() -> None:
     model, batch = random_model("bahdanau", "gru", seed=0), random_batch(seed=0)
     with pytest.raises(ValueError, match="nbest"):
         beam_search(model, batch, beam_size=2, nbest=3)
+
+
+@pytest.mark.parametrize("alpha", [0.0, 0.6])
+@pytest.mark.parametrize("attention", ["bahdanau", "multihead"])
+def test_stopping_a_sentence_early_never_changes_its_best_hypothesis(
+    attention: str, alpha: float
+) -> None:
+    """With nbest = beam a sentence runs until beam hypotheses finish (no early stop); the
+    best of those must be what nbest = 1, which stops as soon as nothing can beat it, returns.
+    Decoding each sentence alone (its own length limit aside) must agree with the batch, whose
+    sentences leave it at different steps."""
+    for seed in range(5):
+        model, batch = random_model(attention, "gru", seed), random_batch(seed, size=8)
+        exhaustive = beam_search(model, batch, beam_size=4, nbest=4, length_penalty=alpha)
+        early = beam_search(model, batch, beam_size=4, nbest=1, length_penalty=alpha)
+        for (first, *_), (best,) in zip(exhaustive, early, strict=True):
+            assert best.tokens == first.tokens
+            assert best.penalized_score == pytest.approx(first.penalized_score, abs=1e-5)
+            torch.testing.assert_close(best.weights, first.weights)

@@ -133,8 +133,10 @@ class RNNDecoder(nn.Module):
         embedded, input_gates = self.embed(tgt_in)  # (batch, tgt_len, embed|gates)
         state = self.init_state(encoder)
         hiddens, contexts, weights = [], [], []
-        for t in range(tgt_in.size(1)):
-            state, context, step_weights = self.step(input_gates[:, t], state, memory)
+        # unbind, not input_gates[:, t]: the backward of each slice would zero-fill a whole
+        # (batch, tgt_len, gates) gradient, O(tgt_len²) work per batch.
+        for step_gates in input_gates.unbind(1):
+            state, context, step_weights = self.step(step_gates, state, memory)
             hiddens.append(state.hidden)
             contexts.append(context)
             weights.append(step_weights)
@@ -215,6 +217,42 @@ class LuongDecoder(RNNDecoder):
         if self.input_feeding:
             state.attentional = torch.zeros_like(state.hidden)
         return state
+
+    def forward(
+        self, tgt_in: torch.Tensor, encoder: EncoderOutput
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Without input feeding nothing in the recurrence depends on attention, so the whole
+        target runs at once: the RNN over all steps in one ``torch.gru``/``torch.lstm`` call,
+        then attention for all (batch × step) queries as one batched call, then the output
+        layer — the same numbers as the step-by-step loop, far fewer operations."""
+        if self.input_feeding:
+            return super().forward(tgt_in, encoder)
+        memory = self.prepare(encoder)
+        embedded = self.dropout(self.embedding(tgt_in))  # (batch, tgt_len, embed)
+        hiddens = self.run_rnn(embedded, self.init_state(encoder))  # (batch, tgt_len, hidden)
+        batch, steps, _ = hiddens.shape
+        per_query = torch.arange(batch, device=hiddens.device).repeat_interleave(steps)
+        context, weights = self.attention(
+            hiddens.reshape(batch * steps, -1), memory.attention.select(per_query)
+        )
+        context = context.view(batch, steps, -1)
+        logits = self.logits(hiddens, context, embedded)
+        return logits, None if weights is None else weights.view(batch, steps, *weights.shape[1:])
+
+    def run_rnn(self, embedded: torch.Tensor, state: DecoderState) -> torch.Tensor:
+        """All steps of the recurrence of :meth:`recur` at once (PyTorch's gate order is ours)."""
+        weights = [
+            self.input_proj.weight,
+            self.hidden_proj.weight,
+            self.input_proj.bias,
+            self.hidden_proj.bias,
+        ]
+        args = (weights, True, 1, 0.0, self.training, False, True)
+        if self.is_lstm:
+            assert state.cell is not None, "LSTM decoder state without a cell"
+            hx = (state.hidden.unsqueeze(0), state.cell.unsqueeze(0))
+            return torch.lstm(embedded, hx, *args)[0]
+        return torch.gru(embedded, state.hidden.unsqueeze(0), *args)[0]
 
     def attentional(self, hidden: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
         return torch.tanh(self.combine(torch.cat([context, hidden], dim=-1)))

@@ -65,4 +65,21 @@ def build_model(cfg: ModelConfig, src_vocab_size: int, tgt_vocab_size: int) -> S
         raise ValueError(
             f"model.decoder_style must be 'bahdanau' or 'luong', got {cfg.decoder_style!r}"
         )
-    return Seq2Seq(encoder, decoder)
+    model = Seq2Seq(encoder, decoder)
+    if cfg.param_init > 0:
+        initialize_uniform(model, cfg.param_init)
+    return model
+
+
+def initialize_uniform(model: nn.Module, bound: float) -> None:
+    """Every parameter uniform in ±bound, as OpenNMT-py does (its ``param_init`` 0.1).
+
+    PyTorch's defaults draw embeddings from N(0, 1), whose 256-wide rows have a norm near 16:
+    the first decoder inputs then saturate the gates. Padding rows stay zero.
+    """
+    for parameter in model.parameters():
+        nn.init.uniform_(parameter, -bound, bound)
+    for module in model.modules():
+        if isinstance(module, nn.Embedding) and module.padding_idx is not None:
+            with torch.no_grad():
+                module.weight[module.padding_idx].zero_()

@@ -67,6 +67,10 @@ class Reporter:
         self.writer.add_scalar("train/lr", lr, step)
         self.writer.add_scalar("train/tokens_per_sec", tokens_per_sec, step)
 
+    def skipped_update(self, step: int, skipped: int) -> None:
+        """An update with a non-finite loss or gradient was skipped (``skipped`` so far)."""
+        self.writer.add_scalar("train/skipped_updates", skipped, step)
+
     def validation(self, step: int, result: EvalResult) -> None:
         for name, value in result.metrics.items():
             self.writer.add_scalar(f"valid/{name}", value, step)

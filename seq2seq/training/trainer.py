@@ -32,8 +32,9 @@ from seq2seq.training.checkpoint import (
     rng_state,
     save_checkpoint,
 )
-from seq2seq.training.evaluation import EvalResult, evaluate, sequence_loss
+from seq2seq.training.evaluation import EvalResult, evaluate
 from seq2seq.training.reporting import Reporter
+from seq2seq.training.step import TrainingStep, build_optimizer
 
 log = logging.getLogger(__name__)
 
@@ -87,21 +88,20 @@ def train(cfg: DictConfig, run_dir: Path) -> float:
     model = build_model(cfg.model, len(data.source_tokenizer), len(data.target_tokenizer))
     model.to(device)
     log.info("model: %s parameters\n%s", f"{count_parameters(model):,}", model)
-    optimizer = torch.optim.Adam(model.parameters(), lr=t.lr)
+    optimizer = build_optimizer(model, t.lr)
+    update = TrainingStep(
+        model, optimizer, t.clip_norm, t.label_smoothing, t.normalization, t.precision
+    )
     scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
         optimizer, mode="max", factor=t.lr_factor, patience=t.lr_patience, min_lr=t.min_lr
     )
     train_split = data.splits["train"]
-    lengths = [
-        max(len(s), len(g)) + 1
-        for s, g in zip(train_split.source_ids, train_split.target_ids, strict=True)
-    ]
-    sampler = BucketBatchSampler(lengths, t.batch_type, t.batch_size, t.bucket_batches, t.seed)
+    sampler = training_sampler(t, train_split)
 
     progress = TrainingProgress()
     checkpoints = run_dir / "checkpoints"
     if t.resume:
-        progress = resume(t.resume, model, optimizer, scheduler, sampler, device)
+        progress = resume(t.resume, model, update, scheduler, sampler, device)
         carry_best_checkpoint(Path(t.resume).expanduser(), checkpoints)
     reporter = Reporter(run_dir, cfg, data, model)
 
@@ -116,6 +116,7 @@ def train(cfg: DictConfig, run_dir: Path) -> float:
         if full:
             state.update(
                 optimizer=optimizer.state_dict(),
+                grad_scaler=update.scaler.state_dict(),
                 scheduler=scheduler.state_dict(),
                 sampler=sampler.state_dict(),
                 rng=rng_state(),
@@ -160,25 +161,30 @@ def train(cfg: DictConfig, run_dir: Path) -> float:
     window_loss, window_tokens, window_start = 0.0, 0, time.monotonic()
     while stop_reason is None:
         for indices in sampler:
-            model.train()
-            batch = train_split.batch(indices).to(device)
-            logits, _ = model(batch)
-            loss_sum = sequence_loss(logits, batch.tgt_out, t.label_smoothing)
-            n_tokens = batch.target_tokens
-            optimizer.zero_grad(set_to_none=True)
-            (loss_sum / n_tokens).backward()
-            if t.clip_norm > 0:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), t.clip_norm)
-            optimizer.step()
+            result = update(train_split.batch(indices).to(device))
             progress.step += 1
-            progress.train_tokens += n_tokens
-            window_loss += loss_sum.item()
-            window_tokens += n_tokens
+            progress.train_tokens += result.target_tokens
+            if result.applied:
+                progress.skipped_in_a_row = 0
+                window_loss += result.loss_sum
+                window_tokens += result.target_tokens
+            else:
+                progress.skipped_updates += 1
+                progress.skipped_in_a_row += 1
+                reporter.skipped_update(progress.step, progress.skipped_updates)
+                log.warning(
+                    "step %d: non-finite loss or gradient (loss %s, gradient norm %s), "
+                    "update skipped (%d skipped so far)",
+                    progress.step,
+                    result.loss_sum,
+                    result.grad_norm,
+                    progress.skipped_updates,
+                )
             bar.update(1)
 
             if progress.step % t.log_every == 0:
                 elapsed = time.monotonic() - window_start
-                train_loss = window_loss / window_tokens
+                train_loss = window_loss / max(window_tokens, 1)
                 reporter.training(
                     progress.step,
                     train_loss,
@@ -218,6 +224,15 @@ def train(cfg: DictConfig, run_dir: Path) -> float:
     return progress.best_bleu
 
 
+def training_sampler(t: DictConfig, train_split: TokenizedSplit) -> BucketBatchSampler:
+    """Length-bucketed batches of the training split (length: the longer side plus EOS)."""
+    lengths = [
+        max(len(s), len(g)) + 1
+        for s, g in zip(train_split.source_ids, train_split.target_ids, strict=True)
+    ]
+    return BucketBatchSampler(lengths, t.batch_type, t.batch_size, t.bucket_batches, t.seed)
+
+
 @dataclass
 class TrainingProgress:
     step: int = 0
@@ -228,10 +243,17 @@ class TrainingProgress:
     best_step: int = 0
     evals_without_improvement: int = 0
     last_eval_step: int = -1
+    skipped_updates: int = 0  # updates whose loss or gradient was not finite
+    skipped_in_a_row: int = 0
 
 
 def stop_condition(t: DictConfig, progress: TrainingProgress, epoch: int) -> str | None:
     """Why training should stop now, or None."""
+    if t.max_skipped_in_a_row and progress.skipped_in_a_row >= t.max_skipped_in_a_row:
+        return (
+            f"{progress.skipped_in_a_row} updates in a row had a non-finite loss or gradient "
+            "(trainer.max_skipped_in_a_row); try a lower trainer.lr or trainer.clip_norm"
+        )
     if t.max_steps and progress.step >= t.max_steps:
         return f"trainer.max_steps={t.max_steps} reached"
     if t.max_epochs and epoch >= t.max_epochs:
@@ -249,7 +271,7 @@ def stop_condition(t: DictConfig, progress: TrainingProgress, epoch: int) -> str
 def resume(
     path: str,
     model: Seq2Seq,
-    optimizer: torch.optim.Optimizer,
+    update: TrainingStep,
     scheduler: Any,
     sampler: BucketBatchSampler,
     device: torch.device,
@@ -259,7 +281,9 @@ def resume(
     if "optimizer" not in state:
         raise ValueError(f"{path} holds weights only; resume from a run's checkpoints/last.pt")
     model.load_state_dict(state["model"])
-    optimizer.load_state_dict(state["optimizer"])
+    update.optimizer.load_state_dict(state["optimizer"])
+    if state.get("grad_scaler"):  # fp16 loss scale; empty for fp32/bf16
+        update.scaler.load_state_dict(state["grad_scaler"])
     scheduler.load_state_dict(state["scheduler"])
     sampler.load_state_dict(state["sampler"])
     restore_rng_state(state["rng"])

@@ -1,0 +1,85 @@
+"""The training update shared by train.py and the benchmark: loss scale, clipping, NaN, bf16."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from omegaconf import OmegaConf
+
+from seq2seq.config import ModelConfig
+from seq2seq.data.batching import collate
+from seq2seq.model.seq2seq import Seq2Seq, build_model
+from seq2seq.training.step import TrainingStep, build_optimizer
+
+VOCAB = 30
+
+
+def model_and_batch(seed: int = 0) -> tuple[Seq2Seq, object]:
+    cfg = OmegaConf.structured(
+        ModelConfig(name="t", embed_size=8, encoder_hidden=6, decoder_hidden=12, dropout=0.0)
+    )
+    cfg.attention.name, cfg.attention.size = "bahdanau", 12
+    torch.manual_seed(seed)
+    batch = collate([[5, 6, 7, 8], [9, 10]], [[11, 12, 13], [14, 15, 16, 17, 18]], [0, 1])
+    return build_model(cfg, VOCAB, VOCAB), batch
+
+
+def step(model: Seq2Seq, normalization: str = "tokens", clip: float = 0.0, **kw) -> TrainingStep:
+    optimizer = torch.optim.SGD(model.parameters(), lr=1.0)  # the update is minus the gradient
+    return TrainingStep(model, optimizer, clip, 0.0, normalization, **kw)
+
+
+def test_sentence_normalisation_scales_the_gradient_by_tokens_per_sentence() -> None:
+    norms = {}
+    for normalization in ("tokens", "sentences"):
+        model, batch = model_and_batch()
+        norms[normalization] = step(model, normalization)(batch).grad_norm
+    tokens, sentences = batch.target_tokens, batch.src.size(0)  # 10 tokens (with EOS), 2
+    assert norms["sentences"] == pytest.approx(norms["tokens"] * tokens / sentences, rel=1e-5)
+
+
+def test_clipping_bounds_the_applied_update_to_clip_norm() -> None:
+    model, batch = model_and_batch()
+    before = [p.detach().clone() for p in model.parameters()]
+    result = step(model, "sentences", clip=0.01)(batch)
+    assert result.applied and result.grad_norm > 0.01
+    moved = math.sqrt(
+        sum(
+            float((p.detach() - b).pow(2).sum())
+            for p, b in zip(model.parameters(), before, strict=True)
+        )
+    )
+    assert moved == pytest.approx(0.01, rel=1e-3)  # SGD, lr 1: the step is the clipped gradient
+
+
+def test_a_non_finite_loss_skips_the_update_and_keeps_the_weights() -> None:
+    model, batch = model_and_batch()
+    with torch.no_grad():
+        model.decoder.output.bias[3] = float("nan")
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    result = step(model)(batch)
+    assert not result.applied and math.isnan(result.loss_sum)
+    for name, parameter in model.named_parameters():
+        torch.testing.assert_close(parameter, before[name], equal_nan=True, msg=name)
+
+
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_the_update_is_reproducible_and_learns(precision: str) -> None:
+    losses = []
+    for _ in range(2):
+        model, batch = model_and_batch(seed=3)
+        optimizer = build_optimizer(model, lr=0.01)
+        update = TrainingStep(model, optimizer, 5.0, 0.0, "tokens", precision)
+        losses.append([update(batch).loss_sum for _ in range(30)])
+    assert losses[0] == losses[1]  # bitwise, same seed
+    assert losses[0][-1] < 0.5 * losses[0][0]
+
+
+def test_an_unknown_normalisation_or_precision_is_refused() -> None:
+    model, _ = model_and_batch()
+    with pytest.raises(ValueError, match="trainer.normalization"):
+        step(model, "words")
+    with pytest.raises(ValueError, match="precision"):
+        step(model, precision="fp8")
