@@ -70,7 +70,7 @@ def translate_main(argv: Sequence[str] | None = None) -> int:
 
 
 def translate(args: argparse.Namespace) -> int:
-    translator = load_translator(args.checkpoint, args.device)
+    translator = load_translator(args.checkpoint, args.device, args.precision)
     if args.alignments and not translator.model.has_attention_weights:
         raise InferenceError(
             f"{args.checkpoint}: a model without attention (model=distracted) has no alignments"
@@ -132,7 +132,7 @@ def evaluate_main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     utf8_stdout()
     try:
-        translator = load_translator(args.checkpoint, args.device)
+        translator = load_translator(args.checkpoint, args.device, args.precision)
         result = evaluate_tsv(
             translator, args.tsv, args.direction, args.beam, args.length_penalty, args.batch_size
         )
@@ -168,6 +168,11 @@ def add_search_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--device", choices=("auto", "cpu", "cuda"), default="auto", help="default: auto"
+    )
+    parser.add_argument(
+        "--precision",
+        choices=("fp32", "bf16", "fp16"),
+        help="autocast of the matrix products (default: the checkpoint's trainer.precision)",
     )
 
 

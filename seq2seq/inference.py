@@ -22,7 +22,7 @@ from seq2seq.data.batching import collate
 from seq2seq.data.corpus import read_parallel_tsv
 from seq2seq.data.dataset import tokenize_split
 from seq2seq.data.tokenizer import EOS_ID, SubwordTokenizer
-from seq2seq.device import select_device
+from seq2seq.device import autocast, autocast_dtype, select_device
 from seq2seq.files import atomic_write_bytes
 from seq2seq.metrics.alignment import (
     SPECIAL_PIECES,
@@ -63,6 +63,7 @@ class Translator:
     target_tokenizer: SubwordTokenizer
     config: DictConfig
     device: torch.device
+    precision: str = "fp32"  # fp32 | bf16 | fp16: autocast of the model's matrix products
 
     @property
     def source_lang(self) -> str:
@@ -90,15 +91,16 @@ class Translator:
         for start in range(0, len(order), batch_size):
             chunk = order[start : start + batch_size]
             batch = collate([ids[i] for i in chunk], None, chunk).to(self.device)
-            nbest_lists = translate_batch(
-                self.model,
-                batch,
-                beam_size,
-                nbest,
-                length_penalty,
-                trainer.max_output_ratio,
-                trainer.max_output_extra,
-            )
+            with autocast(self.device, self.precision):
+                nbest_lists = translate_batch(
+                    self.model,
+                    batch,
+                    beam_size,
+                    nbest,
+                    length_penalty,
+                    trainer.max_output_ratio,
+                    trainer.max_output_extra,
+                )
             for index, hypotheses in zip(batch.indices, nbest_lists, strict=True):
                 results[index] = hypotheses
         return results
@@ -143,12 +145,19 @@ def piece_word_indices(pieces: Sequence[str], lang: str) -> list[int]:
     return indices
 
 
-def load_translator(path: str | Path, device: str = "auto") -> Translator:
-    """Model, tokenizers and config from a checkpoint written by training (``best.pt``)."""
+def load_translator(
+    path: str | Path, device: str = "auto", precision: str | None = None
+) -> Translator:
+    """Model, tokenizers and config from a checkpoint written by training (``best.pt``).
+
+    ``precision`` None decodes at the precision the model was trained at.
+    """
     try:
         target_device = select_device(device)
+        if precision is not None:
+            autocast_dtype(precision)
     except ValueError as error:
-        raise InferenceError(f"--device: {error}") from error
+        raise InferenceError(f"--device/--precision: {error}") from error
     state = load_checkpoint(path, map_location=target_device)
     missing = [key for key in ("config", "model", "source_spm", "target_spm") if key not in state]
     if missing:
@@ -173,7 +182,14 @@ def load_translator(path: str | Path, device: str = "auto") -> Translator:
             f"{path}: the weights do not fit the model its config describes ({problems[0]}{more})"
         ) from error
     assert isinstance(config, DictConfig), "the schema merge gave no DictConfig"
-    return Translator(model.to(target_device).eval(), source, target, config, target_device)
+    return Translator(
+        model.to(target_device).eval(),
+        source,
+        target,
+        config,
+        target_device,
+        precision or str(config.trainer.precision),
+    )
 
 
 @dataclass
@@ -218,6 +234,7 @@ def evaluate_tsv(
         trainer.max_output_extra,
         beam_size,
         length_penalty,
+        translator.precision,
     )
     seconds = time.perf_counter() - start
     scores, by_length = score_translations(
@@ -238,6 +255,7 @@ def evaluate_tsv(
         "seconds": seconds,
         "sentences_per_sec": len(translations) / max(seconds, 1e-9),
         "device": str(translator.device),
+        "precision": translator.precision,
     }
     return TsvEvaluation(translations, report)
 

@@ -197,3 +197,17 @@ def test_nbest_needs_a_beam_at_least_as_large(tiny_checkpoint: Path) -> None:
     with pytest.raises(SystemExit) as exit_info:
         translate_main([str(tiny_checkpoint), "--beam", "2", "--nbest", "3"])
     assert exit_info.value.code == 2
+
+
+def test_evaluate_in_bf16_decodes_at_that_precision_and_nearly_agrees(
+    tiny_checkpoint: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--precision overrides the checkpoint's (fp32); bf16 products change few words."""
+    reports = {}
+    for precision in ("fp32", "bf16"):
+        args = [str(tiny_checkpoint), str(TINY / "test.tsv"), "--device", "cpu"]
+        args += ["--precision", precision, "--out", str(tmp_path / precision)]
+        assert evaluate_main(args) == 0
+        reports[precision] = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert [r["precision"] for r in reports.values()] == ["fp32", "bf16"]
+    assert reports["bf16"]["chrf"] == pytest.approx(reports["fp32"]["chrf"], abs=10)

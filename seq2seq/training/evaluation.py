@@ -10,6 +10,7 @@ from torch.nn import functional as F
 
 from seq2seq.data.dataset import TokenizedSplit
 from seq2seq.data.tokenizer import PAD_ID, SubwordTokenizer
+from seq2seq.device import autocast
 from seq2seq.metrics.alignment import (
     corpus_alignment_error_rate,
     hard_links_from_attention,
@@ -65,6 +66,7 @@ def translate_split(
     max_extra: int,
     beam_size: int = 1,
     length_penalty: float = 0.0,
+    precision: str = "fp32",
 ) -> list[Translation]:
     """Translations of every unique source of ``split``, in order of first occurrence.
 
@@ -83,9 +85,10 @@ def translate_split(
     )
     outputs: list[Hypothesis | None] = [None] * len(unique)
     for batch in unique.eval_batches(batch_size):
-        nbest_lists = translate_batch(
-            model, batch.to(device), beam_size, 1, length_penalty, max_ratio, max_extra
-        )
+        with autocast(device, precision):
+            nbest_lists = translate_batch(
+                model, batch.to(device), beam_size, 1, length_penalty, max_ratio, max_extra
+            )
         for row, (hypothesis,) in zip(batch.indices, nbest_lists, strict=True):
             outputs[row] = hypothesis
     translations = []
@@ -105,7 +108,11 @@ def translate_split(
 
 @torch.no_grad()
 def teacher_forced_pass(
-    model: Seq2Seq, split: TokenizedSplit, device: torch.device, batch_size: int
+    model: Seq2Seq,
+    split: TokenizedSplit,
+    device: torch.device,
+    batch_size: int,
+    precision: str = "fp32",
 ) -> tuple[float, dict[int, np.ndarray]]:
     """Mean token loss over the split, and the attention weights on each reference.
 
@@ -117,8 +124,9 @@ def teacher_forced_pass(
     weights: dict[int, np.ndarray] = {}
     for batch in split.eval_batches(batch_size):
         batch = batch.to(device)
-        logits, attention = model(batch)
-        total += float(sequence_loss(logits, batch.tgt_out))
+        with autocast(device, precision):
+            logits, attention = model(batch)
+        total += float(sequence_loss(logits.float(), batch.tgt_out))
         tokens += batch.target_tokens
         if attention is None:
             continue
@@ -166,9 +174,10 @@ def evaluate(
     with_alignment: bool,
     beam_size: int = 1,
     length_penalty: float = 0.0,
+    precision: str = "fp32",
 ) -> EvalResult:
     """Everything a validation or the final test reports for one split."""
-    loss, weights = teacher_forced_pass(model, split, device, batch_size)
+    loss, weights = teacher_forced_pass(model, split, device, batch_size, precision)
     translations = translate_split(
         model,
         split,
@@ -179,6 +188,7 @@ def evaluate(
         max_extra,
         beam_size,
         length_penalty,
+        precision,
     )
     scores, by_length = score_translations(translations, split, target_lang, length_buckets)
     metrics = {"loss": loss, "bleu": float(scores["bleu"]), "chrf": float(scores["chrf"])}

@@ -318,6 +318,7 @@ def evaluate_split(
         max_extra=cfg.trainer.max_output_extra,
         beam_size=cfg.trainer.eval_beam,
         length_penalty=cfg.trainer.length_penalty,
+        precision=cfg.trainer.precision,
         with_alignment=data.has_gold_alignments and model.has_attention_weights,
     )
 
