@@ -45,6 +45,18 @@ def test_malformed_line_names_file_and_line(tmp_path: Path, line: bytes, problem
     assert skipped == 1 and [e.target for e in examples] == ["I love you."]
 
 
+def test_bom_crlf_and_unicode_line_separators(tmp_path: Path) -> None:
+    """A UTF-8 BOM is not part of the first sentence; CRLF ends a line; U+2028 inside a
+    sentence does not (only \\n and \\r\\n end lines)."""
+    data = "\ufeff我爱你。\tI love you.\r\n他\u2028来了。\tHe came.\n".encode()
+    examples, skipped = read_parallel_tsv(write(tmp_path / "x.tsv", data), ["zh", "en"], "zh", "en")
+    assert skipped == 0
+    assert [(e.source, e.target) for e in examples] == [
+        ("我爱你。", "I love you."),
+        ("他\u2028来了。", "He came."),
+    ]
+
+
 def test_missing_file_and_unknown_language(tmp_path: Path) -> None:
     with pytest.raises(CorpusError, match="file not found"):
         read_parallel_tsv(tmp_path / "nope.tsv", ["zh", "en"], "zh", "en")

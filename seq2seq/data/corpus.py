@@ -14,6 +14,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 SPLITS = ("train", "dev", "test")
+UTF8_BOM = b"\xef\xbb\xbf"
 
 
 class CorpusError(ValueError):
@@ -66,6 +67,8 @@ def read_parallel_tsv(
     skipped = 0
     with path.open("rb") as handle:
         for line_number, raw in enumerate(handle, start=1):
+            if line_number == 1:
+                raw = raw.removeprefix(UTF8_BOM)  # editors on Windows start files with one
             problem, fields = _parse_line(raw, len(columns))
             if problem is None:
                 source, target = fields[src_col].strip(), fields[tgt_col].strip()
