@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import sys
 from pathlib import Path
 
 import hydra
@@ -9,6 +11,7 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
 from seq2seq.config import register_configs
+from seq2seq.training.signals import TrainingInterrupted
 from seq2seq.training.trainer import train
 
 register_configs()
@@ -17,7 +20,11 @@ register_configs()
 @hydra.main(version_base="1.3", config_path="configs", config_name="config")
 def main(cfg: DictConfig) -> float:
     """Hydra task: returns the best dev BLEU so sweepers can optimise it."""
-    return train(cfg, Path(HydraConfig.get().runtime.output_dir))
+    try:
+        return train(cfg, Path(HydraConfig.get().runtime.output_dir))
+    except TrainingInterrupted as interrupted:
+        logging.getLogger("train").warning("%s", interrupted)
+        sys.exit(interrupted.exit_code)
 
 
 if __name__ == "__main__":

@@ -95,6 +95,7 @@ class TrainerConfig:
     max_epochs: int = 0
     max_minutes: float = 0.0
     eval_every: int = 500
+    checkpoint_minutes: float = 5.0
     eval_batch_size: int = 128
     early_stopping_patience: int = 0
     max_output_ratio: float = 2.0

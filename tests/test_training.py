@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +17,7 @@ from hydra import compose, initialize_config_dir
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from seq2seq.config import PROJECT_ROOT, register_configs
-from seq2seq.training.checkpoint import load_checkpoint
+from seq2seq.training.checkpoint import load_checkpoint, save_checkpoint
 from seq2seq.training.trainer import train
 
 TINY = Path(__file__).resolve().parent / "data" / "tiny"
@@ -168,3 +170,61 @@ def test_validation_with_beam_search_draws_the_beam_output(tmp_path: Path) -> No
     pieces = translator.target_tokenizer.pieces(best.tokens)
     assert list(saved["target_labels"][:-1]) == pieces[:-1]
     assert saved["weights"].shape == (len(best.tokens), len(saved["source_labels"]))
+
+
+@pytest.mark.parametrize(("signum", "exit_code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_a_signal_saves_last_pt_and_the_run_resumes_from_it(
+    tmp_path: Path, signum: int, exit_code: int
+) -> None:
+    """Ctrl-C or ``kill`` mid-run: the current update finishes, last.pt is written, the exit
+    code says which signal, the log says how to resume, and resuming trains on from there."""
+    run_dir = tmp_path / "run"
+    overrides = tiny_overrides(tmp_path / "cache") + [
+        "trainer.max_steps=0",
+        "trainer.eval_every=2",
+        f"hydra.run.dir={run_dir}",
+    ]
+    process = subprocess.Popen(
+        [sys.executable, str(PROJECT_ROOT / "train.py"), *overrides],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**os.environ, "PYTHONWARNINGS": "ignore"},
+    )
+    best = run_dir / "checkpoints" / "best.pt"
+    deadline = time.monotonic() + 120
+    while not best.exists() and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    process.send_signal(signum)
+    output, _ = process.communicate(timeout=120)
+    assert process.returncode == exit_code, output[-3000:]
+    last = run_dir / "checkpoints" / "last.pt"
+    assert f"{signal.Signals(signum).name} received" in output
+    assert f"trainer.resume={last.resolve()}" in output
+    saved = load_checkpoint(last)
+    assert saved["progress"]["step"] >= 2
+    assert not list((run_dir / "checkpoints").glob("*.tmp*"))
+
+    steps = saved["progress"]["step"] + 2
+    resumed = run(tmp_path, "resumed", f"trainer.resume={last}", f"trainer.max_steps={steps}")
+    assert json.loads((resumed / "metrics.json").read_text())["steps"] == steps
+
+
+@pytest.mark.parametrize(("minutes", "saves"), [(0.0, 1), (1e-6, 7)])
+def test_last_pt_is_written_every_checkpoint_minutes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, minutes: float, saves: int
+) -> None:
+    """No validation before the end (eval_every 100, 6 steps): with checkpoint_minutes 0 last.pt
+    is written once, at the end; with a tiny interval after each of the 6 updates as well."""
+    from seq2seq.training import trainer
+
+    written: list[int] = []
+
+    def record(path: Path, state: dict) -> None:
+        if path.name == "last.pt":
+            written.append(state["progress"]["step"])
+        save_checkpoint(path, state)
+
+    monkeypatch.setattr(trainer, "save_checkpoint", record)
+    run(tmp_path, "run", "trainer.eval_every=100", f"trainer.checkpoint_minutes={minutes}")
+    assert len(written) == saves and written[-1] == 6

@@ -23,6 +23,7 @@ from seq2seq.viz.heatmap import figure_to_png, plot_alignment, png_to_image_arra
 if TYPE_CHECKING:
     from seq2seq.model.seq2seq import Seq2Seq
     from seq2seq.training.evaluation import EvalResult, Translation
+    from seq2seq.training.step import UpdateResult
     from seq2seq.training.trainer import TrainingData
 
 log = logging.getLogger(__name__)
@@ -67,9 +68,17 @@ class Reporter:
         self.writer.add_scalar("train/lr", lr, step)
         self.writer.add_scalar("train/tokens_per_sec", tokens_per_sec, step)
 
-    def skipped_update(self, step: int, skipped: int) -> None:
+    def skipped_update(self, step: int, skipped: int, result: UpdateResult) -> None:
         """An update with a non-finite loss or gradient was skipped (``skipped`` so far)."""
         self.writer.add_scalar("train/skipped_updates", skipped, step)
+        log.warning(
+            "step %d: non-finite loss or gradient (loss %s, gradient norm %s), update skipped "
+            "(%d so far; trainer.max_skipped_in_a_row in a row stop the run)",
+            step,
+            result.loss_sum,
+            result.grad_norm,
+            skipped,
+        )
 
     def validation(self, step: int, result: EvalResult) -> None:
         for name, value in result.metrics.items():

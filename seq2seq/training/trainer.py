@@ -34,6 +34,7 @@ from seq2seq.training.checkpoint import (
 )
 from seq2seq.training.evaluation import EvalResult, evaluate
 from seq2seq.training.reporting import Reporter
+from seq2seq.training.signals import StopRequests, TrainingInterrupted
 from seq2seq.training.step import TrainingStep, build_optimizer
 
 log = logging.getLogger(__name__)
@@ -159,53 +160,64 @@ def train(cfg: DictConfig, run_dir: Path) -> float:
         dynamic_ncols=True,
     )
     window_loss, window_tokens, window_start = 0.0, 0, time.monotonic()
-    while stop_reason is None:
-        for indices in sampler:
-            result = update(train_split.batch(indices).to(device))
-            progress.step += 1
-            progress.train_tokens += result.target_tokens
-            if result.applied:
-                progress.skipped_in_a_row = 0
-                window_loss += result.loss_sum
-                window_tokens += result.target_tokens
+    last_saved = time.monotonic()
+    with StopRequests() as stop_requests:
+        while stop_reason is None:
+            for indices in sampler:
+                result = update(train_split.batch(indices).to(device))
+                progress.step += 1
+                progress.train_tokens += result.target_tokens
+                if result.applied:
+                    progress.skipped_in_a_row = 0
+                    window_loss += result.loss_sum
+                    window_tokens += result.target_tokens
+                else:
+                    progress.skipped_updates += 1
+                    progress.skipped_in_a_row += 1
+                    reporter.skipped_update(progress.step, progress.skipped_updates, result)
+                bar.update(1)
+
+                if progress.step % t.log_every == 0:
+                    elapsed = time.monotonic() - window_start
+                    train_loss = window_loss / max(window_tokens, 1)
+                    reporter.training(
+                        progress.step,
+                        train_loss,
+                        optimizer.param_groups[0]["lr"],
+                        window_tokens / elapsed,
+                    )
+                    bar.set_postfix(
+                        loss=f"{train_loss:.3f}", tok_s=f"{window_tokens / elapsed:.0f}"
+                    )
+                    window_loss, window_tokens, window_start = 0.0, 0, time.monotonic()
+
+                progress.train_seconds = time.monotonic() - start
+                if progress.step % t.eval_every == 0:
+                    validate()  # writes last.pt too
+                    window_loss, window_tokens, window_start = 0.0, 0, time.monotonic()
+                    last_saved = time.monotonic()
+                elif time.monotonic() - last_saved >= 60 * (t.checkpoint_minutes or math.inf):
+                    save_checkpoint(checkpoints / "last.pt", checkpoint_state(full=True))
+                    last_saved = time.monotonic()
+                stop_reason = stop_condition(t, progress, sampler.epoch)
+                if stop_requests.signum:
+                    stop_reason = f"{stop_requests.name} received"
+                if stop_reason:
+                    break
             else:
-                progress.skipped_updates += 1
-                progress.skipped_in_a_row += 1
-                reporter.skipped_update(progress.step, progress.skipped_updates)
-                log.warning(
-                    "step %d: non-finite loss or gradient (loss %s, gradient norm %s), "
-                    "update skipped (%d skipped so far)",
-                    progress.step,
-                    result.loss_sum,
-                    result.grad_norm,
-                    progress.skipped_updates,
-                )
-            bar.update(1)
-
-            if progress.step % t.log_every == 0:
-                elapsed = time.monotonic() - window_start
-                train_loss = window_loss / max(window_tokens, 1)
-                reporter.training(
-                    progress.step,
-                    train_loss,
-                    optimizer.param_groups[0]["lr"],
-                    window_tokens / elapsed,
-                )
-                bar.set_postfix(loss=f"{train_loss:.3f}", tok_s=f"{window_tokens / elapsed:.0f}")
-                window_loss, window_tokens, window_start = 0.0, 0, time.monotonic()
-
-            progress.train_seconds = time.monotonic() - start
-            if progress.step % t.eval_every == 0:
-                validate()
-                window_loss, window_tokens, window_start = 0.0, 0, time.monotonic()
-            stop_reason = stop_condition(t, progress, sampler.epoch)
-            if stop_reason:
-                break
-        else:
-            progress.epoch = sampler.epoch
-            stop_reason = stop_condition(t, progress, sampler.epoch)
+                progress.epoch = sampler.epoch
+                stop_reason = stop_condition(t, progress, sampler.epoch)
     bar.close()
     log.info("stopping after step %d: %s", progress.step, stop_reason)
+    if stop_requests.signum:
+        save_checkpoint(checkpoints / "last.pt", checkpoint_state(full=True))
+        reporter.writer.close()
+        resume_from = (checkpoints / "last.pt").resolve()
+        raise TrainingInterrupted(
+            stop_requests.signum,
+            f"{stop_reason} at step {progress.step}: saved {resume_from}; continue with the "
+            f"same overrides and trainer.resume={resume_from}",
+        )
     if progress.last_eval_step != progress.step:
         validate()
 
