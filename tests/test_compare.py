@@ -34,11 +34,11 @@ EXPERIMENTS = sorted(p.stem for p in (PROJECT_ROOT / "configs" / "experiment").g
 
 @pytest.mark.parametrize("experiment", EXPERIMENTS)
 def test_every_experiment_composes_with_each_swept_option(experiment: str) -> None:
-    """Named ``<corpus>_<comparison>``: its corpus, a time budget, a sweep that names the runs."""
+    """Named ``<corpus>_<what>``: its corpus, a time budget, any sweep names its runs."""
     register_configs()
     with initialize_config_dir(str(PROJECT_ROOT / "configs"), version_base="1.3"):
         cfg = compose("config", overrides=[f"+experiment={experiment}"], return_hydra_config=True)
-        params = dict(cfg.hydra.sweeper.params)
+        params = dict(cfg.hydra.sweeper.params or {})  # a recipe (tatoeba_best) sweeps nothing
         assert cfg.data.name == experiment.split("_")[0]
         assert cfg.trainer.max_minutes > 0
         assert "experiment" in cfg.hydra.job.config.override_dirname.exclude_keys
@@ -49,6 +49,17 @@ def test_every_experiment_composes_with_each_swept_option(experiment: str) -> No
                 assert sorted(values.split(",")) == ATTENTIONS
             for value in values.split(","):
                 compose("config", overrides=[f"+experiment={experiment}", f"{key}={value}"])
+
+
+def test_the_tatoeba_recipe_keeps_additive_attention_and_applies_to_the_distracted_model() -> None:
+    register_configs()
+    with initialize_config_dir(str(PROJECT_ROOT / "configs"), version_base="1.3"):
+        recipe = compose("config", overrides=["+experiment=tatoeba_best"])
+        distracted = compose("config", overrides=["+experiment=tatoeba_best", "model=distracted"])
+    assert recipe.model.attention.name == "bahdanau" and distracted.model.attention.name == "none"
+    for cfg in (recipe, distracted):
+        assert cfg.model.decoder_style == "luong" and cfg.model.param_init == 0.1
+        assert cfg.trainer.normalization == "sentences" and cfg.trainer.max_minutes == 15
 
 
 def finished_run(**test_extra: float) -> Run:

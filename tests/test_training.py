@@ -228,3 +228,26 @@ def test_last_pt_is_written_every_checkpoint_minutes(
     monkeypatch.setattr(trainer, "save_checkpoint", record)
     run(tmp_path, "run", "trainer.eval_every=100", f"trainer.checkpoint_minutes={minutes}")
     assert len(written) == saves and written[-1] == 6
+
+
+def test_non_finite_updates_are_skipped_and_k_in_a_row_stop_the_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every loss NaN: no update touches the weights, each is counted, the third in a row stops
+    the run with a message, and the checkpoint holds the untouched weights."""
+    from seq2seq.training import step
+
+    real_loss = step.sequence_loss
+    monkeypatch.setattr(step, "sequence_loss", lambda *a, **k: real_loss(*a, **k) * float("nan"))
+    run_dir = run(tmp_path, "nan", "trainer.max_skipped_in_a_row=3", "trainer.max_steps=50")
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["steps"] == 3 and "non-finite" in metrics["stop_reason"]
+    assert events(run_dir).Scalars("train/skipped_updates")[-1].value == 3
+    saved = load_checkpoint(run_dir / "checkpoints" / "last.pt")
+    assert saved["progress"]["skipped_updates"] == 3
+
+    monkeypatch.setattr(step, "sequence_loss", real_loss)
+    untouched = run(tmp_path, "zero", "trainer.max_steps=1", "trainer.lr=0")
+    fresh = load_checkpoint(untouched / "checkpoints" / "last.pt")["model"]
+    for name, tensor in fresh.items():
+        torch.testing.assert_close(saved["model"][name], tensor, msg=name)
