@@ -84,7 +84,7 @@ def translate(args: argparse.Namespace) -> int:
         lines = read_lines(handle, name, PROMPT if interactive else None)
         for chunk in chunks(lines, 1 if interactive else args.batch_size):
             outputs = translator.translate(
-                chunk, args.beam, args.nbest, args.length_penalty, args.batch_size
+                chunk, args.beam, args.nbest, length_penalty(args, translator), args.batch_size
             )
             for source, hypotheses in zip(chunk, outputs, strict=True):
                 write_translations(translator, index, hypotheses, args.nbest)
@@ -134,7 +134,12 @@ def evaluate_main(argv: Sequence[str] | None = None) -> int:
     try:
         translator = load_translator(args.checkpoint, args.device, args.precision)
         result = evaluate_tsv(
-            translator, args.tsv, args.direction, args.beam, args.length_penalty, args.batch_size
+            translator,
+            args.tsv,
+            args.direction,
+            args.beam,
+            length_penalty(args, translator),
+            args.batch_size,
         )
         out = args.out or (
             args.checkpoint.resolve().parent.parent / f"eval-{args.tsv.stem}-beam{args.beam}"
@@ -161,10 +166,9 @@ def add_search_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--length-penalty",
         type=float,
-        default=0.0,
         metavar="ALPHA",
         help="GNMT length penalty: beam search ranks by log-probability / ((5+len)/6)^ALPHA; "
-        "0 (default): no penalty",
+        "0: none (default: the checkpoint's trainer.length_penalty)",
     )
     parser.add_argument(
         "--device", choices=("auto", "cpu", "cuda"), default="auto", help="default: auto"
@@ -174,6 +178,13 @@ def add_search_arguments(parser: argparse.ArgumentParser) -> None:
         choices=("fp32", "bf16", "fp16"),
         help="autocast of the matrix products (default: the checkpoint's trainer.precision)",
     )
+
+
+def length_penalty(args: argparse.Namespace, translator: Translator) -> float:
+    """--length-penalty, else the α the checkpoint's config chose (on dev) for its model."""
+    if args.length_penalty is not None:
+        return float(args.length_penalty)
+    return float(translator.config.trainer.length_penalty)
 
 
 def positive_int(text: str) -> int:

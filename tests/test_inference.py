@@ -15,6 +15,7 @@ from sacrebleu.metrics import BLEU, CHRF
 from seq2seq.cli import evaluate_main, translate_main
 from seq2seq.config import PROJECT_ROOT
 from seq2seq.inference import evaluate_tsv, load_translator
+from seq2seq.training.checkpoint import load_checkpoint, save_checkpoint
 
 TINY = Path(__file__).resolve().parent / "data" / "tiny"
 pytestmark = pytest.mark.slow
@@ -211,3 +212,21 @@ def test_evaluate_in_bf16_decodes_at_that_precision_and_nearly_agrees(
         reports[precision] = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert [r["precision"] for r in reports.values()] == ["fp32", "bf16"]
     assert reports["bf16"]["chrf"] == pytest.approx(reports["fp32"]["chrf"], abs=10)
+
+
+def test_the_length_penalty_defaults_to_the_checkpoints(
+    tiny_checkpoint: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A checkpoint trained with trainer.length_penalty=α decodes with α unless told otherwise."""
+    state = load_checkpoint(tiny_checkpoint)
+    state["config"]["trainer"]["length_penalty"] = 1.5
+    with_alpha = tmp_path / "alpha.pt"
+    save_checkpoint(with_alpha, {k: v for k, v in state.items() if k != "format_version"})
+    alphas = []
+    for extra in ([], ["--length-penalty", "0.5"]):
+        args = [str(with_alpha), str(TINY / "test.tsv"), "--beam", "2", "--device", "cpu"]
+        assert evaluate_main([*args, "--out", str(tmp_path / f"out{len(extra)}"), *extra]) == 0
+        alphas.append(
+            json.loads(capsys.readouterr().out.strip().splitlines()[-1])["length_penalty"]
+        )
+    assert alphas == [1.5, 0.5]
