@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -11,6 +12,7 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
 from seq2seq.config import register_configs
+from seq2seq.training.checkpoint import CheckpointError
 from seq2seq.training.signals import TrainingInterrupted
 from seq2seq.training.trainer import train
 
@@ -25,6 +27,12 @@ def main(cfg: DictConfig) -> float:
     except TrainingInterrupted as interrupted:
         logging.getLogger("train").warning("%s", interrupted)
         sys.exit(interrupted.exit_code)
+    except (ValueError, CheckpointError) as error:  # bad data, config value or checkpoint
+        if os.environ.get("HYDRA_FULL_ERROR") == "1":
+            raise
+        logging.getLogger("train").error("%s", error)
+        print(f"train.py: error: {error} (HYDRA_FULL_ERROR=1 shows the trace)", file=sys.stderr)
+        sys.exit(2)
 
 
 if __name__ == "__main__":

@@ -251,3 +251,27 @@ def test_non_finite_updates_are_skipped_and_k_in_a_row_stop_the_run(
     fresh = load_checkpoint(untouched / "checkpoints" / "last.pt")["model"]
     for name, tensor in fresh.items():
         torch.testing.assert_close(saved["model"][name], tensor, msg=name)
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("data.train=/nonexistent/train.tsv", "/nonexistent/train.tsv: file not found"),
+        ("data.max_length=1", "train.tsv: all 136 pairs of the train split are longer than"),
+        ("trainer.normalization=words", "trainer.normalization must be one of"),
+        ("trainer.resume=/nonexistent/last.pt", "/nonexistent/last.pt: checkpoint not found"),
+    ],
+)
+def test_user_errors_end_train_py_with_one_line_and_exit_2(
+    tmp_path: Path, override: str, message: str
+) -> None:
+    overrides = tiny_overrides(tmp_path / "cache") + [override, f"hydra.run.dir={tmp_path}/r"]
+    result = subprocess.run(
+        [sys.executable, str(PROJECT_ROOT / "train.py"), *overrides],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONWARNINGS": "ignore", "HYDRA_FULL_ERROR": "0"},
+        timeout=300,
+    )
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert message in result.stderr and "Traceback" not in result.stderr

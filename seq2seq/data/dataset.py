@@ -9,7 +9,7 @@ from pathlib import Path
 
 from seq2seq.config import DataConfig
 from seq2seq.data.batching import Batch, collate, slice_into_batches
-from seq2seq.data.corpus import SPLITS, Corpus, Example, read_parallel_tsv
+from seq2seq.data.corpus import SPLITS, Corpus, CorpusError, Example, read_parallel_tsv
 from seq2seq.data.tatoeba import ensure_tatoeba
 from seq2seq.data.tokenizer import SubwordTokenizer, train_tokenizer
 
@@ -134,6 +134,12 @@ def tokenize_split(
                 len(examples) - len(keep),
                 len(examples),
                 max_length,
+            )
+        if not keep:
+            origin = examples[0].origin.rsplit(":", 1)[0] if examples else name
+            raise CorpusError(
+                f"{origin}: all {len(examples)} pairs of the {name} split are longer than "
+                f"data.max_length={max_length} subword tokens; raise data.max_length"
             )
         examples = [examples[i] for i in keep]
         source_ids = [source_ids[i] for i in keep]
