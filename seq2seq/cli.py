@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from seq2seq.data.corpus import CorpusError
+from seq2seq.device import PRECISIONS
 from seq2seq.files import atomic_write_bytes
 from seq2seq.inference import (
     InferenceError,
@@ -175,7 +176,7 @@ def add_search_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--precision",
-        choices=("fp32", "bf16", "fp16"),
+        choices=sorted(PRECISIONS),
         help="autocast of the matrix products (default: the checkpoint's trainer.precision)",
     )
 

@@ -22,7 +22,7 @@ from seq2seq.data.batching import collate
 from seq2seq.data.corpus import read_parallel_tsv
 from seq2seq.data.dataset import tokenize_split
 from seq2seq.data.tokenizer import EOS_ID, SubwordTokenizer
-from seq2seq.device import autocast, autocast_dtype, select_device
+from seq2seq.device import autocast_dtype, select_device
 from seq2seq.files import atomic_write_bytes
 from seq2seq.metrics.alignment import (
     SPECIAL_PIECES,
@@ -91,16 +91,16 @@ class Translator:
         for start in range(0, len(order), batch_size):
             chunk = order[start : start + batch_size]
             batch = collate([ids[i] for i in chunk], None, chunk).to(self.device)
-            with autocast(self.device, self.precision):
-                nbest_lists = translate_batch(
-                    self.model,
-                    batch,
-                    beam_size,
-                    nbest,
-                    length_penalty,
-                    trainer.max_output_ratio,
-                    trainer.max_output_extra,
-                )
+            nbest_lists = translate_batch(
+                self.model,
+                batch,
+                beam_size,
+                nbest,
+                length_penalty,
+                trainer.max_output_ratio,
+                trainer.max_output_extra,
+                self.precision,
+            )
             for index, hypotheses in zip(batch.indices, nbest_lists, strict=True):
                 results[index] = hypotheses
         return results

@@ -9,6 +9,7 @@ import torch
 
 from seq2seq.data.batching import Batch
 from seq2seq.data.tokenizer import BOS_ID, EOS_ID
+from seq2seq.device import autocast
 from seq2seq.model.seq2seq import Seq2Seq
 
 
@@ -266,8 +267,25 @@ def translate_batch(
     length_penalty: float = 0.0,
     max_ratio: float = 2.0,
     max_extra: int = 10,
+    precision: str = "fp32",
 ) -> list[list[Hypothesis]]:
-    """n-best lists per batch row; greedy search for beam size 1 (the same words, less work)."""
+    """n-best lists per batch row; greedy search for beam size 1 (the same words, less work).
+
+    ``precision`` bf16/fp16 runs the model's matrix products under autocast.
+    """
+    with autocast(batch.src.device, precision):
+        return _search(model, batch, beam_size, nbest, length_penalty, max_ratio, max_extra)
+
+
+def _search(
+    model: Seq2Seq,
+    batch: Batch,
+    beam_size: int,
+    nbest: int,
+    length_penalty: float,
+    max_ratio: float,
+    max_extra: int,
+) -> list[list[Hypothesis]]:
     if beam_size == 1 and nbest == 1:
         return [
             [

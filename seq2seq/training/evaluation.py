@@ -85,10 +85,9 @@ def translate_split(
     )
     outputs: list[Hypothesis | None] = [None] * len(unique)
     for batch in unique.eval_batches(batch_size):
-        with autocast(device, precision):
-            nbest_lists = translate_batch(
-                model, batch.to(device), beam_size, 1, length_penalty, max_ratio, max_extra
-            )
+        nbest_lists = translate_batch(
+            model, batch.to(device), beam_size, 1, length_penalty, max_ratio, max_extra, precision
+        )
         for row, (hypothesis,) in zip(batch.indices, nbest_lists, strict=True):
             outputs[row] = hypothesis
     translations = []

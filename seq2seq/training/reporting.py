@@ -174,6 +174,10 @@ class Reporter:
         for bucket, value in result.bleu_by_length.items():
             self.writer.add_scalar(f"{prefix}/bleu_by_len/{bucket}", value, 0)
 
+    def close_interrupted(self) -> None:
+        """Flush and close the event file of a run stopped by a signal (no final results)."""
+        self.writer.close()
+
     def close(self, final: dict[str, Any]) -> None:
         """HParams entry: this run's settings beside its final numbers, then flush and close."""
         metrics = {"hparams/best_dev_bleu": final["best_dev_bleu"]}

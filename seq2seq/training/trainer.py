@@ -211,7 +211,7 @@ def train(cfg: DictConfig, run_dir: Path) -> float:
     log.info("stopping after step %d: %s", progress.step, stop_reason)
     if stop_requests.signum:
         save_checkpoint(checkpoints / "last.pt", checkpoint_state(full=True))
-        reporter.writer.close()
+        reporter.close_interrupted()
         resume_from = (checkpoints / "last.pt").resolve()
         raise TrainingInterrupted(
             stop_requests.signum,
