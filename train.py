@@ -11,8 +11,8 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
+from seq2seq.checkpoint import CheckpointError
 from seq2seq.config import register_configs
-from seq2seq.training.checkpoint import CheckpointError
 from seq2seq.training.signals import TrainingInterrupted
 from seq2seq.training.trainer import train
 

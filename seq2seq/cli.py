@@ -15,6 +15,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import BinaryIO
 
+from seq2seq.checkpoint import CheckpointError
 from seq2seq.data.corpus import CorpusError
 from seq2seq.device import PRECISIONS
 from seq2seq.files import atomic_write_bytes
@@ -26,7 +27,6 @@ from seq2seq.inference import (
     write_alignment,
 )
 from seq2seq.search import Hypothesis
-from seq2seq.training.checkpoint import CheckpointError
 
 USER_ERRORS = (CheckpointError, CorpusError, InferenceError, OSError)
 PROMPT = "> "

@@ -17,12 +17,14 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from seq2seq.checkpoint import CheckpointError, load_checkpoint
 from seq2seq.config import Config
 from seq2seq.data.batching import collate
 from seq2seq.data.corpus import read_parallel_tsv
 from seq2seq.data.dataset import tokenize_split
 from seq2seq.data.tokenizer import EOS_ID, SubwordTokenizer
 from seq2seq.device import autocast_dtype, select_device
+from seq2seq.evaluation import Translation, score_translations, translate_split
 from seq2seq.files import atomic_write_bytes
 from seq2seq.metrics.alignment import (
     SPECIAL_PIECES,
@@ -32,8 +34,6 @@ from seq2seq.metrics.alignment import (
 )
 from seq2seq.model.seq2seq import Seq2Seq, build_model
 from seq2seq.search import Hypothesis, translate_batch
-from seq2seq.training.checkpoint import CheckpointError, load_checkpoint
-from seq2seq.training.evaluation import Translation, score_translations, translate_split
 
 # Written without spaces between words: every subword piece counts as a word of its own.
 UNSPACED_LANGUAGES = frozenset({"zh", "ja", "th"})

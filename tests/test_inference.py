@@ -12,10 +12,10 @@ import numpy as np
 import pytest
 from sacrebleu.metrics import BLEU, CHRF
 
+from seq2seq.checkpoint import load_checkpoint, save_checkpoint
 from seq2seq.cli import evaluate_main, translate_main
 from seq2seq.config import PROJECT_ROOT
 from seq2seq.inference import evaluate_tsv, load_translator
-from seq2seq.training.checkpoint import load_checkpoint, save_checkpoint
 
 TINY = Path(__file__).resolve().parent / "data" / "tiny"
 pytestmark = pytest.mark.slow

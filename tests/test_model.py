@@ -8,13 +8,13 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
+from seq2seq.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from seq2seq.config import ModelConfig
 from seq2seq.data.batching import collate
 from seq2seq.data.tokenizer import EOS_ID
+from seq2seq.evaluation import sequence_loss
 from seq2seq.model.seq2seq import Seq2Seq, build_model
 from seq2seq.search import greedy_search
-from seq2seq.training.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from seq2seq.training.evaluation import sequence_loss
 
 VOCAB = 30
 

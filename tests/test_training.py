@@ -16,8 +16,8 @@ import torch
 from hydra import compose, initialize_config_dir
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
+from seq2seq.checkpoint import load_checkpoint, save_checkpoint
 from seq2seq.config import PROJECT_ROOT, register_configs
-from seq2seq.training.checkpoint import load_checkpoint, save_checkpoint
 from seq2seq.training.trainer import train
 
 TINY = Path(__file__).resolve().parent / "data" / "tiny"

@@ -11,8 +11,8 @@ from torch.nn.utils import clip_grads_with_norm_, get_total_norm
 
 from seq2seq.data.batching import Batch
 from seq2seq.device import autocast, autocast_dtype
+from seq2seq.evaluation import sequence_loss
 from seq2seq.model.seq2seq import Seq2Seq
-from seq2seq.training.evaluation import sequence_loss
 
 LOSS_NORMALIZATIONS = ("tokens", "sentences")
 

@@ -14,6 +14,12 @@ import torch
 from omegaconf import DictConfig
 from tqdm import tqdm
 
+from seq2seq.checkpoint import (
+    load_checkpoint,
+    restore_rng_state,
+    rng_state,
+    save_checkpoint,
+)
 from seq2seq.config import config_to_dict
 from seq2seq.data.batching import BucketBatchSampler
 from seq2seq.data.dataset import (
@@ -24,15 +30,9 @@ from seq2seq.data.dataset import (
 )
 from seq2seq.data.tokenizer import SubwordTokenizer
 from seq2seq.device import select_device
+from seq2seq.evaluation import EvalResult, evaluate
 from seq2seq.files import atomic_write_bytes
 from seq2seq.model.seq2seq import Seq2Seq, build_model
-from seq2seq.training.checkpoint import (
-    load_checkpoint,
-    restore_rng_state,
-    rng_state,
-    save_checkpoint,
-)
-from seq2seq.training.evaluation import EvalResult, evaluate
 from seq2seq.training.reporting import Reporter
 from seq2seq.training.signals import StopRequests, TrainingInterrupted
 from seq2seq.training.step import TrainingStep, build_optimizer
