@@ -26,10 +26,19 @@ class CheckpointError(RuntimeError):
 
 
 def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
-    """Serialize to memory, then write via a temporary file and a rename."""
+    """Serialize to memory, then write via a temporary file and a rename.
+
+    A failed write (disk full, no permission) leaves the previous file as it was.
+    """
     buffer = io.BytesIO()
     torch.save({"format_version": FORMAT_VERSION, **state}, buffer)
-    atomic_write_bytes(path, buffer.getvalue())
+    try:
+        atomic_write_bytes(path, buffer.getvalue())
+    except OSError as error:
+        raise CheckpointError(
+            f"{path}: could not write the checkpoint ({error.strerror or error}); "
+            f"the previous {Path(path).name}, if any, is unchanged"
+        ) from error
 
 
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:

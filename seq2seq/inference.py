@@ -21,7 +21,7 @@ from seq2seq.checkpoint import CheckpointError, load_checkpoint
 from seq2seq.config import Config
 from seq2seq.data.batching import collate
 from seq2seq.data.corpus import read_parallel_tsv
-from seq2seq.data.dataset import tokenize_split
+from seq2seq.data.dataset import tokenize_split, truncate
 from seq2seq.data.tokenizer import EOS_ID, SubwordTokenizer
 from seq2seq.device import autocast_dtype, select_device
 from seq2seq.evaluation import Translation, score_translations, translate_split
@@ -82,7 +82,7 @@ class Translator:
         batch_size: int = 64,
     ) -> list[list[Hypothesis]]:
         """The n-best hypotheses of each source, in input order; a blank source gets none."""
-        ids = self.source_tokenizer.encode(sources)
+        ids = self.encode_sources(sources)
         # Sorting by length puts similar lengths in one batch: little padding.
         order = sorted((i for i, s in enumerate(sources) if s.strip()), key=lambda i: len(ids[i]))
         results: list[list[Hypothesis]] = [[] for _ in sources]
@@ -105,6 +105,14 @@ class Translator:
                 results[index] = hypotheses
         return results
 
+    def encode_sources(self, sources: Sequence[str], quiet: bool = False) -> list[list[int]]:
+        """Subword ids, cut to the ``data.max_length`` the model was trained with (counted)."""
+        ids = self.source_tokenizer.encode(sources)
+        max_length = int(self.config.data.max_length)
+        if quiet:
+            return [sequence[:max_length] for sequence in ids]
+        return truncate(ids, max_length, "input sentences")
+
     def detokenize(self, hypothesis: Hypothesis) -> str:
         return self.target_tokenizer.decode(hypothesis.tokens)
 
@@ -112,7 +120,7 @@ class Translator:
         """Piece labels, head-averaged weights and hard links of ``hypothesis`` for ``source``."""
         if hypothesis.weights is None:
             raise InferenceError("this model has no attention (model=distracted): no alignments")
-        (source_ids,) = self.source_tokenizer.encode([source])
+        (source_ids,) = self.encode_sources([source], quiet=True)
         source_labels = [*self.source_tokenizer.pieces(source_ids), "</s>"]
         target_labels = self.target_tokenizer.pieces(hypothesis.tokens)
         if hypothesis.tokens and hypothesis.tokens[-1] == EOS_ID:
@@ -220,7 +228,12 @@ def evaluate_tsv(
     columns = list(translator.config.data.columns)
     examples, _ = read_parallel_tsv(Path(path), columns, source_lang, target_lang)
     split = tokenize_split(
-        Path(path).stem, examples, translator.source_tokenizer, translator.target_tokenizer
+        Path(path).stem,
+        examples,
+        translator.source_tokenizer,
+        translator.target_tokenizer,
+        translator.config.data.max_length,
+        over_long="truncate",
     )
     trainer = translator.config.trainer
     start = time.perf_counter()

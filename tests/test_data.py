@@ -160,3 +160,32 @@ def test_sampler_resumes_mid_epoch() -> None:
 def test_collate_without_targets_is_for_translation() -> None:
     batch = collate([[5, 6]], None, [0])
     assert batch.tgt_in.shape == (1, 0) and torch.equal(batch.src, torch.tensor([[5, 6, EOS_ID]]))
+
+
+def test_over_long_pairs_are_dropped_from_train_and_cut_elsewhere(
+    tmp_path: Path, tiny_tsv_dir: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from seq2seq.data.dataset import tokenize_split
+
+    examples, _ = read_parallel_tsv(tiny_tsv_dir / "train.tsv", ["zh", "en"], "zh", "en")
+    source = train_tokenizer([e.source for e in examples], "zh", 40, "unigram", tmp_path)
+    target = train_tokenizer([e.target for e in examples], "en", 40, "unigram", tmp_path)
+    full = tokenize_split("train", examples, source, target)
+    limit = 10  # dropping: cuts some pairs (long English), keeps most
+    over = sum(
+        max(len(s), len(t)) > limit for s, t in zip(full.source_ids, full.target_ids, strict=True)
+    )
+    assert 0 < over < len(examples)
+
+    dropped = tokenize_split("train", examples, source, target, limit)
+    assert len(dropped) == len(examples) - over
+    assert all(len(ids) <= limit for ids in dropped.source_ids + dropped.target_ids)
+
+    limit = 4  # cutting: reaches some of the (short) Chinese sources too
+    with caplog.at_level("WARNING"):
+        cut = tokenize_split("dev", examples, source, target, limit, over_long="truncate")
+    assert cut.examples == examples  # every sentence is still translated and scored
+    assert cut.source_ids == [ids[:limit] for ids in full.source_ids]
+    long_sources = sum(len(ids) > limit for ids in full.source_ids)
+    assert long_sources > 0
+    assert f"dev sources: truncated {long_sources} of {len(examples)}" in caplog.text

@@ -230,3 +230,17 @@ def test_the_length_penalty_defaults_to_the_checkpoints(
             json.loads(capsys.readouterr().out.strip().splitlines()[-1])["length_penalty"]
         )
     assert alphas == [1.5, 0.5]
+
+
+def test_over_long_inputs_are_cut_to_the_trained_length_with_a_warning(
+    tiny_checkpoint: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    translator = load_translator(tiny_checkpoint, "cpu")
+    max_length = translator.config.data.max_length
+    long = "我爱你。" * max_length
+    with caplog.at_level("WARNING"):
+        [[short], [cut]] = translator.translate(["我爱你。", long])
+    assert "input sentences: truncated 1 of 2" in caplog.text
+    alignment = translator.alignment(long, cut)
+    assert len(alignment.source_labels) == max_length + 1  # the pieces read, and "</s>"
+    assert alignment.weights.shape[1] == max_length + 1

@@ -117,31 +117,57 @@ def tokenize_split(
     source: SubwordTokenizer,
     target: SubwordTokenizer,
     max_length: int | None = None,
+    over_long: str = "drop",
 ) -> TokenizedSplit:
-    """Encode a split; with ``max_length``, drop (and log) pairs longer than that on either side."""
+    """Encode a split. With ``max_length``, pairs longer than that on either side are dropped
+    (``over_long="drop"``: training) or cut to that length (``"truncate"``: dev, test and
+    evaluation, where every sentence must be translated but memory must stay bounded); either
+    way the count is logged."""
     source_ids = source.encode([e.source for e in examples])
     target_ids = target.encode([e.target for e in examples])
-    if max_length is not None:
-        keep = [
-            i
-            for i in range(len(examples))
-            if len(source_ids[i]) <= max_length and len(target_ids[i]) <= max_length
-        ]
-        if len(keep) < len(examples):
-            log.info(
-                "%s: filtered %d of %d pairs longer than data.max_length=%d tokens",
-                name,
-                len(examples) - len(keep),
-                len(examples),
-                max_length,
-            )
-        if not keep:
-            origin = examples[0].origin.rsplit(":", 1)[0] if examples else name
-            raise CorpusError(
-                f"{origin}: all {len(examples)} pairs of the {name} split are longer than "
-                f"data.max_length={max_length} subword tokens; raise data.max_length"
-            )
-        examples = [examples[i] for i in keep]
-        source_ids = [source_ids[i] for i in keep]
-        target_ids = [target_ids[i] for i in keep]
-    return TokenizedSplit(name, examples, source_ids, target_ids)
+    if max_length is None:
+        return TokenizedSplit(name, examples, source_ids, target_ids)
+    if over_long == "truncate":
+        source_ids = truncate(source_ids, max_length, f"{name} sources")
+        target_ids = truncate(target_ids, max_length, f"{name} targets (for the loss)")
+        return TokenizedSplit(name, examples, source_ids, target_ids)
+    assert over_long == "drop", f"over_long must be drop or truncate, got {over_long!r}"
+    keep = [
+        i
+        for i in range(len(examples))
+        if len(source_ids[i]) <= max_length and len(target_ids[i]) <= max_length
+    ]
+    if len(keep) < len(examples):
+        log.info(
+            "%s: filtered %d of %d pairs longer than data.max_length=%d tokens",
+            name,
+            len(examples) - len(keep),
+            len(examples),
+            max_length,
+        )
+    if not keep:
+        origin = examples[0].origin.rsplit(":", 1)[0] if examples else name
+        raise CorpusError(
+            f"{origin}: all {len(examples)} pairs of the {name} split are longer than "
+            f"data.max_length={max_length} subword tokens; raise data.max_length"
+        )
+    return TokenizedSplit(
+        name,
+        [examples[i] for i in keep],
+        [source_ids[i] for i in keep],
+        [target_ids[i] for i in keep],
+    )
+
+
+def truncate(ids: list[list[int]], max_length: int, what: str) -> list[list[int]]:
+    """Cut every sequence to ``max_length`` tokens, warning with the count of those cut."""
+    cut = sum(len(sequence) > max_length for sequence in ids)
+    if cut:
+        log.warning(
+            "%s: truncated %d of %d longer than data.max_length=%d subword tokens",
+            what,
+            cut,
+            len(ids),
+            max_length,
+        )
+    return [sequence[:max_length] for sequence in ids]

@@ -85,6 +85,22 @@ def train_tokenizer(
         len(texts),
     )
     model = io.BytesIO()
+    try:
+        _train_sentencepiece(texts, lang, vocab_size, model_type, model)
+    except (RuntimeError, ValueError) as error:  # sentencepiece's own errors carry no setting
+        reason = str(error).split("] ", 1)[-1].split(" with --", 1)[0]
+        raise ValueError(
+            f"sentencepiece could not train the {lang} model (vocab_size={vocab_size}, "
+            f"model_type={model_type!r}) on {len(texts)} sentences: {reason}; change "
+            "data.src_vocab_size / data.tgt_vocab_size or data.spm_model_type (unigram or bpe)"
+        ) from error
+    atomic_write_bytes(path, model.getvalue())
+    return SubwordTokenizer(model.getvalue())
+
+
+def _train_sentencepiece(
+    texts: Sequence[str], lang: str, vocab_size: int, model_type: str, model: io.BytesIO
+) -> None:
     spm.SentencePieceTrainer.train(
         sentence_iterator=iter(texts),
         model_writer=model,
@@ -100,5 +116,3 @@ def train_tokenizer(
         num_threads=1,
         minloglevel=2,
     )
-    atomic_write_bytes(path, model.getvalue())
-    return SubwordTokenizer(model.getvalue())

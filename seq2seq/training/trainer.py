@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import random
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,7 +17,6 @@ from tqdm import tqdm
 
 from seq2seq.checkpoint import (
     load_checkpoint,
-    restore_rng_state,
     rng_state,
     save_checkpoint,
 )
@@ -34,6 +34,12 @@ from seq2seq.evaluation import EvalResult, evaluate
 from seq2seq.files import atomic_write_bytes
 from seq2seq.model.seq2seq import Seq2Seq, build_model
 from seq2seq.training.reporting import Reporter
+from seq2seq.training.resume import (
+    TrainingProgress,
+    carry_best_checkpoint,
+    check_resume_config,
+    restore_training_state,
+)
 from seq2seq.training.signals import StopRequests, TrainingInterrupted
 from seq2seq.training.step import TrainingStep, build_optimizer
 
@@ -48,8 +54,11 @@ class TrainingData:
     has_gold_alignments: bool
 
 
-def prepare_data(cfg: DictConfig) -> TrainingData:
-    """Corpus → sentencepiece models (training split only) → tokenized, length-filtered train."""
+def prepare_data(
+    cfg: DictConfig, tokenizers: tuple[SubwordTokenizer, SubwordTokenizer] | None = None
+) -> TrainingData:
+    """Corpus → sentencepiece models (training split only; or ``tokenizers``, those of a run
+    being resumed) → tokenized splits, train length-filtered."""
     corpus = load_corpus(cfg.data)
     for split, examples in corpus.splits.items():
         log.info(
@@ -58,14 +67,15 @@ def prepare_data(cfg: DictConfig) -> TrainingData:
             len(examples),
             corpus.skipped.get(split, 0),
         )
-    source_tok, target_tok = build_tokenizers(corpus, cfg.data)
+    source_tok, target_tok = tokenizers or build_tokenizers(corpus, cfg.data)
     splits = {
         name: tokenize_split(
             name,
             examples,
             source_tok,
             target_tok,
-            cfg.data.max_length if name == "train" else None,
+            cfg.data.max_length,
+            over_long="drop" if name == "train" else "truncate",
         )
         for name, examples in corpus.splits.items()
     }
@@ -75,11 +85,13 @@ def prepare_data(cfg: DictConfig) -> TrainingData:
 def train(cfg: DictConfig, run_dir: Path) -> float:
     """Train as configured, writing everything under ``run_dir``; returns the best dev BLEU."""
     t = cfg.trainer
+    random.seed(t.seed)
     torch.manual_seed(t.seed)
     if t.threads > 0:
         torch.set_num_threads(t.threads)
     device = select_device(t.device)
-    data = prepare_data(cfg)
+    saved = load_resume_checkpoint(cfg) if t.resume else None
+    data = prepare_data(cfg, checkpoint_tokenizers(saved) if saved else None)
     for lang, tokenizer in (
         (cfg.data.source_lang, data.source_tokenizer),
         (cfg.data.target_lang, data.target_tokenizer),
@@ -101,8 +113,17 @@ def train(cfg: DictConfig, run_dir: Path) -> float:
 
     progress = TrainingProgress()
     checkpoints = run_dir / "checkpoints"
-    if t.resume:
-        progress = resume(t.resume, model, update, scheduler, sampler, device)
+    if saved is not None:
+        progress = restore_training_state(saved, model, update, scheduler, sampler)
+        log.info("resumed from %s at step %d", t.resume, progress.step)
+        finished = stop_condition(t, progress, sampler.epoch)
+        if finished:
+            log.warning(
+                "%s already finished (%s): nothing to train; raise that budget to continue",
+                t.resume,
+                finished,
+            )
+            return progress.best_bleu
         carry_best_checkpoint(Path(t.resume).expanduser(), checkpoints)
     reporter = Reporter(run_dir, cfg, data, model)
 
@@ -112,7 +133,7 @@ def train(cfg: DictConfig, run_dir: Path) -> float:
             "model": model.state_dict(),
             "source_spm": data.source_tokenizer.model_proto,
             "target_spm": data.target_tokenizer.model_proto,
-            "progress": progress.__dict__.copy(),
+            "progress": {**progress.__dict__, "epoch": sampler.epoch},
         }
         if full:
             state.update(
@@ -236,6 +257,22 @@ def train(cfg: DictConfig, run_dir: Path) -> float:
     return progress.best_bleu
 
 
+def load_resume_checkpoint(cfg: DictConfig) -> dict[str, Any]:
+    """The ``last.pt`` to resume from, once its config is checked against the current one."""
+    saved = load_checkpoint(cfg.trainer.resume)
+    if "optimizer" not in saved:
+        raise ValueError(
+            f"{cfg.trainer.resume} holds weights only; resume from a run's checkpoints/last.pt"
+        )
+    check_resume_config(cfg.trainer.resume, saved["config"], config_to_dict(cfg))
+    return saved
+
+
+def checkpoint_tokenizers(state: dict[str, Any]) -> tuple[SubwordTokenizer, SubwordTokenizer]:
+    """The sentencepiece models a checkpoint carries: a resumed run never retrains them."""
+    return SubwordTokenizer(state["source_spm"]), SubwordTokenizer(state["target_spm"])
+
+
 def training_sampler(t: DictConfig, train_split: TokenizedSplit) -> BucketBatchSampler:
     """Length-bucketed batches of the training split (length: the longer side plus EOS)."""
     lengths = [
@@ -243,20 +280,6 @@ def training_sampler(t: DictConfig, train_split: TokenizedSplit) -> BucketBatchS
         for s, g in zip(train_split.source_ids, train_split.target_ids, strict=True)
     ]
     return BucketBatchSampler(lengths, t.batch_type, t.batch_size, t.bucket_batches, t.seed)
-
-
-@dataclass
-class TrainingProgress:
-    step: int = 0
-    epoch: int = 0
-    train_tokens: int = 0
-    train_seconds: float = 0.0
-    best_bleu: float = -math.inf
-    best_step: int = 0
-    evals_without_improvement: int = 0
-    last_eval_step: int = -1
-    skipped_updates: int = 0  # updates whose loss or gradient was not finite
-    skipped_in_a_row: int = 0
 
 
 def stop_condition(t: DictConfig, progress: TrainingProgress, epoch: int) -> str | None:
@@ -278,40 +301,6 @@ def stop_condition(t: DictConfig, progress: TrainingProgress, epoch: int) -> str
     ):
         return f"no dev BLEU improvement in {t.early_stopping_patience} validations"
     return None
-
-
-def resume(
-    path: str,
-    model: Seq2Seq,
-    update: TrainingStep,
-    scheduler: Any,
-    sampler: BucketBatchSampler,
-    device: torch.device,
-) -> TrainingProgress:
-    """Restore everything ``last.pt`` saved, so training continues where it stopped."""
-    state = load_checkpoint(path, map_location=device)
-    if "optimizer" not in state:
-        raise ValueError(f"{path} holds weights only; resume from a run's checkpoints/last.pt")
-    model.load_state_dict(state["model"])
-    update.optimizer.load_state_dict(state["optimizer"])
-    if state.get("grad_scaler"):  # fp16 loss scale; empty for fp32/bf16
-        update.scaler.load_state_dict(state["grad_scaler"])
-    scheduler.load_state_dict(state["scheduler"])
-    sampler.load_state_dict(state["sampler"])
-    restore_rng_state(state["rng"])
-    progress = TrainingProgress(**state["progress"])
-    log.info("resumed from %s at step %d", path, progress.step)
-    return progress
-
-
-def carry_best_checkpoint(resumed_from: Path, checkpoints: Path) -> None:
-    """A run resumed into a new directory starts with the best checkpoint it resumed from.
-
-    Otherwise a resumed run that never beats the restored best dev BLEU would have no best.pt.
-    """
-    source, target = resumed_from.parent / "best.pt", checkpoints / "best.pt"
-    if source.is_file() and source.resolve() != target.resolve():
-        atomic_write_bytes(target, source.read_bytes())
 
 
 def evaluate_split(

@@ -1,0 +1,136 @@
+"""Continuing a run from its ``last.pt``: which settings may change, and restoring the state.
+
+A resumed run must be the run it continues. Anything that changes the model, the data or the
+optimisation would silently turn it into another experiment, so those settings must equal the
+checkpoint's; budgets, validation, logging and the device may change, and each change is logged.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from seq2seq.checkpoint import restore_rng_state
+from seq2seq.data.batching import BucketBatchSampler
+from seq2seq.files import atomic_write_bytes
+from seq2seq.model.seq2seq import Seq2Seq
+from seq2seq.training.step import TrainingStep
+
+log = logging.getLogger(__name__)
+
+# Settings a resumed run may change: how long and where it runs, how often it validates and
+# logs, how it decodes for validation. Everything else must equal the checkpoint's config.
+CHANGEABLE_ON_RESUME = frozenset(
+    {
+        "data.cache_dir",
+        "trainer.device",
+        "trainer.threads",
+        "trainer.max_steps",
+        "trainer.max_epochs",
+        "trainer.max_minutes",
+        "trainer.max_skipped_in_a_row",
+        "trainer.eval_every",
+        "trainer.checkpoint_minutes",
+        "trainer.eval_batch_size",
+        "trainer.early_stopping_patience",
+        "trainer.max_output_ratio",
+        "trainer.max_output_extra",
+        "trainer.eval_beam",
+        "trainer.length_penalty",
+        "trainer.log_every",
+        "trainer.progress",
+        "trainer.resume",
+    }
+)
+CHANGEABLE_PREFIXES = ("viz.",)
+
+
+@dataclass
+class TrainingProgress:
+    """Counters of a run, saved in every checkpoint and restored on resume."""
+
+    step: int = 0
+    epoch: int = 0
+    train_tokens: int = 0
+    train_seconds: float = 0.0
+    best_bleu: float = -math.inf
+    best_step: int = 0
+    evals_without_improvement: int = 0
+    last_eval_step: int = -1
+    skipped_updates: int = 0  # updates whose loss or gradient was not finite
+    skipped_in_a_row: int = 0
+
+
+def flatten(config: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """``{"a": {"b": 1}}`` → ``{"a.b": 1}``; lists stay values."""
+    flat: dict[str, Any] = {}
+    for key, value in config.items():
+        if isinstance(value, dict):
+            flat.update(flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def config_changes(saved: dict[str, Any], current: dict[str, Any]) -> dict[str, tuple[Any, Any]]:
+    """Every dotted key whose value differs: ``{key: (checkpoint's, current)}``."""
+    old, new = flatten(saved), flatten(current)
+    missing = object()
+    return {
+        key: (old.get(key, "<absent>"), new.get(key, "<absent>"))
+        for key in sorted(old.keys() | new.keys())
+        if old.get(key, missing) != new.get(key, missing)
+    }
+
+
+def is_changeable(key: str) -> bool:
+    return key in CHANGEABLE_ON_RESUME or key.startswith(CHANGEABLE_PREFIXES)
+
+
+def check_resume_config(path: str, saved: dict[str, Any], current: dict[str, Any]) -> None:
+    """Refuse to resume with a different model, data or optimisation; log allowed changes."""
+    changes = config_changes(saved, current)
+    refused = {key: values for key, values in changes.items() if not is_changeable(key)}
+    if refused:
+        listed = "; ".join(f"{key}: {old!r} → {new!r}" for key, (old, new) in refused.items())
+        raise ValueError(
+            f"cannot resume from {path}: these settings differ from the checkpoint's ({listed}). "
+            "Only budgets, validation, logging and device settings may change on resume; "
+            "start a new run for the others"
+        )
+    for key, (old, new) in changes.items():
+        if key != "trainer.resume":
+            log.info("resume: %s changed from %r to %r", key, old, new)
+
+
+def carry_best_checkpoint(resumed_from: Path, checkpoints: Path) -> None:
+    """A run resumed into a new directory starts with the best checkpoint it resumed from.
+
+    Otherwise a resumed run that never beats the restored best dev BLEU would have no best.pt.
+    """
+    source, target = resumed_from.parent / "best.pt", checkpoints / "best.pt"
+    if source.is_file() and source.resolve() != target.resolve():
+        atomic_write_bytes(target, source.read_bytes())
+
+
+def restore_training_state(
+    state: dict[str, Any],
+    model: Seq2Seq,
+    update: TrainingStep,
+    scheduler: torch.optim.lr_scheduler.ReduceLROnPlateau,
+    sampler: BucketBatchSampler,
+) -> TrainingProgress:
+    """Restore everything ``last.pt`` saved, so training continues exactly where it stopped."""
+    model.load_state_dict(state["model"])
+    update.optimizer.load_state_dict(state["optimizer"])
+    if state.get("grad_scaler"):  # fp16 loss scale; empty for fp32/bf16
+        update.scaler.load_state_dict(state["grad_scaler"])
+    scheduler.load_state_dict(state["scheduler"])
+    sampler.load_state_dict(state["sampler"])
+    restore_rng_state(state["rng"])
+    return TrainingProgress(**state["progress"])
