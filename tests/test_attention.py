@@ -104,3 +104,52 @@ def test_dot_rejects_mismatched_sizes_with_advice() -> None:
         build_attention("dot", 16, 8, 8, 1)
     with pytest.raises(ValueError, match="must be one of"):
         build_attention("cosine", 8, 8, 8, 1)
+
+
+def reference_scores(
+    attention: torch.nn.Module, name: str, query: torch.Tensor, states: torch.Tensor
+) -> torch.Tensor:
+    """e_ij written straight from each paper's formula with the module's own weights."""
+    if name == "bahdanau":  # vᵀ tanh(W s + U h_j)
+        W, U, v = attention.query_proj.weight, attention.key_proj.weight, attention.energy.weight
+        return torch.einsum("a,bja->bj", v[0], torch.tanh((query @ W.T)[:, None] + states @ U.T))
+    if name == "dot":  # sᵀ h_j
+        return torch.einsum("bd,bjd->bj", query, states)
+    if name == "scaled_dot":  # sᵀ h_j / √d
+        return torch.einsum("bd,bjd->bj", query, states) / math.sqrt(states.size(-1))
+    if name == "general":  # sᵀ W_a h_j
+        return torch.einsum("bd,bjd->bj", query, states @ attention.key_proj.weight.T)
+    raise AssertionError(name)
+
+
+@pytest.mark.parametrize("name", ["bahdanau", "dot", "scaled_dot", "general"])
+def test_each_scorer_computes_its_papers_formula(name: str) -> None:
+    """Golden check: weights = masked softmax of e_ij, context = Σ_j a_ij h_j."""
+    torch.manual_seed(1)
+    attention = build_attention(name, SIZE, SIZE, attention_size=6, heads=1)
+    encoder = encoder_output([5, 3], seed=2)
+    query = 3 * torch.randn(2, SIZE)  # large: a scorer that lost its non-linearity differs
+    context, weights = attention(query, attention.prepare(encoder))
+    scores = reference_scores(attention, name, query, encoder.states)
+    expected = torch.softmax(scores.masked_fill(~encoder.mask, -math.inf), dim=-1)
+    torch.testing.assert_close(weights[:, 0], expected)
+    torch.testing.assert_close(context, torch.einsum("bj,bjd->bd", expected, encoder.states))
+
+
+def test_multi_head_attention_computes_vaswanis_formula() -> None:
+    """head_k = softmax(q W_q^k (K W_k^k)ᵀ / √d_k) V W_v^k; context = W_o [head_1; …; head_H]."""
+    torch.manual_seed(1)
+    heads, size = 2, 6
+    attention = MultiHeadAttention(SIZE, SIZE, size, heads=heads)
+    encoder = encoder_output([5, 3], seed=2)
+    query = 3 * torch.randn(2, SIZE)
+    context, weights = attention(query, attention.prepare(encoder))
+    d = size // heads
+    q = (query @ attention.query_proj.weight.T).view(2, heads, d)
+    k = (encoder.states @ attention.key_proj.weight.T).view(2, 5, heads, d)
+    v = (encoder.states @ attention.value_proj.weight.T).view(2, 5, heads, d)
+    scores = torch.einsum("bhd,bjhd->bhj", q, k) / math.sqrt(d)
+    expected = torch.softmax(scores.masked_fill(~encoder.mask[:, None], -math.inf), dim=-1)
+    torch.testing.assert_close(weights, expected)
+    mixed = torch.einsum("bhj,bjhd->bhd", expected, v).reshape(2, size)
+    torch.testing.assert_close(context, mixed @ attention.output_proj.weight.T)

@@ -109,14 +109,27 @@ def test_greedy_search_returns_one_attention_row_per_token() -> None:
 
 
 def test_greedy_score_is_the_teacher_forced_log_probability() -> None:
-    model = small_model()
-    batch = collate([[5, 6, 7]], None, [0])
-    (hypothesis,) = greedy_search(model, batch)
-    forced = collate([[5, 6, 7]], [hypothesis.tokens[:-1]], [0])
-    logits, _ = model(forced)
-    log_probs = torch.log_softmax(logits, -1)[0]  # position i predicts tokens[i]
-    expected = log_probs.gather(1, torch.tensor(hypothesis.tokens).unsqueeze(1)).sum()
-    torch.testing.assert_close(torch.tensor(hypothesis.score), expected, atol=1e-4, rtol=1e-4)
+    """In a batch whose sentences end at different steps: nothing after a sentence's EOS
+    counts towards its score."""
+    model = small_model().train()
+    optimizer = torch.optim.Adam(model.parameters(), lr=0.01)
+    for _ in range(60):  # learn the toy batch: its targets have 1, 3 and 4 words
+        logits, _ = model(toy_batch())
+        optimizer.zero_grad()
+        sequence_loss(logits, toy_batch().tgt_out).backward()
+        optimizer.step()
+    model.eval()
+    sources = [[5, 6, 7, 8, 9], [10, 11], [12, 13, 14]]
+    batch = collate(sources, None, [0, 1, 2])
+    hypotheses = greedy_search(model, batch, max_extra=30)  # in batch row order
+    assert len({len(h.tokens) for h in hypotheses}) == 3
+    for index, hypothesis in zip(batch.indices, hypotheses, strict=True):
+        source = sources[index]
+        forced = collate([source], [hypothesis.tokens[:-1]], [0])
+        logits, _ = model(forced)
+        log_probs = torch.log_softmax(logits, -1)[0]  # position i predicts tokens[i]
+        expected = log_probs.gather(1, torch.tensor(hypothesis.tokens).unsqueeze(1)).sum()
+        torch.testing.assert_close(torch.tensor(hypothesis.score), expected, atol=1e-4, rtol=1e-4)
 
 
 def test_multi_layer_unidirectional_encoder_builds() -> None:
@@ -201,3 +214,105 @@ def test_param_init_draws_every_weight_uniformly_and_keeps_padding_rows_zero() -
     for embedding in embeddings:
         assert embedding.weight[embedding.padding_idx].abs().sum() == 0
         assert embedding.weight.std() > 0.02  # uniform ±0.05 has std 0.029, not N(0, 1)'s 1
+
+
+def reference_decoder(model: Seq2Seq, batch) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """The decoder's equations written out with torch's own GRU/LSTM cells (dropout off).
+
+    Bahdanau: C_i from s_{i-1}; s_i = RNN([y_{i-1}; C_i], s_{i-1}); out = W_o tanh(W_r[s_i; C_i;
+    y_{i-1}]). Luong: s_i = RNN([y_{i-1}; h̃_{i-1}], s_{i-1}) (h̃ only with input feeding); C_i
+    from s_i; h̃_i = tanh(W_c[C_i; s_i]); out = W_o h̃_i. Both start at tanh(W_init summary).
+    """
+    decoder = model.decoder
+    encoder = model.encode(batch)
+    memory = decoder.attention.prepare(encoder)
+    luong = type(decoder).__name__ == "LuongDecoder"
+    if luong:  # the RNN also reads h̃_{i-1} with input feeding
+        extra = decoder.feed_proj if decoder.input_feeding else None
+    else:  # the RNN also reads C_i
+        extra = decoder.context_proj
+    weight_ih = decoder.input_proj.weight
+    if extra is not None:
+        weight_ih = torch.cat([weight_ih, extra.weight], dim=1)
+    cell = (torch.nn.LSTMCell if decoder.is_lstm else torch.nn.GRUCell)(
+        weight_ih.size(1), decoder.hidden_size
+    )
+    cell.weight_ih.data, cell.bias_ih.data = weight_ih, decoder.input_proj.bias
+    cell.weight_hh.data, cell.bias_hh.data = decoder.hidden_proj.weight, decoder.hidden_proj.bias
+    init = torch.tanh(decoder.init_proj(encoder.summary))
+    state = tuple(init.chunk(2, dim=-1)) if decoder.is_lstm else init
+    attentional = torch.zeros_like(init[:, : decoder.hidden_size])
+    logits, weights = [], []
+    for embedded in decoder.embedding(batch.tgt_in).unbind(1):
+        hidden = state[0] if decoder.is_lstm else state
+        if luong:
+            rnn_input = embedded if extra is None else torch.cat([embedded, attentional], -1)
+            state = cell(rnn_input, state)
+            hidden = state[0] if decoder.is_lstm else state
+            context, step_weights = decoder.attention(hidden, memory)
+            attentional = torch.tanh(decoder.combine(torch.cat([context, hidden], -1)))
+            logits.append(decoder.output(attentional))
+        else:
+            context, step_weights = decoder.attention(hidden, memory)
+            state = cell(torch.cat([embedded, context], -1), state)
+            hidden = state[0] if decoder.is_lstm else state
+            readout = decoder.readout(torch.cat([hidden, context, embedded], -1))
+            logits.append(decoder.output(torch.tanh(readout)))
+        weights.append(step_weights)
+    stacked = None if weights[0] is None else torch.stack(weights, 1)
+    return torch.stack(logits, 1), stacked
+
+
+@pytest.mark.parametrize("attention", ["none", "bahdanau", "multihead"])
+@pytest.mark.parametrize(
+    ("rnn", "style", "feeding"),
+    [
+        ("gru", "bahdanau", True),
+        ("lstm", "bahdanau", True),
+        ("gru", "luong", True),
+        ("lstm", "luong", True),
+        ("gru", "luong", False),
+    ],
+)
+def test_each_decoder_wiring_computes_its_equations(
+    attention: str, rnn: str, style: str, feeding: bool
+) -> None:
+    """Golden check against an independent step loop: which state queries attention, what the
+    RNN reads, the readout, the start state. Weights are scaled up so gates saturate
+    differently when an equation is wrong."""
+    model = small_model(attention, rnn, style, feeding)
+    with torch.no_grad():
+        for parameter in model.parameters():
+            parameter.mul_(3)
+    batch = toy_batch()
+    logits, weights = model(batch)
+    expected_logits, expected_weights = reference_decoder(model, batch)
+    torch.testing.assert_close(logits, expected_logits, atol=1e-5, rtol=1e-4)
+    if attention == "none":
+        assert weights is None and expected_weights is None
+    else:
+        torch.testing.assert_close(weights, expected_weights, atol=1e-5, rtol=1e-4)
+
+
+@pytest.mark.parametrize(("layers", "rnn"), [(1, "gru"), (2, "gru"), (2, "lstm")])
+def test_the_encoder_summary_is_the_last_forward_and_first_backward_state(
+    layers: int, rnn: str
+) -> None:
+    """C = [→h_{T_x}; ←h_1] of the top layer, at each sentence's own last token (not the
+    padding's), and the mask marks exactly the real tokens."""
+    cfg = OmegaConf.structured(
+        ModelConfig(
+            name="t", rnn=rnn, encoder_layers=layers, embed_size=8, encoder_hidden=6, dropout=0.0
+        )
+    )
+    cfg.attention.name = "bahdanau"
+    torch.manual_seed(0)
+    model = build_model(cfg, VOCAB, VOCAB).eval()
+    batch = toy_batch()
+    encoder = model.encode(batch)
+    half = 6
+    for row, length in enumerate(batch.src_lengths.tolist()):
+        forward_last = encoder.states[row, length - 1, :half]
+        backward_first = encoder.states[row, 0, half:]
+        torch.testing.assert_close(encoder.summary[row], torch.cat([forward_last, backward_first]))
+        assert encoder.mask[row].tolist() == [i < length for i in range(batch.src.size(1))]

@@ -167,3 +167,11 @@ def test_stopping_a_sentence_early_never_changes_its_best_hypothesis(
             assert best.tokens == first.tokens
             assert best.penalized_score == pytest.approx(first.penalized_score, abs=1e-5)
             torch.testing.assert_close(best.weights, first.weights)
+
+
+def test_the_gnmt_length_penalty_by_hand() -> None:
+    """lp(Y) = ((5 + |Y|) / 6)^α: 1 for one word, and for α = 0 whatever the length."""
+    assert gnmt_length_penalty(1, 1.5) == 1.0
+    assert gnmt_length_penalty(7, 0.5) == pytest.approx(math.sqrt(2))
+    assert gnmt_length_penalty(13, 1.0) == pytest.approx(3.0)
+    assert gnmt_length_penalty(40, 0.0) == 1.0
