@@ -21,10 +21,10 @@ from seq2seq.metrics.alignment import piece_word_indices_by_boundaries, piece_wo
 from seq2seq.viz.heatmap import figure_to_png, plot_alignment, png_to_image_array, save_alignment
 
 if TYPE_CHECKING:
+    from seq2seq.data.dataset import TrainingData
     from seq2seq.evaluation import EvalResult, Translation
     from seq2seq.model.seq2seq import Seq2Seq
     from seq2seq.training.step import UpdateResult
-    from seq2seq.training.trainer import TrainingData
 
 log = logging.getLogger(__name__)
 

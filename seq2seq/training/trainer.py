@@ -24,11 +24,11 @@ from seq2seq.config import config_to_dict
 from seq2seq.data.batching import BucketBatchSampler
 from seq2seq.data.dataset import (
     TokenizedSplit,
+    TrainingData,
     build_tokenizers,
     load_corpus,
     tokenize_split,
 )
-from seq2seq.data.tokenizer import SubwordTokenizer
 from seq2seq.device import select_device
 from seq2seq.evaluation import EvalResult, evaluate
 from seq2seq.files import atomic_write_bytes
@@ -38,14 +38,6 @@ from seq2seq.training.signals import StopRequests, TrainingInterrupted
 from seq2seq.training.step import TrainingStep, build_optimizer
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class TrainingData:
-    source_tokenizer: SubwordTokenizer
-    target_tokenizer: SubwordTokenizer
-    splits: dict[str, TokenizedSplit]
-    has_gold_alignments: bool
 
 
 def prepare_data(cfg: DictConfig) -> TrainingData:
