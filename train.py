@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import os
-import shlex
 import sys
 from pathlib import Path
 
@@ -14,7 +13,8 @@ from hydra.types import RunMode
 from omegaconf import DictConfig
 
 from seq2seq.checkpoint import CheckpointError
-from seq2seq.config import PROJECT_ROOT, register_configs
+from seq2seq.config import register_configs
+from seq2seq.training.reporting import tensorboard_hint
 from seq2seq.training.signals import TrainingInterrupted
 from seq2seq.training.trainer import train
 
@@ -24,10 +24,10 @@ register_configs()
 @hydra.main(version_base="1.3", config_path="configs", config_name="config")
 def main(cfg: DictConfig) -> float:
     """Hydra task: returns the best dev BLEU so sweepers can optimise it."""
+    hydra_cfg = HydraConfig.get()
+    run_dir = Path(hydra_cfg.runtime.output_dir)
     try:
-        best_bleu = train(cfg, Path(HydraConfig.get().runtime.output_dir))
-        logging.getLogger("train").info("%s", tensorboard_hint())
-        return best_bleu
+        best_bleu = train(cfg, run_dir)
     except TrainingInterrupted as interrupted:
         logging.getLogger("train").warning("%s", interrupted)
         sys.exit(interrupted.exit_code)
@@ -37,20 +37,12 @@ def main(cfg: DictConfig) -> float:
         logging.getLogger("train").error("%s", error)
         print(f"train.py: error: {error} (HYDRA_FULL_ERROR=1 shows the trace)", file=sys.stderr)
         sys.exit(2)
-
-
-def tensorboard_hint() -> str:
-    """The command that shows this run: its directory, or the sweep's for -m (runs side by side)."""
-    hydra_cfg = HydraConfig.get()
-    logdir = Path(hydra_cfg.runtime.output_dir)
-    if hydra_cfg.mode == RunMode.MULTIRUN:
-        logdir = Path(hydra_cfg.sweep.dir).absolute()
-    quoted = shlex.quote(str(logdir))
-    return (
-        f"TensorBoard logs are in {logdir}. See them with `make tensorboard LOGDIR={quoted}` "
-        f"in {PROJECT_ROOT} or `{shlex.quote(sys.executable)} -m tensorboard.main --logdir "
-        f"{quoted}`, then open http://localhost:6006"
+    # -m: the whole sweep, so its runs show side by side.
+    multirun = hydra_cfg.mode == RunMode.MULTIRUN
+    logging.getLogger("train").info(
+        "%s", tensorboard_hint(Path(hydra_cfg.sweep.dir).absolute() if multirun else run_dir)
     )
+    return best_bleu
 
 
 if __name__ == "__main__":
