@@ -9,10 +9,12 @@ from pathlib import Path
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from omegaconf import DictConfig
 
 from seq2seq.checkpoint import CheckpointError
 from seq2seq.config import register_configs
+from seq2seq.training.reporting import tensorboard_hint
 from seq2seq.training.signals import TrainingInterrupted
 from seq2seq.training.trainer import train
 
@@ -22,8 +24,10 @@ register_configs()
 @hydra.main(version_base="1.3", config_path="configs", config_name="config")
 def main(cfg: DictConfig) -> float:
     """Hydra task: returns the best dev BLEU so sweepers can optimise it."""
+    hydra_cfg = HydraConfig.get()
+    run_dir = Path(hydra_cfg.runtime.output_dir)
     try:
-        return train(cfg, Path(HydraConfig.get().runtime.output_dir))
+        best_bleu = train(cfg, run_dir)
     except TrainingInterrupted as interrupted:
         logging.getLogger("train").warning("%s", interrupted)
         sys.exit(interrupted.exit_code)
@@ -33,6 +37,12 @@ def main(cfg: DictConfig) -> float:
         logging.getLogger("train").error("%s", error)
         print(f"train.py: error: {error} (HYDRA_FULL_ERROR=1 shows the trace)", file=sys.stderr)
         sys.exit(2)
+    # -m: the whole sweep, so its runs show side by side.
+    multirun = hydra_cfg.mode == RunMode.MULTIRUN
+    logging.getLogger("train").info(
+        "%s", tensorboard_hint(Path(hydra_cfg.sweep.dir).absolute() if multirun else run_dir)
+    )
+    return best_bleu
 
 
 if __name__ == "__main__":

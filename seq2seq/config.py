@@ -55,7 +55,7 @@ class DataConfig:
 class AttentionConfig:
     name: str = MISSING
     size: int = 512
-    heads: int = 1
+    heads: int = 4
 
 
 @dataclass
@@ -93,7 +93,7 @@ class TrainerConfig:
     min_lr: float = 1e-5
     max_steps: int = 0
     max_epochs: int = 0
-    max_minutes: float = 0.0
+    max_minutes: float = 10.0
     eval_every: int = 500
     checkpoint_minutes: float = 5.0
     eval_batch_size: int = 128

@@ -175,6 +175,8 @@ def test_multirun_experiment_then_compare(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr[-3000:]
     runs = sorted(p.name for p in sweep.iterdir() if p.is_dir())
     assert runs == ["model=bahdanau", "model=distracted"]
+    # Each job points TensorBoard at the whole sweep, so the runs show side by side.
+    assert (result.stdout + result.stderr).count(f"TensorBoard logs are in {sweep}. ") == 2
     for name in runs:
         config = OmegaConf.load(sweep / name / ".hydra" / "config.yaml")
         assert f"model={config.model.name}" == name and config.data.name == "tsv"

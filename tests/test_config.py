@@ -2,13 +2,25 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hydra import compose, initialize_config_dir
 from hydra.errors import ConfigCompositionException
+from omegaconf import OmegaConf
 
-from seq2seq.config import PROJECT_ROOT, register_configs
+from seq2seq.config import (
+    PROJECT_ROOT,
+    AttentionConfig,
+    DataConfig,
+    ModelConfig,
+    TrainerConfig,
+    VizConfig,
+    register_configs,
+)
+from seq2seq.model.seq2seq import build_model, ineffective_options
 
 CONFIGS = PROJECT_ROOT / "configs"
 
@@ -55,3 +67,90 @@ def test_typos_fail_fast(override: str) -> None:
         pytest.raises(ConfigCompositionException),
     ):
         compose("config", overrides=[override])
+
+
+SCHEMA = {
+    "data": DataConfig,
+    "model": ModelConfig,
+    "model/attention": AttentionConfig,
+    "trainer": TrainerConfig,
+    "viz": VizConfig,
+}
+# What a corpus preset (data=synthetic, data=tatoeba) sets for its corpus: where it lives and
+# the vocabulary and length buckets that suit it. Every other key keeps the schema's default.
+CORPUS_KEYS = {"dir", "url", "src_vocab_size", "tgt_vocab_size", "length_buckets"}
+
+
+def yaml_differences(yaml: dict[str, Any], default: dict[str, Any], prefix: str = "") -> list[str]:
+    """Keys whose YAML value differs from the dataclass default (``???``: required, skipped)."""
+    found = []
+    for key, value in yaml.items():
+        if key in ("defaults", "name") or value == "???":
+            continue
+        if isinstance(value, dict):
+            found += yaml_differences(value, default[key], f"{prefix}{key}.")
+        elif value != default[key]:
+            found.append(f"{prefix}{key}: YAML {value!r}, dataclass {default[key]!r}")
+    return found
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        p.relative_to(CONFIGS).as_posix()
+        for group in SCHEMA
+        for p in sorted((CONFIGS / group).glob("*.yaml"))
+    ],
+)
+def test_every_yaml_default_equals_its_dataclass_default(path: str) -> None:
+    group = path.rsplit("/", 1)[0]
+    yaml = OmegaConf.to_container(OmegaConf.load(CONFIGS / path), resolve=True)
+    default = OmegaConf.to_container(OmegaConf.structured(SCHEMA[group]), resolve=True)
+    differences = yaml_differences(yaml, default)
+    if group == "data" and path != "data/tsv.yaml":  # tsv is the generic reader: no preset
+        differences = [d for d in differences if d.split(":")[0] not in CORPUS_KEYS]
+    assert not differences, f"configs/{path} differs from seq2seq/config.py: {differences}"
+
+
+def test_the_comparison_catches_a_different_default() -> None:
+    yaml = {"name": "x", "max_minutes": 5.0, "synthetic": {"seed": 2, "dev_size": 500}}
+    default = {"name": "???", "max_minutes": 10.0, "synthetic": {"seed": 1, "dev_size": 500}}
+    assert yaml_differences(yaml, default) == [
+        "max_minutes: YAML 5.0, dataclass 10.0",
+        "synthetic.seed: YAML 2, dataclass 1",
+    ]
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        [],
+        ["model=distracted"],
+        *[[f"model/attention={name}"] for name in options("model/attention")],
+        ["+experiment=tatoeba_best"],
+        ["+experiment=tatoeba_best", "model=distracted"],
+        ["model.decoder_style=luong", "model.input_feeding=false"],
+    ],
+)
+def test_presets_set_no_option_without_effect(overrides: list[str]) -> None:
+    with initialize_config_dir(str(CONFIGS), version_base="1.3"):
+        cfg = compose("config", overrides=overrides)
+    assert ineffective_options(cfg.model) == []
+
+
+@pytest.mark.parametrize(
+    ("overrides", "named"),
+    [
+        (["model.input_feeding=false"], "model.input_feeding=False"),
+        (["model/attention=dot", "model.attention.heads=8"], "model.attention.heads=8"),
+        (["model/attention=general", "model.attention.size=64"], "model.attention.size=64"),
+    ],
+)
+def test_an_option_without_effect_is_warned_about_when_the_model_is_built(
+    overrides: list[str], named: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    with initialize_config_dir(str(CONFIGS), version_base="1.3"):
+        cfg = compose("config", overrides=overrides)
+    with caplog.at_level(logging.WARNING, logger="seq2seq.model.seq2seq"):
+        build_model(cfg.model, 20, 20)
+    assert [r.getMessage().split(" has no effect")[0] for r in caplog.records] == [named]

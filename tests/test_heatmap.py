@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
+import pylopdf_fonts_zh_cn
 import pytest
 from matplotlib import font_manager, ft2font
 from matplotlib.patches import Rectangle
@@ -43,25 +44,30 @@ def test_chinese_renders_with_the_installed_cjk_font(
     fresh_font_cache: None, caplog: pytest.LogCaptureFixture
 ) -> None:
     path = fonts.find_cjk_font()
-    if path is None:
-        pytest.fail(
-            "no CJK font found; install fonts-wqy-microhei (CI does) so Chinese labels render"
-        )
+    assert path is not None, "the pylopdf-fonts-zh-cn dependency is not installed"
+    # The font comes with the Python dependencies, not from the system's font directories.
+    assert path.parent == Path(pylopdf_fonts_zh_cn.__file__).parent
     font = ft2font.FT2Font(str(path))
     missing = [c for c in "我爱你" if font.get_char_index(ord(c)) == 0]
     assert not missing, f"{path} has no glyphs for {missing}"
 
+    props = fonts.cjk_font_properties()
+    assert props is not None
+    assert Path(font_manager.findfont(props)) == path
+    fig = plot_alignment(WEIGHTS, SOURCE, TARGET, title="我爱你")
     caplog.set_level(logging.DEBUG, logger="matplotlib")
+    # Drawn here, outside plot_alignment's silencer: matplotlib warns for every glyph it can
+    # find in no font, so a box instead of 我 would show up as a warning.
     with warnings.catch_warnings(record=True) as records:
         warnings.simplefilter("always")
-        props = fonts.cjk_font_properties()
-        assert props is not None
-        assert Path(font_manager.findfont(props)) == path
-        png = figure_to_png(plot_alignment(WEIGHTS, SOURCE, TARGET, title="我爱你"))
-
-    assert png.startswith(b"\x89PNG")
+        fig.canvas.draw()
     assert _glyph_warnings(records) == []
     assert not [r for r in caplog.records if "glyph" in r.getMessage().lower()]
+    chinese_labels = [t for t in fig.axes[0].get_xticklabels() if t.get_text() in SOURCE]
+    assert [t.get_text() for t in chinese_labels] == SOURCE
+    for label in chinese_labels:
+        assert Path(font_manager.findfont(label.get_fontproperties())) == path
+    assert figure_to_png(fig).startswith(b"\x89PNG")
 
 
 def test_missing_cjk_font_warns_once_and_still_plots(
@@ -76,7 +82,7 @@ def test_missing_cjk_font_warns_once_and_still_plots(
 
     font_warnings = [r for r in caplog.records if r.name == fonts.__name__]
     assert len(font_warnings) == 1, [r.getMessage() for r in font_warnings]
-    assert "fonts-wqy-microhei" in font_warnings[0].getMessage()
+    assert "pylopdf-fonts-zh-cn" in font_warnings[0].getMessage()
     assert "viz.font" in font_warnings[0].getMessage()
     # Matplotlib warns per missing Chinese glyph; plot_alignment must keep that quiet.
     assert _glyph_warnings(records) == []

@@ -154,6 +154,8 @@ def test_every_attention_trains_from_the_command_line(tmp_path: Path, attention:
     assert result.returncode == 0, result.stderr[-3000:]
     assert (run_dir / "checkpoints" / "best.pt").is_file()
     assert json.loads((run_dir / "metrics.json").read_text())["steps"] == 3
+    # The last words say where TensorBoard finds this run.
+    assert f"TensorBoard logs are in {run_dir}. " in result.stdout + result.stderr
     assert not list(workdir.iterdir())
 
 

@@ -98,6 +98,16 @@ class TokenizedSplit:
             yield self.batch(indices)
 
 
+@dataclass
+class TrainingData:
+    """What a training run reads: both tokenizers and every tokenized split."""
+
+    source_tokenizer: SubwordTokenizer
+    target_tokenizer: SubwordTokenizer
+    splits: dict[str, TokenizedSplit]
+    has_gold_alignments: bool
+
+
 def build_tokenizers(corpus: Corpus, cfg: DataConfig) -> tuple[SubwordTokenizer, SubwordTokenizer]:
     """One sentencepiece model per language, trained on the training split only."""
     cache = Path(cfg.cache_dir).expanduser()

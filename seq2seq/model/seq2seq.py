@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import torch
 from torch import nn
 
@@ -10,6 +12,11 @@ from seq2seq.data.batching import Batch
 from seq2seq.model.attention import NoAttention, build_attention
 from seq2seq.model.decoder import BahdanauDecoder, LuongDecoder, RNNDecoder
 from seq2seq.model.encoder import EncoderOutput, RNNEncoder
+
+log = logging.getLogger(__name__)
+
+# Scorers that read model.attention.size (the others' sizes follow from the RNNs).
+SIZED_SCORERS = ("bahdanau", "multihead")
 
 
 class Seq2Seq(nn.Module):
@@ -30,7 +37,36 @@ class Seq2Seq(nn.Module):
         return self.decoder(batch.tgt_in, self.encode(batch))
 
 
+def ineffective_options(cfg: ModelConfig) -> list[str]:
+    """Options set away from their default in a combination that never reads them.
+
+    Warned about rather than rejected: a preset may carry a value that only some of the
+    options it combines with read, while a value set by hand that changes nothing is news.
+    """
+    default = ModelConfig()
+    attention = cfg.attention
+    notes = []
+    if cfg.decoder_style == "bahdanau" and cfg.input_feeding != default.input_feeding:
+        notes.append(
+            f"model.input_feeding={cfg.input_feeding} has no effect with "
+            "model.decoder_style=bahdanau (its context always enters the RNN); it is for luong"
+        )
+    if attention.name != "multihead" and attention.heads != default.attention.heads:
+        notes.append(
+            f"model.attention.heads={attention.heads} has no effect with "
+            f"model/attention={attention.name}; only multihead has heads"
+        )
+    if attention.name not in SIZED_SCORERS and attention.size != default.attention.size:
+        notes.append(
+            f"model.attention.size={attention.size} has no effect with "
+            f"model/attention={attention.name}; only {' and '.join(SIZED_SCORERS)} read it"
+        )
+    return notes
+
+
 def build_model(cfg: ModelConfig, src_vocab_size: int, tgt_vocab_size: int) -> Seq2Seq:
+    for note in ineffective_options(cfg):
+        log.warning("%s", note)
     encoder = RNNEncoder(
         src_vocab_size,
         cfg.embed_size,

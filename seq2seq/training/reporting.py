@@ -7,6 +7,8 @@ a writer shared between multirun jobs would write into the wrong run.
 from __future__ import annotations
 
 import logging
+import shlex
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -16,15 +18,16 @@ from omegaconf import DictConfig
 from torch.utils.tensorboard import SummaryWriter
 from torch.utils.tensorboard.summary import hparams
 
+from seq2seq.config import PROJECT_ROOT
 from seq2seq.data.tokenizer import EOS_ID
 from seq2seq.metrics.alignment import piece_word_indices_by_boundaries, piece_word_indices_by_spans
 from seq2seq.viz.heatmap import figure_to_png, plot_alignment, png_to_image_array, save_alignment
 
 if TYPE_CHECKING:
+    from seq2seq.data.dataset import TrainingData
     from seq2seq.evaluation import EvalResult, Translation
     from seq2seq.model.seq2seq import Seq2Seq
     from seq2seq.training.step import UpdateResult
-    from seq2seq.training.trainer import TrainingData
 
 log = logging.getLogger(__name__)
 
@@ -228,3 +231,13 @@ def samples_markdown(translations: Sequence[Translation]) -> str:
 
 def _escape(text: str) -> str:
     return text.replace("|", "\\|")
+
+
+def tensorboard_hint(logdir: Path) -> str:
+    """The last words of a run: the commands that show ``logdir`` in TensorBoard."""
+    quoted = shlex.quote(str(logdir))
+    return (
+        f"TensorBoard logs are in {logdir}. See them with `make tensorboard LOGDIR={quoted}` "
+        f"in {PROJECT_ROOT} or `{shlex.quote(sys.executable)} -m tensorboard.main --logdir "
+        f"{quoted}`, then open http://localhost:6006"
+    )

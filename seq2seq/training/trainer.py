@@ -7,7 +7,6 @@ import logging
 import math
 import random
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +23,7 @@ from seq2seq.config import config_to_dict
 from seq2seq.data.batching import BucketBatchSampler
 from seq2seq.data.dataset import (
     TokenizedSplit,
+    TrainingData,
     build_tokenizers,
     load_corpus,
     tokenize_split,
@@ -44,14 +44,6 @@ from seq2seq.training.signals import StopRequests, TrainingInterrupted
 from seq2seq.training.step import TrainingStep, build_optimizer
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class TrainingData:
-    source_tokenizer: SubwordTokenizer
-    target_tokenizer: SubwordTokenizer
-    splits: dict[str, TokenizedSplit]
-    has_gold_alignments: bool
 
 
 def prepare_data(
