@@ -55,3 +55,23 @@ def test_typos_fail_fast(override: str) -> None:
         pytest.raises(ConfigCompositionException),
     ):
         compose("config", overrides=[override])
+
+
+def test_the_slurm_launcher_composes_with_its_settings() -> None:
+    """``python train.py -m hydra/launcher=submitit_slurm ...`` (the ``[slurm]`` extra): the
+    launcher config composes, takes the README's settings, and rejects a typo in one."""
+    pytest.importorskip("hydra_plugins.hydra_submitit_launcher")
+    settings = [
+        "hydra/launcher=submitit_slurm",
+        "hydra.launcher.partition=gpu",
+        "hydra.launcher.gpus_per_node=1",
+        "hydra.launcher.cpus_per_task=8",
+        "hydra.launcher.timeout_min=60",
+    ]
+    with initialize_config_dir(str(CONFIGS), version_base="1.3"):
+        cfg = compose("config", overrides=settings, return_hydra_config=True)
+        with pytest.raises(ConfigCompositionException):
+            compose("config", overrides=[*settings, "hydra.launcher.gpus_per_nod=1"])
+    launcher = cfg.hydra.launcher
+    assert launcher._target_.endswith("submitit_launcher.SlurmLauncher")
+    assert (launcher.partition, launcher.gpus_per_node, launcher.timeout_min) == ("gpu", 1, 60)

@@ -16,6 +16,7 @@ from test_training import events, run, tiny_overrides
 
 from seq2seq.checkpoint import load_checkpoint
 from seq2seq.config import PROJECT_ROOT
+from seq2seq.training.distributed import TorchrunCallback
 
 pytestmark = pytest.mark.slow
 
@@ -127,3 +128,10 @@ def test_a_signal_to_one_rank_stops_every_rank_at_the_same_step(tmp_path: Path) 
     saved = load_checkpoint(run_dir / "checkpoints" / "last.pt")
     assert f"SIGTERM received at step {saved['progress']['step']}" in outputs[0]
     assert len(saved["rng_by_rank"]) == 2
+
+
+def test_torchrun_refuses_a_sweep_with_a_message(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``torchrun ... train.py -m``: every rank would run every job; say what to do instead."""
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    with pytest.raises(ValueError, match="torchrun trains one run with all its processes"):
+        TorchrunCallback().on_multirun_start(config=None)
