@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -25,20 +26,18 @@ OVERRIDES = ["model.dropout=0", "trainer.max_steps=6", "trainer.eval_every=3"]
 ENV = {**os.environ, "PYTHONWARNINGS": "ignore", "OMP_NUM_THREADS": "1"}
 
 
-def test_two_ranks_write_one_run_and_train_as_one_process_on_the_global_batches(
-    tmp_path: Path,
-) -> None:
-    """``torchrun --nproc_per_node=2 train.py``: one run directory although each rank's clock
-    names a different one (microseconds in the name), one event file, and the same losses and
-    weights as one process on the same global batches (each validation also asserts that both
-    ranks hold identical weights)."""
+def torchrun(tmp_path: Path, *overrides: str) -> Path:
+    """``torchrun --nproc_per_node=2 train.py`` on the tiny corpus; returns the one run directory.
+
+    The run directory is named after each rank's clock to the microsecond, so the ranks would
+    name different ones unless they agree."""
     runs = tmp_path / "runs"
     result = subprocess.run(
         [
             *(sys.executable, "-m", "torch.distributed.run", "--standalone"),
             *("--nproc_per_node=2", str(PROJECT_ROOT / "train.py")),
             *tiny_overrides(tmp_path / "cache"),
-            *OVERRIDES,
+            *overrides,
             f"hydra.run.dir={runs}/${{now:%H-%M-%S-%f}}",
         ],
         cwd=tmp_path,
@@ -49,6 +48,16 @@ def test_two_ranks_write_one_run_and_train_as_one_process_on_the_global_batches(
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     (run_dir,) = runs.iterdir()
+    return run_dir
+
+
+def test_two_ranks_write_one_run_and_train_as_one_process_on_the_global_batches(
+    tmp_path: Path,
+) -> None:
+    """``torchrun --nproc_per_node=2 train.py``: one run directory, one event file, and the same
+    losses and weights as one process on the same global batches (each validation also asserts
+    that both ranks hold identical weights)."""
+    run_dir = torchrun(tmp_path, *OVERRIDES)
     assert len(list(run_dir.glob("events.out.tfevents.*"))) == 1
     assert (run_dir / ".hydra" / "config.yaml").is_file()
     assert (run_dir / "train.log").read_text().count("train: 136 pairs") == 1  # rank 0's only
@@ -120,14 +129,21 @@ def test_a_killed_rank_does_not_leave_the_other_waiting(tmp_path: Path) -> None:
 
 def test_a_signal_to_one_rank_stops_every_rank_at_the_same_step(tmp_path: Path) -> None:
     """``kill`` (SIGTERM) of rank 1 alone: both ranks stop after the same update, rank 0
-    writes last.pt with both ranks' RNG state, both exit 143."""
+    writes last.pt with both ranks' RNG state, both exit 143; torchrun resumes from it."""
     run_dir, ranks = launch_ranks(tmp_path, "trainer.max_steps=0", "trainer.eval_every=2")
     ranks[1].send_signal(signal.SIGTERM)
     outputs = [r.communicate(timeout=120)[0] for r in ranks]
     assert [r.returncode for r in ranks] == [143, 143], outputs[0][-2000:] + outputs[1][-2000:]
-    saved = load_checkpoint(run_dir / "checkpoints" / "last.pt")
-    assert f"SIGTERM received at step {saved['progress']['step']}" in outputs[0]
-    assert len(saved["rng_by_rank"]) == 2
+    last = run_dir / "checkpoints" / "last.pt"
+    step = load_checkpoint(last)["progress"]["step"]
+    assert f"SIGTERM received at step {step}" in outputs[0]
+    assert len(load_checkpoint(last)["rng_by_rank"]) == 2
+
+    resumed = torchrun(
+        tmp_path, f"trainer.resume={last}", f"trainer.max_steps={step + 2}", "trainer.eval_every=2"
+    )
+    assert f"resumed from {last} at step {step}" in (resumed / "train.log").read_text()
+    assert json.loads((resumed / "metrics.json").read_text())["steps"] == step + 2
 
 
 def test_torchrun_refuses_a_sweep_with_a_message(monkeypatch: pytest.MonkeyPatch) -> None:
