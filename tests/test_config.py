@@ -58,10 +58,12 @@ def test_typos_fail_fast(override: str) -> None:
 
 
 def test_the_slurm_launcher_composes_with_its_settings() -> None:
-    """``python train.py -m hydra/launcher=submitit_slurm ...`` (the ``[slurm]`` extra): the
-    launcher config composes, takes the README's settings, and rejects a typo in one."""
+    """The README's ``python train.py -m hydra/launcher=submitit_slurm ...`` (the ``[slurm]``
+    extra): the launcher config composes with an experiment's sweep, takes Slurm settings, and
+    rejects a typo in one."""
     pytest.importorskip("hydra_plugins.hydra_submitit_launcher")
     settings = [
+        "+experiment=tatoeba_attention_scorers",
         "hydra/launcher=submitit_slurm",
         "hydra.launcher.partition=gpu",
         "hydra.launcher.gpus_per_node=1",
@@ -75,3 +77,4 @@ def test_the_slurm_launcher_composes_with_its_settings() -> None:
     launcher = cfg.hydra.launcher
     assert launcher._target_.endswith("submitit_launcher.SlurmLauncher")
     assert (launcher.partition, launcher.gpus_per_node, launcher.timeout_min) == ("gpu", 1, 60)
+    assert "scaled_dot" in cfg.hydra.sweeper.params["model/attention"]
