@@ -1,10 +1,13 @@
 """Training throughput of a model config on real data: target tokens per second and peak RSS.
 
     python scripts/benchmark_training.py --steps 300 --threads 2 [hydra overrides ...]
+    torchrun --standalone --nproc_per_node=2 scripts/benchmark_training.py --threads 1 ...
 
 Runs the trainer's own sampler and update (``seq2seq.training.step.TrainingStep``: forward,
 loss, backward, clipping, Adam) for ``--warmup`` + ``--steps`` updates, no validation, and
-reports the steady-state rate of the timed steps.
+reports the steady-state rate of the timed steps. Under torchrun the ranks train data-parallel
+as ``train.py`` does (each its share of the same global batches) and rank 0 reports the rate of
+all of them together.
 """
 
 from __future__ import annotations
@@ -19,8 +22,15 @@ import torch
 from hydra import compose, initialize_config_dir
 
 from seq2seq.config import PROJECT_ROOT, register_configs
-from seq2seq.device import select_device
 from seq2seq.model.seq2seq import build_model
+from seq2seq.training.distributed import (
+    current_ranks,
+    data_parallel,
+    init_process_group,
+    launched_by_torchrun,
+    main_first,
+    training_device,
+)
 from seq2seq.training.step import TrainingStep, build_optimizer
 from seq2seq.training.trainer import prepare_data, training_sampler
 
@@ -45,12 +55,16 @@ def main() -> None:
     t = cfg.trainer
     torch.set_num_threads(args.threads)
     torch.manual_seed(t.seed)
-    device = select_device(t.device)
-    data = prepare_data(cfg)
+    if launched_by_torchrun():
+        init_process_group(t.device, t.ddp_timeout_minutes)
+    ranks = current_ranks()
+    device = training_device(t.device, ranks)
+    with main_first(ranks):
+        data = prepare_data(cfg)
     model = build_model(cfg.model, len(data.source_tokenizer), len(data.target_tokenizer))
     model.to(device)
     update = TrainingStep(
-        model,
+        data_parallel(model, ranks),
         build_optimizer(model, t.lr),
         t.clip_norm,
         t.label_smoothing,
@@ -58,7 +72,7 @@ def main() -> None:
         t.precision,
     )
     train = data.splits["train"]
-    sampler = training_sampler(t, train)
+    sampler = training_sampler(t, train, ranks)
 
     def batches():
         while True:
@@ -81,6 +95,7 @@ def main() -> None:
         "attention": cfg.model.attention.name,
         "decoder_style": cfg.model.decoder_style,
         "device": str(device),
+        "processes": ranks.world_size,
         "threads": args.threads,
         "precision": t.precision,
         "steps": args.steps,
@@ -90,7 +105,8 @@ def main() -> None:
         "torch": torch.__version__,
         "machine": f"{platform.machine()}, {torch.get_num_threads()} threads",
     }
-    print(json.dumps(report))
+    if ranks.is_main:
+        print(json.dumps(report))
 
 
 if __name__ == "__main__":

@@ -105,6 +105,7 @@ class TrainerConfig:
     log_every: int = 50
     progress: bool = True
     resume: str | None = None
+    ddp_timeout_minutes: float = 30.0
 
 
 @dataclass

@@ -154,3 +154,26 @@ def test_an_option_without_effect_is_warned_about_when_the_model_is_built(
     with caplog.at_level(logging.WARNING, logger="seq2seq.model.seq2seq"):
         build_model(cfg.model, 20, 20)
     assert [r.getMessage().split(" has no effect")[0] for r in caplog.records] == [named]
+
+
+def test_the_slurm_launcher_composes_with_its_settings() -> None:
+    """The README's ``python train.py -m hydra/launcher=submitit_slurm ...`` (the ``[slurm]``
+    extra): the launcher config composes with an experiment's sweep, takes Slurm settings, and
+    rejects a typo in one."""
+    pytest.importorskip("hydra_plugins.hydra_submitit_launcher")
+    settings = [
+        "+experiment=tatoeba_attention_scorers",
+        "hydra/launcher=submitit_slurm",
+        "hydra.launcher.partition=gpu",
+        "hydra.launcher.gpus_per_node=1",
+        "hydra.launcher.cpus_per_task=8",
+        "hydra.launcher.timeout_min=60",
+    ]
+    with initialize_config_dir(str(CONFIGS), version_base="1.3"):
+        cfg = compose("config", overrides=settings, return_hydra_config=True)
+        with pytest.raises(ConfigCompositionException):
+            compose("config", overrides=[*settings, "hydra.launcher.gpus_per_nod=1"])
+    launcher = cfg.hydra.launcher
+    assert launcher._target_.endswith("submitit_launcher.SlurmLauncher")
+    assert (launcher.partition, launcher.gpus_per_node, launcher.timeout_min) == ("gpu", 1, 60)
+    assert "scaled_dot" in cfg.hydra.sweeper.params["model/attention"]

@@ -157,6 +157,31 @@ def test_sampler_resumes_mid_epoch() -> None:
     assert seen == expected
 
 
+def test_ranks_take_disjoint_shares_of_every_global_batch_and_resume_exactly() -> None:
+    """Two ranks: each global batch split in two disjoint halves of nearly equal length, the
+    batches with fewer sentences than ranks skipped by both, and a resumed rank continues with
+    exactly its shares."""
+    lengths = [(i * 37) % 30 + 1 for i in range(97)]  # 97 = 6 × 16 + 1: one batch of 1
+    global_batches = BucketBatchSampler(lengths, "sentences", 16, 7, seed=3).batches_for_epoch(0)
+    assert min(len(b) for b in global_batches) == 1
+    first, second = (
+        list(BucketBatchSampler(lengths, "sentences", 16, 7, seed=3, rank=r, world_size=2))
+        for r in (0, 1)
+    )
+    kept = [b for b in global_batches if len(b) >= 2]
+    assert len(first) == len(second) == len(kept) == len(global_batches) - 1
+    for share0, share1, batch in zip(first, second, kept, strict=True):
+        assert sorted(share0 + share1) == sorted(batch) and not set(share0) & set(share1)
+        assert abs(len(share0) - len(share1)) <= 1
+        assert abs(sum(lengths[i] for i in share0) - sum(lengths[i] for i in share1)) <= 30
+
+    sampler = BucketBatchSampler(lengths, "sentences", 16, 7, seed=3, rank=1, world_size=2)
+    seen = [batch for _, batch in zip(range(3), sampler, strict=False)]
+    restored = BucketBatchSampler(lengths, "sentences", 16, 7, seed=3, rank=1, world_size=2)
+    restored.load_state_dict(sampler.state_dict())
+    assert seen + list(restored) == second
+
+
 def test_collate_without_targets_is_for_translation() -> None:
     batch = collate([[5, 6]], None, [0])
     assert batch.tgt_in.shape == (1, 0) and torch.equal(batch.src, torch.tensor([[5, 6, EOS_ID]]))

@@ -5,6 +5,10 @@ bucket by length and slices it into batches, then shuffles the batch order. A bu
 sentence at most once (never several copies of a small corpus), so one long sentence cannot
 fill a batch with copies of itself. The sampler's position is two integers, so a resumed run
 continues with exactly the batches it would have seen.
+
+Under data parallelism (torchrun) every rank draws the same global batches and takes its own
+share of each: the sentences ``rank, rank + world_size, ...`` of the length-sorted batch, so the
+shares are disjoint and of nearly equal length.
 """
 
 from __future__ import annotations
@@ -101,12 +105,17 @@ class BucketBatchSampler:
         batch_size: int,
         bucket_batches: int,
         seed: int,
+        rank: int = 0,
+        world_size: int = 1,
     ) -> None:
+        assert 0 <= rank < world_size, f"rank {rank} outside a world of {world_size}"
         self.lengths = list(lengths)
         self.batch_type = batch_type
         self.batch_size = batch_size
         self.bucket_batches = bucket_batches
         self.seed = seed
+        self.rank = rank
+        self.world_size = world_size
         self.epoch = 0
         self.position = 0
         mean_length = max(1, sum(self.lengths) // max(1, len(self.lengths)))
@@ -127,12 +136,18 @@ class BucketBatchSampler:
         return batches
 
     def __iter__(self) -> Iterator[list[int]]:
-        """Yield the rest of this epoch; ``epoch``/``position`` always name the next batch."""
+        """Yield this rank's share of the rest of this epoch's global batches.
+
+        ``epoch``/``position`` always name the next global batch, the same on every rank. A
+        global batch with fewer sentences than ranks (an epoch's last scraps) is skipped by all
+        ranks alike, since every rank must take part in each update.
+        """
         batches = self.batches_for_epoch(self.epoch)
         while self.position < len(batches):
             batch = batches[self.position]
             self.position += 1
-            yield batch
+            if len(batch) >= self.world_size:
+                yield batch[self.rank :: self.world_size]
         self.epoch += 1
         self.position = 0
 

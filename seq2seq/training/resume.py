@@ -19,6 +19,7 @@ from seq2seq.checkpoint import restore_rng_state
 from seq2seq.data.batching import BucketBatchSampler
 from seq2seq.files import atomic_write_bytes
 from seq2seq.model.seq2seq import Seq2Seq
+from seq2seq.training.distributed import Ranks
 from seq2seq.training.step import TrainingStep
 
 log = logging.getLogger(__name__)
@@ -29,6 +30,7 @@ CHANGEABLE_ON_RESUME = frozenset(
     {
         "data.cache_dir",
         "trainer.device",
+        "trainer.ddp_timeout_minutes",
         "trainer.threads",
         "trainer.max_steps",
         "trainer.max_epochs",
@@ -124,13 +126,27 @@ def restore_training_state(
     update: TrainingStep,
     scheduler: torch.optim.lr_scheduler.ReduceLROnPlateau,
     sampler: BucketBatchSampler,
+    ranks: Ranks,
 ) -> TrainingProgress:
-    """Restore everything ``last.pt`` saved, so training continues exactly where it stopped."""
+    """Restore everything ``last.pt`` saved, so training continues exactly where it stopped.
+
+    Each rank restores its own RNG state when the run resumes with as many ranks as saved it;
+    otherwise dropout draws do not continue exactly (a warning says so).
+    """
     model.load_state_dict(state["model"])
     update.optimizer.load_state_dict(state["optimizer"])
     if state.get("grad_scaler"):  # fp16 loss scale; empty for fp32/bf16
         update.scaler.load_state_dict(state["grad_scaler"])
     scheduler.load_state_dict(state["scheduler"])
     sampler.load_state_dict(state["sampler"])
-    restore_rng_state(state["rng"])
+    rng_by_rank = state.get("rng_by_rank", [state["rng"]])
+    if len(rng_by_rank) == ranks.world_size:
+        restore_rng_state(rng_by_rank[ranks.rank])
+    else:
+        log.warning(
+            "the checkpoint was saved by %d process(es), resumed by %d: the batches continue "
+            "exactly, dropout draws start afresh from trainer.seed",
+            len(rng_by_rank),
+            ranks.world_size,
+        )
     return TrainingProgress(**state["progress"])

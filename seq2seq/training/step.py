@@ -7,6 +7,8 @@ import math
 from dataclasses import dataclass
 
 import torch
+import torch.distributed as dist
+from torch.nn.parallel import DistributedDataParallel
 from torch.nn.utils import clip_grads_with_norm_, get_total_norm
 
 from seq2seq.data.batching import Batch
@@ -19,6 +21,8 @@ LOSS_NORMALIZATIONS = ("tokens", "sentences")
 
 @dataclass
 class UpdateResult:
+    """Under data parallelism the sums cover the global batch, every rank's share."""
+
     loss_sum: float  # summed token cross-entropy of the batch (what the logs average)
     target_tokens: int
     grad_norm: float  # before clipping
@@ -40,11 +44,16 @@ class TrainingStep:
 
     An update whose loss or gradient norm is not finite is skipped, so one bad batch cannot
     write NaN into the weights; the caller counts and reports skips.
+
+    With ``model`` wrapped in DistributedDataParallel, each rank gets its share of a global
+    batch. One all-reduce of (loss, tokens, sentences) gives every rank the global denominator,
+    and each rank's loss is scaled by the number of ranks to undo DDP's gradient averaging: the
+    update is the one a single process would make on the whole global batch.
     """
 
     def __init__(
         self,
-        model: Seq2Seq,
+        model: Seq2Seq | DistributedDataParallel,
         optimizer: torch.optim.Optimizer,
         clip_norm: float,
         label_smoothing: float,
@@ -63,6 +72,7 @@ class TrainingStep:
         self.parameters = [p for p in model.parameters() if p.requires_grad]
         self.device = self.parameters[0].device
         self.precision = precision
+        self.world_size = dist.get_world_size() if isinstance(model, DistributedDataParallel) else 1
         autocast_dtype(precision)  # fails early on an unknown value
         # fp16 gradients underflow without loss scaling; bf16 has float32's range.
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=precision == "fp16")
@@ -72,14 +82,19 @@ class TrainingStep:
         with autocast(self.device, self.precision):
             logits, _ = self.model(batch)
         loss_sum = sequence_loss(logits.float(), batch.tgt_out, self.label_smoothing)
-        tokens = batch.target_tokens
-        denominator = tokens if self.normalization == "tokens" else batch.src.size(0)
+        loss, tokens, sentences = float(loss_sum.detach()), batch.target_tokens, batch.src.size(0)
+        if self.world_size > 1:
+            totals = torch.tensor(
+                [loss, tokens, sentences], dtype=torch.float64, device=self.device
+            )
+            dist.all_reduce(totals)
+            loss, tokens, sentences = totals[0].item(), int(totals[1]), int(totals[2])
+        denominator = tokens if self.normalization == "tokens" else sentences
         self.optimizer.zero_grad(set_to_none=True)
-        self.scaler.scale(loss_sum / denominator).backward()
+        self.scaler.scale(loss_sum * self.world_size / denominator).backward()
         self.scaler.unscale_(self.optimizer)
         grads = [p.grad for p in self.parameters if p.grad is not None]
         grad_norm = float(get_total_norm(grads))
-        loss = float(loss_sum.detach())
         applied = math.isfinite(grad_norm) and math.isfinite(loss)
         if applied:
             if 0 < self.clip_norm < grad_norm:

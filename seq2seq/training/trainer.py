@@ -6,6 +6,7 @@ import json
 import logging
 import math
 import random
+import signal
 import time
 from pathlib import Path
 from typing import Any
@@ -29,10 +30,20 @@ from seq2seq.data.dataset import (
     tokenize_split,
 )
 from seq2seq.data.tokenizer import SubwordTokenizer
-from seq2seq.device import select_device
 from seq2seq.evaluation import EvalResult, evaluate
 from seq2seq.files import atomic_write_bytes
 from seq2seq.model.seq2seq import Seq2Seq, build_model
+from seq2seq.training.distributed import (
+    Ranks,
+    assert_same_weights,
+    broadcast_from_main,
+    current_ranks,
+    data_parallel,
+    gather_from_all,
+    main_first,
+    max_over_ranks,
+    training_device,
+)
 from seq2seq.training.reporting import Reporter
 from seq2seq.training.resume import (
     TrainingProgress,
@@ -75,38 +86,52 @@ def prepare_data(
 
 
 def train(cfg: DictConfig, run_dir: Path) -> float:
-    """Train as configured, writing everything under ``run_dir``; returns the best dev BLEU."""
+    """Train as configured, writing everything under ``run_dir``; returns the best dev BLEU.
+
+    Under torchrun every rank runs this (see seq2seq/training/distributed.py); rank 0 alone
+    writes ``run_dir``, validates and scores the test splits.
+    """
     t = cfg.trainer
+    ranks = current_ranks()
     random.seed(t.seed)
     torch.manual_seed(t.seed)
     if t.threads > 0:
         torch.set_num_threads(t.threads)
-    device = select_device(t.device)
+    device = training_device(t.device, ranks)
     saved = load_resume_checkpoint(cfg) if t.resume else None
-    data = prepare_data(cfg, checkpoint_tokenizers(saved) if saved else None)
-    for lang, tokenizer in (
-        (cfg.data.source_lang, data.source_tokenizer),
-        (cfg.data.target_lang, data.target_tokenizer),
-    ):
-        atomic_write_bytes(run_dir / "spm" / f"{lang}.model", tokenizer.model_proto)
+    with main_first(ranks):  # rank 0 trains the sentencepiece models, the others read its cache
+        data = prepare_data(cfg, checkpoint_tokenizers(saved) if saved else None)
+    if ranks.is_main:
+        for lang, tokenizer in (
+            (cfg.data.source_lang, data.source_tokenizer),
+            (cfg.data.target_lang, data.target_tokenizer),
+        ):
+            atomic_write_bytes(run_dir / "spm" / f"{lang}.model", tokenizer.model_proto)
 
     model = build_model(cfg.model, len(data.source_tokenizer), len(data.target_tokenizer))
     model.to(device)
     log.info("model: %s parameters\n%s", f"{count_parameters(model):,}", model)
+    if ranks.distributed:  # same initial weights, but each rank its own dropout draws
+        torch.manual_seed(t.seed + ranks.rank)
     optimizer = build_optimizer(model, t.lr)
     update = TrainingStep(
-        model, optimizer, t.clip_norm, t.label_smoothing, t.normalization, t.precision
+        data_parallel(model, ranks),
+        optimizer,
+        t.clip_norm,
+        t.label_smoothing,
+        t.normalization,
+        t.precision,
     )
     scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
         optimizer, mode="max", factor=t.lr_factor, patience=t.lr_patience, min_lr=t.min_lr
     )
     train_split = data.splits["train"]
-    sampler = training_sampler(t, train_split)
+    sampler = training_sampler(t, train_split, ranks)
 
     progress = TrainingProgress()
     checkpoints = run_dir / "checkpoints"
     if saved is not None:
-        progress = restore_training_state(saved, model, update, scheduler, sampler)
+        progress = restore_training_state(saved, model, update, scheduler, sampler, ranks)
         log.info("resumed from %s at step %d", t.resume, progress.step)
         finished = stop_condition(t, progress, sampler.epoch)
         if finished:
@@ -116,8 +141,9 @@ def train(cfg: DictConfig, run_dir: Path) -> float:
                 finished,
             )
             return progress.best_bleu
-        carry_best_checkpoint(Path(t.resume).expanduser(), checkpoints)
-    reporter = Reporter(run_dir, cfg, data, model)
+        if ranks.is_main:
+            carry_best_checkpoint(Path(t.resume).expanduser(), checkpoints)
+    reporter = Reporter(run_dir, cfg, data, model) if ranks.is_main else None
 
     def checkpoint_state(full: bool) -> dict[str, Any]:
         state: dict[str, Any] = {
@@ -137,43 +163,57 @@ def train(cfg: DictConfig, run_dir: Path) -> float:
             )
         return state
 
-    def validate() -> EvalResult:
-        result = evaluate_split(cfg, model, data, "dev", device)
-        scheduler.step(result.metrics["bleu"])
-        improved = result.metrics["bleu"] > progress.best_bleu
+    def save_last() -> None:
+        """``last.pt``; under torchrun every rank calls this (its RNG joins), rank 0 writes."""
+        state = checkpoint_state(full=True)
+        rng_by_rank = gather_from_all(state["rng"], ranks)
+        if ranks.distributed:
+            state["rng_by_rank"] = rng_by_rank
+        if ranks.is_main:
+            save_checkpoint(checkpoints / "last.pt", state)
+
+    def validate() -> None:
+        """Rank 0 scores dev; every rank steps its LR schedule and early stopping on that BLEU."""
+        assert_same_weights(model, ranks)
+        result = evaluate_split(cfg, model, data, "dev", device) if ranks.is_main else None
+        bleu = broadcast_from_main(result.metrics["bleu"] if result else 0.0, ranks)
+        scheduler.step(bleu)
+        improved = bleu > progress.best_bleu
         if improved:
-            progress.best_bleu, progress.best_step = result.metrics["bleu"], progress.step
+            progress.best_bleu, progress.best_step = bleu, progress.step
             progress.evals_without_improvement = 0
-            save_checkpoint(checkpoints / "best.pt", checkpoint_state(full=False))
+            if ranks.is_main:
+                save_checkpoint(checkpoints / "best.pt", checkpoint_state(full=False))
         else:
             progress.evals_without_improvement += 1
-        reporter.validation(progress.step, result)
-        log.info(
-            "step %d: dev loss %.3f, BLEU %.2f, chrF %.2f%s (best %.2f at step %d)",
-            progress.step,
-            result.loss,
-            result.metrics["bleu"],
-            result.metrics["chrf"],
-            f", AER {result.metrics['aer']:.3f}" if "aer" in result.metrics else "",
-            progress.best_bleu,
-            progress.best_step,
-        )
-        save_checkpoint(checkpoints / "last.pt", checkpoint_state(full=True))
+        if result:
+            reporter.validation(progress.step, result)
+            log.info(
+                "step %d: dev loss %.3f, BLEU %.2f, chrF %.2f%s (best %.2f at step %d)",
+                progress.step,
+                result.loss,
+                result.metrics["bleu"],
+                result.metrics["chrf"],
+                f", AER {result.metrics['aer']:.3f}" if "aer" in result.metrics else "",
+                progress.best_bleu,
+                progress.best_step,
+            )
+        save_last()
         progress.last_eval_step = progress.step
-        return result
 
     stop_reason = None
     start = time.monotonic() - progress.train_seconds
     bar = tqdm(
         total=t.max_steps or None,
         initial=progress.step,
-        disable=not t.progress,
+        disable=not t.progress or not ranks.is_main,
         desc="train",
         unit="step",
         dynamic_ncols=True,
     )
     window_loss, window_tokens, window_start = 0.0, 0, time.monotonic()
-    last_saved = time.monotonic()
+    last_saved = progress.train_seconds
+    signum = 0
     with StopRequests() as stop_requests:
         while stop_reason is None:
             for indices in sampler:
@@ -187,10 +227,11 @@ def train(cfg: DictConfig, run_dir: Path) -> float:
                 else:
                     progress.skipped_updates += 1
                     progress.skipped_in_a_row += 1
-                    reporter.skipped_update(progress.step, progress.skipped_updates, result)
+                    if reporter:
+                        reporter.skipped_update(progress.step, progress.skipped_updates, result)
                 bar.update(1)
 
-                if progress.step % t.log_every == 0:
+                if reporter and progress.step % t.log_every == 0:
                     elapsed = time.monotonic() - window_start
                     train_loss = window_loss / max(window_tokens, 1)
                     reporter.training(
@@ -204,17 +245,22 @@ def train(cfg: DictConfig, run_dir: Path) -> float:
                     )
                     window_loss, window_tokens, window_start = 0.0, 0, time.monotonic()
 
-                progress.train_seconds = time.monotonic() - start
+                # Under torchrun the clock and a signal to any rank are agreed on, so every rank
+                # validates, saves and stops at the same step.
+                elapsed, signal_seen = max_over_ranks(
+                    [time.monotonic() - start, stop_requests.signum or 0], ranks, device
+                )
+                progress.train_seconds, signum = elapsed, int(signal_seen)
                 if progress.step % t.eval_every == 0:
                     validate()  # writes last.pt too
                     window_loss, window_tokens, window_start = 0.0, 0, time.monotonic()
-                    last_saved = time.monotonic()
-                elif time.monotonic() - last_saved >= 60 * (t.checkpoint_minutes or math.inf):
-                    save_checkpoint(checkpoints / "last.pt", checkpoint_state(full=True))
-                    last_saved = time.monotonic()
+                    last_saved = progress.train_seconds
+                elif progress.train_seconds - last_saved >= 60 * (t.checkpoint_minutes or math.inf):
+                    save_last()
+                    last_saved = progress.train_seconds
                 stop_reason = stop_condition(t, progress, sampler.epoch)
-                if stop_requests.signum:
-                    stop_reason = f"{stop_requests.name} received"
+                if signum:
+                    stop_reason = f"{signal.Signals(signum).name} received"
                 if stop_reason:
                     break
             else:
@@ -222,17 +268,20 @@ def train(cfg: DictConfig, run_dir: Path) -> float:
                 stop_reason = stop_condition(t, progress, sampler.epoch)
     bar.close()
     log.info("stopping after step %d: %s", progress.step, stop_reason)
-    if stop_requests.signum:
-        save_checkpoint(checkpoints / "last.pt", checkpoint_state(full=True))
-        reporter.close_interrupted()
+    if signum:
+        save_last()
+        if reporter:
+            reporter.close_interrupted()
         resume_from = (checkpoints / "last.pt").resolve()
         raise TrainingInterrupted(
-            stop_requests.signum,
+            signum,
             f"{stop_reason} at step {progress.step}: saved {resume_from}; continue with the "
             f"same overrides and trainer.resume={resume_from}",
         )
     if progress.last_eval_step != progress.step:
         validate()
+    if not reporter:  # torchrun: the other ranks are done; rank 0 scores the test splits
+        return progress.best_bleu
 
     final = final_test(cfg, model, data, device, checkpoints / "best.pt", reporter)
     final.update(
@@ -265,13 +314,27 @@ def checkpoint_tokenizers(state: dict[str, Any]) -> tuple[SubwordTokenizer, Subw
     return SubwordTokenizer(state["source_spm"]), SubwordTokenizer(state["target_spm"])
 
 
-def training_sampler(t: DictConfig, train_split: TokenizedSplit) -> BucketBatchSampler:
-    """Length-bucketed batches of the training split (length: the longer side plus EOS)."""
+def training_sampler(
+    t: DictConfig, train_split: TokenizedSplit, ranks: Ranks | None = None
+) -> BucketBatchSampler:
+    """Length-bucketed batches of the training split (length: the longer side plus EOS).
+
+    ``trainer.batch_size`` is the global batch: under torchrun each rank takes its share.
+    """
+    ranks = ranks or Ranks()
     lengths = [
         max(len(s), len(g)) + 1
         for s, g in zip(train_split.source_ids, train_split.target_ids, strict=True)
     ]
-    return BucketBatchSampler(lengths, t.batch_type, t.batch_size, t.bucket_batches, t.seed)
+    return BucketBatchSampler(
+        lengths,
+        t.batch_type,
+        t.batch_size,
+        t.bucket_batches,
+        t.seed,
+        ranks.rank,
+        ranks.world_size,
+    )
 
 
 def stop_condition(t: DictConfig, progress: TrainingProgress, epoch: int) -> str | None:
