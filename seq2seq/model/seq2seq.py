@@ -9,11 +9,18 @@ from seq2seq.config import ModelConfig
 from seq2seq.data.batching import Batch
 from seq2seq.model.attention import NoAttention, build_attention
 from seq2seq.model.decoder import BahdanauDecoder, LuongDecoder, RNNDecoder
-from seq2seq.model.encoder import EncoderOutput, RNNEncoder
+from seq2seq.model.encoder import (
+    ENCODER_TYPES,
+    EncoderOutput,
+    RNNEncoder,
+    SelfAttentionEncoder,
+)
+
+Encoder = RNNEncoder | SelfAttentionEncoder
 
 
 class Seq2Seq(nn.Module):
-    def __init__(self, encoder: RNNEncoder, decoder: RNNDecoder) -> None:
+    def __init__(self, encoder: Encoder, decoder: RNNDecoder) -> None:
         super().__init__()
         self.encoder = encoder
         self.decoder = decoder
@@ -30,16 +37,34 @@ class Seq2Seq(nn.Module):
         return self.decoder(batch.tgt_in, self.encode(batch))
 
 
+def build_encoder(cfg: ModelConfig, src_vocab_size: int) -> Encoder:
+    """``model.encoder.name``: the RNN (default) or the Transformer-style self-attention stack."""
+    if cfg.encoder.name == "rnn":
+        return RNNEncoder(
+            src_vocab_size,
+            cfg.embed_size,
+            cfg.encoder_hidden,
+            cfg.encoder_layers,
+            cfg.bidirectional,
+            cfg.rnn,
+            cfg.dropout,
+        )
+    if cfg.encoder.name == "self_attention":
+        return SelfAttentionEncoder(
+            src_vocab_size,
+            cfg.embed_size,
+            cfg.encoder.layers,
+            cfg.encoder.heads,
+            cfg.encoder.ff_size,
+            cfg.dropout,
+            cfg.positions,
+            cfg.encoder.max_positions,
+        )
+    raise ValueError(f"model.encoder.name must be one of {ENCODER_TYPES}, got {cfg.encoder.name!r}")
+
+
 def build_model(cfg: ModelConfig, src_vocab_size: int, tgt_vocab_size: int) -> Seq2Seq:
-    encoder = RNNEncoder(
-        src_vocab_size,
-        cfg.embed_size,
-        cfg.encoder_hidden,
-        cfg.encoder_layers,
-        cfg.bidirectional,
-        cfg.rnn,
-        cfg.dropout,
-    )
+    encoder = build_encoder(cfg, src_vocab_size)
     attention = build_attention(
         cfg.attention.name,
         query_size=cfg.decoder_hidden,

@@ -32,6 +32,7 @@ from seq2seq.data.tokenizer import SubwordTokenizer
 from seq2seq.device import select_device
 from seq2seq.evaluation import EvalResult, evaluate
 from seq2seq.files import atomic_write_bytes
+from seq2seq.metrics.word_order import WORD_ORDER_METRICS
 from seq2seq.model.seq2seq import Seq2Seq, build_model
 from seq2seq.training.reporting import Reporter
 from seq2seq.training.signals import StopRequests, TrainingInterrupted
@@ -126,6 +127,10 @@ def train(cfg: DictConfig, run_dir: Path) -> float:
 
     def validate() -> EvalResult:
         result = evaluate_split(cfg, model, data, "dev", device)
+        if "word_order" in data.splits:  # can the model tell 我爱你 from 你爱我? beside dev BLEU
+            result.metrics |= word_order_metrics(
+                evaluate_split(cfg, model, data, "word_order", device)
+            )
         scheduler.step(result.metrics["bleu"])
         improved = result.metrics["bleu"] > progress.best_bleu
         if improved:
@@ -332,7 +337,13 @@ def evaluate_split(
         length_penalty=cfg.trainer.length_penalty,
         precision=cfg.trainer.precision,
         with_alignment=data.has_gold_alignments and model.has_attention_weights,
+        word_order=split == "word_order",
     )
+
+
+def word_order_metrics(result: EvalResult) -> dict[str, float]:
+    """The word-order split's accuracies, logged at validation as valid/word_order_*."""
+    return {name: result.metrics[name] for name in WORD_ORDER_METRICS}
 
 
 def final_test(
@@ -343,10 +354,10 @@ def final_test(
     best_path: Path,
     reporter: Reporter,
 ) -> dict[str, Any]:
-    """Score the best checkpoint on test (and the long test split where there is one)."""
+    """Score the best checkpoint on test (and the long and word-order splits where there are)."""
     model.load_state_dict(load_checkpoint(best_path, map_location=device)["model"])
     final: dict[str, Any] = {}
-    for split in ("test", "long"):
+    for split in ("test", "long", "word_order"):
         if split not in data.splits:
             continue
         result = evaluate_split(cfg, model, data, split, device)
@@ -357,10 +368,11 @@ def final_test(
             "signature": result.signature,
         }
         log.info(
-            "%s: BLEU %.2f, chrF %.2f (%s)",
+            "%s: BLEU %.2f, chrF %.2f%s (%s)",
             split,
             result.metrics["bleu"],
             result.metrics["chrf"],
+            "".join(f", {k} {v:.3f}" for k, v in result.metrics.items() if "word_order" in k),
             result.signature,
         )
     return final
