@@ -42,10 +42,19 @@ def test_attention_switch(attention: str) -> None:
     assert cfg.model.attention.name == attention
 
 
+@pytest.mark.parametrize("model", options("model"))
+@pytest.mark.parametrize("encoder", options("model/encoder"))
+def test_encoder_switch(model: str, encoder: str) -> None:
+    with initialize_config_dir(str(CONFIGS), version_base="1.3"):
+        cfg = compose("config", overrides=[f"model={model}", f"model/encoder={encoder}"])
+    assert cfg.model.encoder.name == encoder and cfg.model.positions == "sinusoidal"
+
+
 def test_default_is_the_synthetic_corpus_with_attention() -> None:
     with initialize_config_dir(str(CONFIGS), version_base="1.3"):
         cfg = compose("config")
     assert (cfg.data.name, cfg.model.name) == ("synthetic", "bahdanau")
+    assert cfg.model.encoder.name == "rnn"  # the self-attention encoder is opt-in
 
 
 @pytest.mark.parametrize("override", ["trainer.max_step=5", "model.hiden=3", "trainer.lr=fast"])
