@@ -163,6 +163,7 @@ class Summary:
     aer: float | None
     word_order_acc: float | None
     word_order_pair_acc: float | None
+    word_order_same_pieces_pair_acc: float | None
     minutes: float | None
     tokens_per_sec: float | None
 
@@ -182,6 +183,7 @@ def summarize(run: Run) -> Summary:
             aer=test.get("aer"),
             word_order_acc=order.get("word_order_acc"),
             word_order_pair_acc=order.get("word_order_pair_acc"),
+            word_order_same_pieces_pair_acc=order.get("word_order_same_pieces_pair_acc"),
             minutes=None if seconds is None else seconds / 60,
             tokens_per_sec=m.get("train_tokens_per_sec"),
         )
@@ -197,6 +199,7 @@ def summarize(run: Run) -> Summary:
         aer=None,
         word_order_acc=None,
         word_order_pair_acc=None,
+        word_order_same_pieces_pair_acc=None,
         minutes=max(latest, default=None),
         tokens_per_sec=float(np.mean(speeds)) if speeds else None,
     )
@@ -220,7 +223,8 @@ def comparison_table(runs: Sequence[Run]) -> str:
     """A markdown table, one row per run (BLEU and chrF to 0.1 as usually reported, AER to 0.001).
 
     The encoder, long-test BLEU, AER and word-order accuracies (sentences and pairs exactly
-    right, %) get a column only where some run has them (a self-attention encoder, ...).
+    right, and pairs right among those whose sources are the same bag of pieces, %) get a
+    column only where some run has them (a self-attention encoder, ...).
     """
     summaries = [summarize(run) for run in runs]
     with_encoder = any(run.encoder not in (None, "rnn") for run in runs)
@@ -230,7 +234,8 @@ def comparison_table(runs: Sequence[Run]) -> str:
     text_columns = ["run", "model", "attention"] + ["encoder"] * with_encoder
     header = [*text_columns, "parameters", "best dev BLEU", "test BLEU"]
     header += ["long-test BLEU"] * with_long + ["test chrF"] + ["test AER"] * with_aer
-    header += ["word order: sentences %", "word order: pairs %"] * with_order
+    order_columns = ["word order: sentences %", "pairs %", "pairs of the same pieces %"]
+    header += order_columns * with_order
     header += ["training time (min)", "tokens/s"]
     rows = [header, ["---"] * len(text_columns) + ["---:"] * (len(header) - len(text_columns))]
     for run, s in zip(runs, summaries, strict=True):
@@ -239,7 +244,11 @@ def comparison_table(runs: Sequence[Run]) -> str:
         row += [_number(s.parameters, 0), _number(s.best_dev_bleu, 1), _number(s.test_bleu, 1)]
         row += [_number(s.long_bleu, 1)] * with_long + [_number(s.chrf, 1)]
         row += [_number(s.aer, 3)] * with_aer
-        row += [_percent(s.word_order_acc), _percent(s.word_order_pair_acc)] * with_order
+        row += [
+            _percent(s.word_order_acc),
+            _percent(s.word_order_pair_acc),
+            _percent(s.word_order_same_pieces_pair_acc),
+        ] * with_order
         row += [_number(s.minutes, 1), _number(s.tokens_per_sec, 0)]
         rows.append(row)
     return "\n".join("| " + " | ".join(row) + " |" for row in rows)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -222,8 +223,12 @@ def score_translations(
 
 def word_order_scores(translations: list[Translation], split: TokenizedSplit) -> dict[str, float]:
     """:func:`word_order_accuracy` of a split of word-order pairs, each entry against its own
-    reference (translations come one per unique source)."""
+    reference (translations come one per unique source), with which pairs are the same bag of
+    source pieces."""
     by_source = {t.source: t.hypothesis for t in translations}
+    bags = [Counter(ids) for ids in split.source_ids]
     return word_order_accuracy(
-        [by_source[e.source] for e in split.examples], [e.target for e in split.examples]
+        [by_source[e.source] for e in split.examples],
+        [e.target for e in split.examples],
+        [a == b for a, b in zip(bags[0::2], bags[1::2], strict=True)],
     )

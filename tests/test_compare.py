@@ -134,14 +134,18 @@ def test_encoder_and_word_order_columns_where_some_run_has_them() -> None:
     bag = finished_run()
     bag.name, bag.encoder = "model.positions=none", "self_attention (none)"
     assert bag.metrics is not None
-    bag.metrics["word_order"] = {"word_order_acc": 0.4975, "word_order_pair_acc": 0.0}
+    bag.metrics["word_order"] = {
+        "word_order_acc": 0.4975,
+        "word_order_pair_acc": 0.0,
+        "word_order_same_pieces_pair_acc": 0.0,
+    }
     header, _, first, second = comparison_table([rnn, bag]).splitlines()
     columns = [c.strip() for c in header.strip("|").split("|")]
     assert columns[3] == "encoder"
-    assert columns[-4:-2] == ["word order: sentences %", "word order: pairs %"]
+    assert columns[-5:-2] == ["word order: sentences %", "pairs %", "pairs of the same pieces %"]
     cells = [[c.strip() for c in row.strip("|").split("|")] for row in (first, second)]
     assert [row[3] for row in cells] == ["rnn", "self_attention (none)"]
-    assert cells[0][-4:-2] == ["–", "–"] and cells[1][-4:-2] == ["49.8", "0.0"]
+    assert cells[0][-5:-2] == ["–"] * 3 and cells[1][-5:-2] == ["49.8", "0.0", "0.0"]
 
 
 def test_plots_skip_what_no_run_has() -> None:

@@ -69,6 +69,16 @@ def test_word_order_accuracy_counts_sentences_and_pairs() -> None:
         "word_order_acc": 0.75,
         "word_order_pair_acc": 0.5,
     }
+    # only the second pair is the same bag of source pieces: it is the one a bag gets wrong
+    assert word_order_accuracy(spaced, references, [False, True]) == {
+        "word_order_acc": 0.75,
+        "word_order_pair_acc": 0.5,
+        "word_order_same_pieces": 0.5,
+        "word_order_same_pieces_pair_acc": 0.0,
+    }
+    assert "word_order_same_pieces_pair_acc" not in word_order_accuracy(
+        spaced, references, [False, False]
+    )
 
 
 def test_a_word_order_file_must_hold_whole_pairs(tmp_path: Path) -> None:
