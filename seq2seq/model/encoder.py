@@ -23,7 +23,7 @@ RNN_TYPES = {"gru": nn.GRU, "lstm": nn.LSTM}
 @dataclass
 class EncoderOutput:
     states: torch.Tensor  # (batch, src_len, directions*hidden) annotations h_j, zero on padding
-    summary: torch.Tensor  # (batch, directions*hidden) final states of the top layer
+    summary: torch.Tensor  # (batch, output) C: RNN's final top-layer states, or mean of h_j
     mask: torch.Tensor  # (batch, src_len) True on real source tokens
 
     def select(self, index: torch.Tensor) -> EncoderOutput:
