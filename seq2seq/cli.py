@@ -130,6 +130,12 @@ def evaluate_main(argv: Sequence[str] | None = None) -> int:
         type=positive_int,
         help="sentences translated together (default: the checkpoint's trainer.eval_batch_size)",
     )
+    parser.add_argument(
+        "--word-order",
+        action="store_true",
+        help="the TSV holds word-order pairs (我爱你 / 你爱我), two consecutive lines each: "
+        "also report word_order_acc (exact translations) and word_order_pair_acc (both right)",
+    )
     args = parser.parse_args(argv)
     utf8_stdout()
     try:
@@ -141,6 +147,7 @@ def evaluate_main(argv: Sequence[str] | None = None) -> int:
             args.beam,
             length_penalty(args, translator),
             args.batch_size,
+            args.word_order,
         )
         out = args.out or (
             args.checkpoint.resolve().parent.parent / f"eval-{args.tsv.stem}-beam{args.beam}"

@@ -53,6 +53,7 @@ class Run:
     name: str
     model: str | None = None
     attention: str | None = None
+    encoder: str | None = None  # "rnn", or "self_attention (<positions>)"
     metrics: dict[str, Any] | None = None  # metrics.json; None while the run is still training
     scalars: dict[str, list[Scalar]] = field(default_factory=dict)
 
@@ -114,10 +115,16 @@ def read_run(path: Path, name: str) -> Run:
     config_file = path / ".hydra" / "config.yaml"
     if config_file.is_file():
         config = OmegaConf.load(config_file)
-        run.model, run.attention = (
+        run.model, run.attention, encoder, positions = (
             OmegaConf.select(config, key, default=None, throw_on_resolution_failure=False)
-            for key in ("model.name", "model.attention.name")
+            for key in (
+                "model.name",
+                "model.attention.name",
+                "model.encoder.name",
+                "model.positions",
+            )
         )
+        run.encoder = f"{encoder} ({positions})" if encoder == "self_attention" else encoder
     metrics_file = path / "metrics.json"
     if metrics_file.is_file():
         try:
@@ -154,6 +161,9 @@ class Summary:
     long_bleu: float | None
     chrf: float | None
     aer: float | None
+    word_order_acc: float | None
+    word_order_pair_acc: float | None
+    word_order_same_pieces_pair_acc: float | None
     minutes: float | None
     tokens_per_sec: float | None
 
@@ -162,7 +172,7 @@ def summarize(run: Run) -> Summary:
     """From metrics.json when the run finished, else from its event files so far."""
     if run.metrics is not None:
         m = run.metrics
-        test, long = m.get("test", {}), m.get("long", {})
+        test, long, order = m.get("test", {}), m.get("long", {}), m.get("word_order", {})
         seconds = m.get("train_seconds")
         return Summary(
             parameters=m.get("parameters"),
@@ -171,6 +181,9 @@ def summarize(run: Run) -> Summary:
             long_bleu=long.get("bleu"),
             chrf=test.get("chrf"),
             aer=test.get("aer"),
+            word_order_acc=order.get("word_order_acc"),
+            word_order_pair_acc=order.get("word_order_pair_acc"),
+            word_order_same_pieces_pair_acc=order.get("word_order_same_pieces_pair_acc"),
             minutes=None if seconds is None else seconds / 60,
             tokens_per_sec=m.get("train_tokens_per_sec"),
         )
@@ -184,6 +197,9 @@ def summarize(run: Run) -> Summary:
         long_bleu=None,
         chrf=None,
         aer=None,
+        word_order_acc=None,
+        word_order_pair_acc=None,
+        word_order_same_pieces_pair_acc=None,
         minutes=max(latest, default=None),
         tokens_per_sec=float(np.mean(speeds)) if speeds else None,
     )
@@ -195,6 +211,10 @@ def _number(value: float | None, digits: int) -> str:
     return f"{value:,.{digits}f}"
 
 
+def _percent(fraction: float | None) -> str:
+    return _number(None if fraction is None else 100 * fraction, 1)
+
+
 def _cell(text: str | None) -> str:
     return MISSING if text is None else str(text).replace("|", "\\|")
 
@@ -202,20 +222,33 @@ def _cell(text: str | None) -> str:
 def comparison_table(runs: Sequence[Run]) -> str:
     """A markdown table, one row per run (BLEU and chrF to 0.1 as usually reported, AER to 0.001).
 
-    Long-test BLEU and AER get a column only where some run has them.
+    The encoder, long-test BLEU, AER and word-order accuracies (sentences and pairs exactly
+    right, and pairs right among those whose sources are the same bag of pieces, %) get a
+    column only where some run has them (a self-attention encoder, ...).
     """
     summaries = [summarize(run) for run in runs]
+    with_encoder = any(run.encoder not in (None, "rnn") for run in runs)
     with_long = any(s.long_bleu is not None for s in summaries)
     with_aer = any(s.aer is not None for s in summaries)
-    header = ["run", "model", "attention", "parameters", "best dev BLEU", "test BLEU"]
+    with_order = any(s.word_order_acc is not None for s in summaries)
+    text_columns = ["run", "model", "attention"] + ["encoder"] * with_encoder
+    header = [*text_columns, "parameters", "best dev BLEU", "test BLEU"]
     header += ["long-test BLEU"] * with_long + ["test chrF"] + ["test AER"] * with_aer
+    order_columns = ["word order: sentences %", "pairs %", "pairs of the same pieces %"]
+    header += order_columns * with_order
     header += ["training time (min)", "tokens/s"]
-    rows = [header, ["---"] * 3 + ["---:"] * (len(header) - 3)]
+    rows = [header, ["---"] * len(text_columns) + ["---:"] * (len(header) - len(text_columns))]
     for run, s in zip(runs, summaries, strict=True):
         row = [_cell(run.label), _cell(run.model), _cell(run.attention)]
+        row += [_cell(run.encoder)] * with_encoder
         row += [_number(s.parameters, 0), _number(s.best_dev_bleu, 1), _number(s.test_bleu, 1)]
         row += [_number(s.long_bleu, 1)] * with_long + [_number(s.chrf, 1)]
         row += [_number(s.aer, 3)] * with_aer
+        row += [
+            _percent(s.word_order_acc),
+            _percent(s.word_order_pair_acc),
+            _percent(s.word_order_same_pieces_pair_acc),
+        ] * with_order
         row += [_number(s.minutes, 1), _number(s.tokens_per_sec, 0)]
         rows.append(row)
     return "\n".join("| " + " | ".join(row) + " |" for row in rows)

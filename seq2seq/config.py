@@ -27,6 +27,8 @@ class SyntheticConfig:
     max_clauses: int = 2
     long_min_clauses: int = 3
     long_max_clauses: int = 4
+    word_order_train: int = 1000
+    word_order_size: int = 200
     seed: int = 1
 
 
@@ -37,6 +39,7 @@ class DataConfig:
     train: str | None = None
     dev: str | None = None
     test: str | None = None
+    word_order: str | None = None
     url: str = ""
     columns: list[str] = field(default_factory=lambda: ["zh", "en"])
     source_lang: str = "zh"
@@ -59,6 +62,17 @@ class AttentionConfig:
 
 
 @dataclass
+class EncoderConfig:
+    """Which encoder; the sizes of the self-attention one (the RNN's are model.encoder_*)."""
+
+    name: str = "rnn"
+    layers: int = 2
+    heads: int = 4
+    ff_size: int = 1024
+    max_positions: int = 256
+
+
+@dataclass
 class ModelConfig:
     name: str = MISSING
     rnn: str = "gru"
@@ -71,6 +85,8 @@ class ModelConfig:
     input_feeding: bool = True
     dropout: float = 0.2
     param_init: float = 0.0
+    positions: str = "sinusoidal"
+    encoder: EncoderConfig = field(default_factory=EncoderConfig)
     attention: AttentionConfig = field(default_factory=AttentionConfig)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -18,6 +19,7 @@ from seq2seq.metrics.alignment import (
     piece_word_indices_by_spans,
 )
 from seq2seq.metrics.translation import bleu_by_length, group_references, translation_scores
+from seq2seq.metrics.word_order import word_order_accuracy
 from seq2seq.model.seq2seq import Seq2Seq
 from seq2seq.search import Hypothesis, translate_batch
 
@@ -174,8 +176,10 @@ def evaluate(
     beam_size: int = 1,
     length_penalty: float = 0.0,
     precision: str = "fp32",
+    word_order: bool = False,
 ) -> EvalResult:
-    """Everything a validation or the final test reports for one split."""
+    """Everything a validation or the final test reports for one split (with ``word_order``,
+    a split of word-order pairs: its exact-match accuracies too)."""
     loss, weights = teacher_forced_pass(model, split, device, batch_size, precision)
     translations = translate_split(
         model,
@@ -193,6 +197,8 @@ def evaluate(
     metrics = {"loss": loss, "bleu": float(scores["bleu"]), "chrf": float(scores["chrf"])}
     if with_alignment and weights:
         metrics["aer"] = alignment_error_rate(split, weights, source_tokenizer, target_tokenizer)
+    if word_order:
+        metrics |= word_order_scores(translations, split)
     return EvalResult(loss, metrics, by_length, str(scores["bleu_signature"]), translations)
 
 
@@ -213,3 +219,16 @@ def score_translations(
         target_lang,
     )
     return translation_scores(hypotheses, references, target_lang), by_length
+
+
+def word_order_scores(translations: list[Translation], split: TokenizedSplit) -> dict[str, float]:
+    """:func:`word_order_accuracy` of a split of word-order pairs, each entry against its own
+    reference (translations come one per unique source), with which pairs are the same bag of
+    source pieces."""
+    by_source = {t.source: t.hypothesis for t in translations}
+    bags = [Counter(ids) for ids in split.source_ids]
+    return word_order_accuracy(
+        [by_source[e.source] for e in split.examples],
+        [e.target for e in split.examples],
+        [a == b for a, b in zip(bags[0::2], bags[1::2], strict=True)],
+    )

@@ -24,7 +24,12 @@ from seq2seq.data.corpus import read_parallel_tsv
 from seq2seq.data.dataset import tokenize_split, truncate
 from seq2seq.data.tokenizer import EOS_ID, SubwordTokenizer
 from seq2seq.device import autocast_dtype, select_device
-from seq2seq.evaluation import Translation, score_translations, translate_split
+from seq2seq.evaluation import (
+    Translation,
+    score_translations,
+    translate_split,
+    word_order_scores,
+)
 from seq2seq.files import atomic_write_bytes
 from seq2seq.metrics.alignment import (
     SPECIAL_PIECES,
@@ -213,11 +218,14 @@ def evaluate_tsv(
     beam_size: int = 1,
     length_penalty: float = 0.0,
     batch_size: int | None = None,
+    word_order: bool = False,
 ) -> TsvEvaluation:
     """Translate each unique source of a TSV and score it against all its references.
 
     Columns come from the checkpoint's ``data.columns``; ``direction`` (source, target) must
-    be the checkpoint's own, and only says so explicitly.
+    be the checkpoint's own, and only says so explicitly. With ``word_order`` the lines are
+    word-order pairs (two consecutive lines each), and the report adds their exact-match
+    accuracies ``word_order_acc`` and ``word_order_pair_acc``.
     """
     trained = (translator.source_lang, translator.target_lang)
     source_lang, target_lang = direction or trained
@@ -227,6 +235,11 @@ def evaluate_tsv(
         )
     columns = list(translator.config.data.columns)
     examples, _ = read_parallel_tsv(Path(path), columns, source_lang, target_lang)
+    if word_order and len(examples) % 2:
+        raise InferenceError(
+            f"{path}: {len(examples)} lines; word-order pairs take two consecutive lines each, "
+            "so the count must be even"
+        )
     split = tokenize_split(
         Path(path).stem,
         examples,
@@ -270,6 +283,8 @@ def evaluate_tsv(
         "device": str(translator.device),
         "precision": translator.precision,
     }
+    if word_order:
+        report |= word_order_scores(translations, split)
     return TsvEvaluation(translations, report)
 
 

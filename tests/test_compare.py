@@ -23,6 +23,7 @@ from seq2seq.comparison import (
     plots,
 )
 from seq2seq.config import PROJECT_ROOT, register_configs
+from seq2seq.model.positions import POSITIONS
 
 COMPARE = PROJECT_ROOT / "scripts" / "compare_runs.py"
 PNG_HEADER = b"\x89PNG\r\n\x1a\n"
@@ -42,11 +43,13 @@ def test_every_experiment_composes_with_each_swept_option(experiment: str) -> No
         assert cfg.data.name == experiment.split("_")[0]
         assert cfg.trainer.max_minutes > 0
         assert "experiment" in cfg.hydra.job.config.override_dirname.exclude_keys
-        assert set(params) <= {"model", "model/attention"}
+        assert set(params) <= {"model", "model/attention", "model.positions"}
         for key, values in params.items():
             assert key not in cfg.hydra.job.config.override_dirname.exclude_keys
             if key == "model/attention":  # every scorer, "none" included
                 assert sorted(values.split(",")) == ATTENTIONS
+            if key == "model.positions":  # every position scheme, "none" included
+                assert sorted(values.split(",")) == sorted(POSITIONS)
             for value in values.split(","):
                 compose("config", overrides=[f"+experiment={experiment}", f"{key}={value}"])
 
@@ -123,6 +126,26 @@ def test_table_rounds_numbers_and_marks_unfinished_runs() -> None:
 def test_long_and_aer_columns_only_where_some_run_has_them() -> None:
     header = comparison_table([finished_run(), unfinished_run()]).splitlines()[0]
     assert "long-test BLEU" not in header and "AER" not in header
+
+
+def test_encoder_and_word_order_columns_where_some_run_has_them() -> None:
+    rnn = finished_run()
+    rnn.encoder = "rnn"
+    bag = finished_run()
+    bag.name, bag.encoder = "model.positions=none", "self_attention (none)"
+    assert bag.metrics is not None
+    bag.metrics["word_order"] = {
+        "word_order_acc": 0.4975,
+        "word_order_pair_acc": 0.0,
+        "word_order_same_pieces_pair_acc": 0.0,
+    }
+    header, _, first, second = comparison_table([rnn, bag]).splitlines()
+    columns = [c.strip() for c in header.strip("|").split("|")]
+    assert columns[3] == "encoder"
+    assert columns[-5:-2] == ["word order: sentences %", "pairs %", "pairs of the same pieces %"]
+    cells = [[c.strip() for c in row.strip("|").split("|")] for row in (first, second)]
+    assert [row[3] for row in cells] == ["rnn", "self_attention (none)"]
+    assert cells[0][-5:-2] == ["–"] * 3 and cells[1][-5:-2] == ["49.8", "0.0", "0.0"]
 
 
 def test_plots_skip_what_no_run_has() -> None:

@@ -15,6 +15,7 @@ from seq2seq.config import (
     PROJECT_ROOT,
     AttentionConfig,
     DataConfig,
+    EncoderConfig,
     ModelConfig,
     TrainerConfig,
     VizConfig,
@@ -54,10 +55,19 @@ def test_attention_switch(attention: str) -> None:
     assert cfg.model.attention.name == attention
 
 
+@pytest.mark.parametrize("model", options("model"))
+@pytest.mark.parametrize("encoder", options("model/encoder"))
+def test_encoder_switch(model: str, encoder: str) -> None:
+    with initialize_config_dir(str(CONFIGS), version_base="1.3"):
+        cfg = compose("config", overrides=[f"model={model}", f"model/encoder={encoder}"])
+    assert cfg.model.encoder.name == encoder and cfg.model.positions == "sinusoidal"
+
+
 def test_default_is_the_synthetic_corpus_with_attention() -> None:
     with initialize_config_dir(str(CONFIGS), version_base="1.3"):
         cfg = compose("config")
     assert (cfg.data.name, cfg.model.name) == ("synthetic", "bahdanau")
+    assert cfg.model.encoder.name == "rnn"  # the self-attention encoder is opt-in
 
 
 @pytest.mark.parametrize("override", ["trainer.max_step=5", "model.hiden=3", "trainer.lr=fast"])
@@ -73,6 +83,7 @@ SCHEMA = {
     "data": DataConfig,
     "model": ModelConfig,
     "model/attention": AttentionConfig,
+    "model/encoder": EncoderConfig,
     "trainer": TrainerConfig,
     "viz": VizConfig,
 }
@@ -144,6 +155,7 @@ def test_presets_set_no_option_without_effect(overrides: list[str]) -> None:
         (["model.input_feeding=false"], "model.input_feeding=False"),
         (["model/attention=dot", "model.attention.heads=8"], "model.attention.heads=8"),
         (["model/attention=general", "model.attention.size=64"], "model.attention.size=64"),
+        (["model.positions=rotary"], "model.positions=rotary"),
     ],
 )
 def test_an_option_without_effect_is_warned_about_when_the_model_is_built(

@@ -244,3 +244,21 @@ def test_over_long_inputs_are_cut_to_the_trained_length_with_a_warning(
     alignment = translator.alignment(long, cut)
     assert len(alignment.source_labels) == max_length + 1  # the pieces read, and "</s>"
     assert alignment.weights.shape[1] == max_length + 1
+
+
+def test_evaluate_reports_word_order_accuracy_on_pairs(
+    tiny_checkpoint: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    pairs = TINY / "word_order.tsv"
+    args = [str(tiny_checkpoint), str(pairs), "--out", str(tmp_path / "out"), "--word-order"]
+    assert evaluate_main([*args, "--device", "cpu"]) == 0
+    report = json.loads(capsys.readouterr().out.splitlines()[-1])
+    hypotheses = (tmp_path / "out" / "hypotheses.txt").read_text(encoding="utf-8").splitlines()
+    exact = [h == ref for h, (_, ref) in zip(hypotheses, tsv_pairs("word_order.tsv"), strict=True)]
+    assert report["word_order_acc"] == sum(exact) / 4
+    assert report["word_order_pair_acc"] == ((exact[0] and exact[1]) + (exact[2] and exact[3])) / 2
+
+    odd = write(tmp_path / "odd.tsv", "\n".join(pairs.read_text().splitlines()[:3]).encode())
+    assert evaluate_main([str(tiny_checkpoint), str(odd), "--word-order", "--device", "cpu"]) == 2
+    (message,) = capsys.readouterr().err.splitlines()
+    assert f"{odd}: 3 lines" in message

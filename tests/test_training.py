@@ -109,6 +109,33 @@ def test_distracted_model_logs_no_alignment(tmp_path: Path) -> None:
     assert not (run_dir / "alignments").exists()
 
 
+def test_self_attention_encoder_logs_word_order_and_self_attention_heatmaps(
+    tmp_path: Path,
+) -> None:
+    run_dir = run(
+        tmp_path,
+        "self_attention",
+        "model/encoder=self_attention",
+        "model.positions=rotary",
+        "model.encoder.heads=2",
+        "model.encoder.ff_size=32",
+        f"data.word_order={TINY / 'word_order.tsv'}",
+    )
+    accumulator = events(run_dir)
+    for tag in ("valid/word_order_acc", "valid/word_order_pair_acc"):
+        values = [e.value for e in accumulator.Scalars(tag)]
+        assert len(values) == 2 and all(0 <= v <= 1 for v in values)
+    for tag in ("self_attention/0", "self_attention/1", "alignment/0"):
+        assert [image.step for image in accumulator.Images(tag)] == [3, 6]
+    saved = np.load(run_dir / "alignments" / "step_0000006" / "dev_1_self_attention.npz")
+    assert saved["source_labels"].tolist() == saved["target_labels"].tolist()  # source × source
+    np.testing.assert_allclose(saved["weights"].sum(axis=1), 1.0, rtol=1e-5)
+    order = json.loads((run_dir / "metrics.json").read_text())["word_order"]
+    assert 0 <= order["word_order_pair_acc"] <= order["word_order_acc"] <= 1
+    best = load_checkpoint(run_dir / "checkpoints" / "best.pt")
+    assert best["config"]["model"]["encoder"]["name"] == "self_attention"
+
+
 def test_same_seed_same_numbers_and_resume_continues_exactly(tmp_path: Path) -> None:
     first = json.loads((run(tmp_path, "a") / "metrics.json").read_text())
     second = json.loads((run(tmp_path, "b") / "metrics.json").read_text())

@@ -33,7 +33,7 @@ class Example:
 
 @dataclass
 class Corpus:
-    """Named splits (train, dev, test and optionally long) of one translation direction."""
+    """Named splits (train, dev, test and optionally long, word_order) of one direction."""
 
     splits: dict[str, list[Example]]
     source_lang: str

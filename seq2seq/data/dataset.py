@@ -33,6 +33,8 @@ def load_corpus(cfg: DataConfig) -> Corpus:
         paths = {split: Path(getattr(cfg, split)).expanduser() for split in SPLITS}
     else:
         raise ValueError(f"data.name must be synthetic, tatoeba or tsv, got {cfg.name!r}")
+    if cfg.word_order:
+        paths["word_order"] = Path(cfg.word_order).expanduser()
     corpus = Corpus({}, cfg.source_lang, cfg.target_lang)
     for split, path in paths.items():
         examples, skipped = read_parallel_tsv(
@@ -40,6 +42,12 @@ def load_corpus(cfg: DataConfig) -> Corpus:
         )
         corpus.splits[split] = examples
         corpus.skipped[split] = skipped
+    pairs = corpus.splits.get("word_order", [])
+    if len(pairs) % 2:
+        raise CorpusError(
+            f"{paths['word_order']}: {len(pairs)} sentence pairs; data.word_order needs word-order "
+            "pairs, two consecutive lines each, so an even number"
+        )
     return corpus
 
 
@@ -56,6 +64,8 @@ def _synthetic_corpus(cfg: DataConfig) -> Corpus:
         max_clauses=s.max_clauses,
         long_min_clauses=s.long_min_clauses,
         long_max_clauses=s.long_max_clauses,
+        word_order_train=s.word_order_train,
+        word_order=s.word_order_size,
     )
     direction = (cfg.source_lang, cfg.target_lang)
     if direction not in (("zh", "en"), ("en", "zh")):

@@ -9,7 +9,10 @@ convention of Och & Ney (2003): content words get sure links, function words wit
 counterpart (了, 的, 吗, measure words, "the", "did", "is", "that") possible ones, so the
 alignment error rate of an attention map can be measured (:mod:`seq2seq.metrics.alignment`).
 A "long" split of sentences longer than any training sentence tests the length generalisation
-that Bahdanau et al. (2015, fig. 2) showed attention buys.
+that Bahdanau et al. (2015, fig. 2) showed attention buys. **Word-order pairs** (我爱你 / 你爱我:
+the same Chinese words, subject and object swapped, a different English sentence) test what a
+bag of words cannot know; a held-out "word_order" split holds pairs neither of whose sentences
+is trained on, one pair per two consecutive entries.
 
 The public builders (:func:`pronoun_np`, :func:`noun_np`, :func:`verb_clause`, :func:`sentence`,
 ...) make one construction with fixed choices; :func:`generate_pairs` draws them at random.
@@ -688,6 +691,11 @@ class _Grammar:
         self.pronouns = list(lexicon.pronouns.values())
         self.names = list(lexicon.names.values())
         self.predicates = [a for a in lexicon.adjectives.values() if a.predicative]
+        # Verbs whose object may be a person, and the people who can fill both roles.
+        self.person_verbs = [
+            v for v in self.verbs if "person" in v.objects and v.destination is None
+        ]
+        self.individuals: list[Pronoun | Name] = [*self.pronouns, *self.names]
         self.times = {t: [x for x in lexicon.times.values() if x.tense == t] for t in TENSES}
         self.places = {
             r: [p for p in lexicon.places.values() if r in p.roles]
@@ -699,6 +707,47 @@ class _Grammar:
         clauses = [self.clause(question) for _ in range(n_clauses)]
         connectors = [self.rng.choice(tuple(CONNECTORS)) for _ in range(n_clauses - 1)]
         return sentence(clauses, connectors)
+
+    def word_order_pair(self) -> tuple[AlignedPair, AlignedPair]:
+        """Two sentences with the same Chinese words whose meaning differs only by order:
+        A verb B and B verb A (李雷认识她 / 她认识李雷), same tense, adjuncts and polarity.
+
+        Pairs whose English would not differ (他们爱她们 / 她们爱他们: "They love them.") are
+        drawn again: they test nothing about order.
+        """
+        rng = self.rng
+        verb = rng.choice(self.person_verbs)
+        weights = {"present": 3, "past": 3, "future": 2, "progressive": 1.5, "perfect": 1}
+        tense = rng.choices(verb.aspects, [weights[t] for t in verb.aspects])[0]
+        question = rng.random() < 0.2
+        negated = not question and tense in NEGATABLE and rng.random() < 0.2
+        time = None
+        if not verb.stative and self.times[tense] and rng.random() < 0.4:
+            time = rng.choice(self.times[tense])
+        marker = "在" if rng.random() < 0.7 else "正在"
+        while True:
+            first, second = rng.choice(self.individuals), rng.choice(self.individuals)
+            if _person(first).referents & _person(second).referents:
+                continue
+            pair = tuple(
+                sentence(
+                    [
+                        verb_clause(
+                            _person(subject),
+                            verb,
+                            _person(obj, "object"),
+                            tense,
+                            negated=negated,
+                            question=question,
+                            time=time,
+                            progressive_marker=marker,
+                        )
+                    ]
+                )
+                for subject, obj in ((first, second), (second, first))
+            )
+            if pair[0].target != pair[1].target:
+                return pair
 
     def clause(self, question: bool) -> Clause:
         return (
@@ -873,6 +922,10 @@ class _Grammar:
         return relative_np(noun, subject, verb, time=time, place=place, number=number)
 
 
+def _person(who: Pronoun | Name, case: Case = "subject") -> NounPhrase:
+    return pronoun_np(who, case) if isinstance(who, Pronoun) else name_np(who)
+
+
 def generate_pairs(
     n: int, seed: int, min_clauses: int = 1, max_clauses: int = 2
 ) -> list[AlignedPair]:
@@ -892,12 +945,16 @@ def generate_splits(
     max_clauses: int = 2,
     long_min_clauses: int = 3,
     long_max_clauses: int = 4,
+    word_order_train: int = 0,
+    word_order: int = 0,
 ) -> dict[str, list[AlignedPair]]:
-    """Splits "train", "dev", "test" and "long", each from its own random stream.
+    """Splits "train", "dev", "test", "long" and "word_order", each from its own random stream.
 
     No source sentence occurs twice across all splits, so dev and test never repeat training
     sentences; every "long" sentence is longer, in Chinese characters and in English words,
-    than every training sentence.
+    than every training sentence. ``word_order_train`` word-order pairs (two sentences each)
+    join the end of "train"; "word_order" holds ``word_order`` more, both members unseen
+    elsewhere, consecutive. Drawn last, they leave the other splits as they were without them.
     """
     if max_clauses < 1 or not 1 <= long_min_clauses <= long_max_clauses:
         raise ValueError(
@@ -943,4 +1000,25 @@ def generate_splits(
         long_max_clauses,
         lambda p: len(p.source) > chars and len(p.target_words) > words,
     )
+
+    def draw_word_order(name: str, pairs: int) -> list[AlignedPair]:
+        grammar = _Grammar(random.Random(f"{seed}/{name}"), lexicon)
+        drawn: list[AlignedPair] = []
+        draws, budget = 0, 100 * pairs + 1000
+        while len(drawn) < 2 * pairs:
+            if draws == budget:
+                raise RuntimeError(
+                    f"gave up on {pairs} distinct {name} word-order pairs after {budget} draws; "
+                    "ask for fewer"
+                )
+            draws += 1
+            pair = grammar.word_order_pair()
+            if not {p.source for p in pair} & seen:
+                seen.update(p.source for p in pair)
+                drawn += pair
+        return drawn
+
+    splits["train"] += draw_word_order("word_order_train", word_order_train)
+    if word_order:
+        splits["word_order"] = draw_word_order("word_order", word_order)
     return splits

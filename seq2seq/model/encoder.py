@@ -1,7 +1,13 @@
-"""The RNN encoder: source ids → one annotation h_j per source position, plus a summary."""
+"""Encoders: source ids → one annotation h_j per source position, plus a summary.
+
+Two choices behind one output (:class:`EncoderOutput`), so every decoder and scorer works with
+either: :class:`RNNEncoder` walks the sentence word by word; :class:`SelfAttentionEncoder`
+compares every word with every other in one step, in parallel.
+"""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -9,6 +15,7 @@ from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from seq2seq.data.tokenizer import PAD_ID
+from seq2seq.model.positions import POSITIONS, AbsolutePositions, RotaryPositions
 
 RNN_TYPES = {"gru": nn.GRU, "lstm": nn.LSTM}
 
@@ -16,7 +23,7 @@ RNN_TYPES = {"gru": nn.GRU, "lstm": nn.LSTM}
 @dataclass
 class EncoderOutput:
     states: torch.Tensor  # (batch, src_len, directions*hidden) annotations h_j, zero on padding
-    summary: torch.Tensor  # (batch, directions*hidden) final states of the top layer
+    summary: torch.Tensor  # (batch, output) C: RNN's final top-layer states, or mean of h_j
     mask: torch.Tensor  # (batch, src_len) True on real source tokens
 
     def select(self, index: torch.Tensor) -> EncoderOutput:
@@ -69,3 +76,122 @@ class RNNEncoder(nn.Module):
         top = hidden[-self.directions :]  # (directions, batch, hidden)
         summary = torch.cat(list(top), dim=-1)  # (batch, directions*hidden)
         return EncoderOutput(self.dropout(states), summary, src != PAD_ID)
+
+
+ENCODER_TYPES = ("rnn", "self_attention")
+
+
+class SelfAttentionLayer(nn.Module):
+    """One Transformer encoder layer (Vaswani et al. 2017, sec. 3.1), layer norm first:
+
+    x ← x + MultiHead(LN(x)),  MultiHead: softmax(Q Kᵀ / √d_k) V per head, over real tokens only;
+    x ← x + W_2 ReLU(W_1 LN(x)).
+
+    Layer norm before each block (Xiong et al. 2020) trains without a learning-rate warm-up,
+    which the trainer's plain Adam schedule does not have.
+    """
+
+    def __init__(
+        self, size: int, heads: int, ff_size: int, dropout: float, rotary: RotaryPositions | None
+    ) -> None:
+        super().__init__()
+        self.heads, self.head_size = heads, size // heads
+        self.attention_norm = nn.LayerNorm(size)
+        self.qkv_proj = nn.Linear(size, 3 * size)  # W_Q, W_K, W_V of all heads in one product
+        self.output_proj = nn.Linear(size, size)  # W_O
+        self.feed_forward_norm = nn.LayerNorm(size)
+        self.feed_forward = nn.Sequential(
+            nn.Linear(size, ff_size), nn.ReLU(), nn.Dropout(dropout), nn.Linear(ff_size, size)
+        )
+        self.dropout = nn.Dropout(dropout)
+        self.rotary = rotary
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``x``: (batch, src_len, size); ``mask``: (batch, src_len) True on real tokens.
+
+        Returns the new x and the attention weights (batch, heads, src_len, src_len), exactly
+        zero on padded keys.
+        """
+        batch, length, size = x.shape
+        qkv = self.qkv_proj(self.attention_norm(x)).view(batch, length, 3, self.heads, -1)
+        q, k, v = qkv.permute(2, 0, 3, 1, 4)  # each (batch, heads, src_len, head_size)
+        if self.rotary is not None:
+            q, k = self.rotary(q), self.rotary(k)
+        scores = torch.matmul(q, k.transpose(-1, -2)) / math.sqrt(self.head_size)
+        weights = torch.softmax(scores.masked_fill(~mask[:, None, None, :], float("-inf")), -1)
+        context = torch.matmul(self.dropout(weights), v)  # (batch, heads, src_len, head_size)
+        context = context.transpose(1, 2).reshape(batch, length, size)
+        x = x + self.dropout(self.output_proj(context))
+        x = x + self.dropout(self.feed_forward(self.feed_forward_norm(x)))
+        return x, weights
+
+
+class SelfAttentionEncoder(nn.Module):
+    """Embedding (+ positions) → a stack of :class:`SelfAttentionLayer` → layer norm.
+
+    The annotations h_j are the top layer's outputs (width ``embed_size``), zero on padding.
+    There is no final state as in an RNN, so the summary C (the distracted model's context and
+    every decoder's start) is their mean over the real tokens.
+
+    With ``positions="none"`` nothing in it depends on where a word is: permuting the source
+    permutes the annotations and leaves the summary unchanged, which is the bag-of-words
+    weakness the ``word_order`` split measures.
+    """
+
+    def __init__(
+        self,
+        vocab_size: int,
+        embed_size: int,
+        layers: int,
+        heads: int,
+        ff_size: int,
+        dropout: float,
+        positions: str,
+        max_positions: int,
+    ) -> None:
+        super().__init__()
+        if positions not in POSITIONS:
+            raise ValueError(f"model.positions must be one of {POSITIONS}, got {positions!r}")
+        if embed_size % heads or (embed_size // heads) % 2:
+            raise ValueError(
+                f"model.embed_size ({embed_size}) must split into model.encoder.heads ({heads}) "
+                "heads of even size"
+            )
+        self.embedding = nn.Embedding(vocab_size, embed_size, padding_idx=PAD_ID)
+        self.positions = (
+            AbsolutePositions(positions, embed_size, max_positions)
+            if positions in ("sinusoidal", "learned")
+            else None
+        )
+        rotary = RotaryPositions(embed_size // heads) if positions == "rotary" else None
+        self.layers = nn.ModuleList(
+            SelfAttentionLayer(embed_size, heads, ff_size, dropout, rotary) for _ in range(layers)
+        )
+        self.final_norm = nn.LayerNorm(embed_size)
+        self.dropout = nn.Dropout(dropout)
+        self.output_size = embed_size
+
+    def forward(self, src: torch.Tensor, src_lengths: torch.Tensor) -> EncoderOutput:
+        """``src``: (batch, src_len); ``src_lengths`` is not needed (the mask says it all)."""
+        states, mask, _ = self.encode(src)
+        real = mask.unsqueeze(-1).to(states.dtype)  # (batch, src_len, 1)
+        summary = (states * real).sum(1) / real.sum(1).clamp(min=1)  # masked mean
+        return EncoderOutput(self.dropout(states), summary, mask)
+
+    def attention_maps(self, src: torch.Tensor) -> list[torch.Tensor]:
+        """Self-attention weights of every layer, each (batch, heads, src_len, src_len)."""
+        return self.encode(src)[2]
+
+    def encode(self, src: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, list[torch.Tensor]]:
+        """Annotations (zero on padding), the mask and each layer's attention weights."""
+        mask = src != PAD_ID  # (batch, src_len)
+        x = self.embedding(src)  # (batch, src_len, embed)
+        if self.positions is not None:
+            x = self.positions(x)
+        x = self.dropout(x)
+        weights = []
+        for layer in self.layers:
+            x, layer_weights = layer(x, mask)
+            weights.append(layer_weights)
+        states = self.final_norm(x).masked_fill(~mask.unsqueeze(-1), 0.0)
+        return states, mask, weights

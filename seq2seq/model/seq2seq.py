@@ -11,7 +11,14 @@ from seq2seq.config import ModelConfig
 from seq2seq.data.batching import Batch
 from seq2seq.model.attention import NoAttention, build_attention
 from seq2seq.model.decoder import BahdanauDecoder, LuongDecoder, RNNDecoder
-from seq2seq.model.encoder import EncoderOutput, RNNEncoder
+from seq2seq.model.encoder import (
+    ENCODER_TYPES,
+    EncoderOutput,
+    RNNEncoder,
+    SelfAttentionEncoder,
+)
+
+Encoder = RNNEncoder | SelfAttentionEncoder
 
 log = logging.getLogger(__name__)
 
@@ -20,7 +27,7 @@ SIZED_SCORERS = ("bahdanau", "multihead")
 
 
 class Seq2Seq(nn.Module):
-    def __init__(self, encoder: RNNEncoder, decoder: RNNDecoder) -> None:
+    def __init__(self, encoder: Encoder, decoder: RNNDecoder) -> None:
         super().__init__()
         self.encoder = encoder
         self.decoder = decoder
@@ -61,21 +68,44 @@ def ineffective_options(cfg: ModelConfig) -> list[str]:
             f"model.attention.size={attention.size} has no effect with "
             f"model/attention={attention.name}; only {' and '.join(SIZED_SCORERS)} read it"
         )
+    if cfg.encoder.name == "rnn" and cfg.positions != default.positions:
+        notes.append(
+            f"model.positions={cfg.positions} has no effect with model/encoder=rnn (the "
+            "recurrence itself knows the order); it is for self_attention"
+        )
     return notes
+
+
+def build_encoder(cfg: ModelConfig, src_vocab_size: int) -> Encoder:
+    """``model.encoder.name``: the RNN (default) or the Transformer-style self-attention stack."""
+    if cfg.encoder.name == "rnn":
+        return RNNEncoder(
+            src_vocab_size,
+            cfg.embed_size,
+            cfg.encoder_hidden,
+            cfg.encoder_layers,
+            cfg.bidirectional,
+            cfg.rnn,
+            cfg.dropout,
+        )
+    if cfg.encoder.name == "self_attention":
+        return SelfAttentionEncoder(
+            src_vocab_size,
+            cfg.embed_size,
+            cfg.encoder.layers,
+            cfg.encoder.heads,
+            cfg.encoder.ff_size,
+            cfg.dropout,
+            cfg.positions,
+            cfg.encoder.max_positions,
+        )
+    raise ValueError(f"model.encoder.name must be one of {ENCODER_TYPES}, got {cfg.encoder.name!r}")
 
 
 def build_model(cfg: ModelConfig, src_vocab_size: int, tgt_vocab_size: int) -> Seq2Seq:
     for note in ineffective_options(cfg):
         log.warning("%s", note)
-    encoder = RNNEncoder(
-        src_vocab_size,
-        cfg.embed_size,
-        cfg.encoder_hidden,
-        cfg.encoder_layers,
-        cfg.bidirectional,
-        cfg.rnn,
-        cfg.dropout,
-    )
+    encoder = build_encoder(cfg, src_vocab_size)
     attention = build_attention(
         cfg.attention.name,
         query_size=cfg.decoder_hidden,

@@ -14,13 +14,17 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import torch
 from omegaconf import DictConfig
 from torch.utils.tensorboard import SummaryWriter
 from torch.utils.tensorboard.summary import hparams
 
 from seq2seq.config import PROJECT_ROOT
+from seq2seq.data.batching import collate
 from seq2seq.data.tokenizer import EOS_ID
 from seq2seq.metrics.alignment import piece_word_indices_by_boundaries, piece_word_indices_by_spans
+from seq2seq.metrics.word_order import WORD_ORDER_METRICS
+from seq2seq.model.encoder import SelfAttentionEncoder
 from seq2seq.viz.heatmap import figure_to_png, plot_alignment, png_to_image_array, save_alignment
 
 if TYPE_CHECKING:
@@ -37,6 +41,8 @@ HPARAM_KEYS = (
     "data.target_lang",
     "model.name",
     "model.attention.name",
+    "model.encoder.name",
+    "model.positions",
     "model.rnn",
     "model.embed_size",
     "model.encoder_hidden",
@@ -63,6 +69,8 @@ class Reporter:
                 "model.attention=none (the distracted model) has no attention weights: "
                 "no alignment heatmaps or AER are logged"
             )
+        # Encoder self-attention maps (self_attention/<n>) when the encoder has them.
+        self.encoder = model.encoder if isinstance(model.encoder, SelfAttentionEncoder) else None
         self.examples: list[int] | None = None
         self.signature_logged = False
 
@@ -96,6 +104,8 @@ class Reporter:
         )
         if self.draws_alignments:
             self.alignments(step, result.translations)
+        if self.encoder is not None:
+            self.self_attention(step, result.translations)
         self.writer.flush()
 
     def alignments(self, step: int, translations: Sequence[Translation]) -> None:
@@ -129,6 +139,44 @@ class Reporter:
                 )
             except Exception:  # a plot must never stop training
                 log.exception("could not draw the alignment of dev example %d", index)
+
+    @torch.no_grad()
+    def self_attention(self, step: int, translations: Sequence[Translation]) -> None:
+        """Top encoder layer's self-attention (mean over heads) for the same example sentences:
+        TensorBoard images ``self_attention/<n>`` and PNG+npz beside the alignment heatmaps."""
+        assert self.encoder is not None, "no self-attention encoder"
+        if self.examples is None:
+            self.examples = choose_examples(translations, list(self.cfg.viz.examples))
+        directory = self.run_dir / "alignments" / f"step_{step:07d}"
+        device = next(self.encoder.parameters()).device
+        was_training = self.encoder.training
+        self.encoder.eval()
+        for n, index in enumerate(self.examples):
+            try:
+                (ids,) = self.data.source_tokenizer.encode([translations[index].source])
+                labels = [*self.data.source_tokenizer.pieces(ids), "</s>"]
+                src = collate([ids], None, [0]).src.to(device)
+                top = self.encoder.attention_maps(src)[-1]  # (1, heads, src_len, src_len)
+                weights = top[0].mean(dim=0).float().cpu().numpy()
+                heads = top.size(1)
+                fig = plot_alignment(
+                    weights,
+                    labels,
+                    labels,
+                    font=self.cfg.viz.font,
+                    title=f"dev {translations[index].index + 1}, step {step}, "
+                    f"encoder layer {len(self.encoder.layers)}, mean of {heads} heads",
+                    axis_labels=("attended source piece (key)", "source piece (query)"),
+                )
+                png = figure_to_png(fig)
+                self.writer.add_image(
+                    f"self_attention/{n}", png_to_image_array(png), step, dataformats="HWC"
+                )
+                name = f"dev_{translations[index].index + 1}_self_attention"
+                save_alignment(directory, name, weights, labels, labels, png)
+            except Exception:  # a plot must never stop training
+                log.exception("could not draw the self-attention of dev example %d", index)
+        self.encoder.train(was_training)
 
     def alignment_inputs(
         self, translation: Translation
@@ -188,6 +236,9 @@ class Reporter:
             for name in ("bleu", "chrf", "aer"):
                 if name in final.get(split, {}):
                     metrics[f"hparams/{split}_{name}"] = final[split][name]
+        for name in WORD_ORDER_METRICS:
+            if name in final.get("word_order", {}):
+                metrics[f"hparams/{name}"] = final["word_order"][name]
         params = {key: _lookup(self.cfg, key) for key in HPARAM_KEYS}
         for summary in hparams(params, metrics):
             self.writer.file_writer.add_summary(summary)

@@ -175,7 +175,13 @@ def train(cfg: DictConfig, run_dir: Path) -> float:
     def validate() -> None:
         """Rank 0 scores dev; every rank steps its LR schedule and early stopping on that BLEU."""
         assert_same_weights(model, ranks)
-        result = evaluate_split(cfg, model, data, "dev", device) if ranks.is_main else None
+        result = None
+        if ranks.is_main:
+            result = evaluate_split(cfg, model, data, "dev", device)
+            if "word_order" in data.splits:  # can it tell 我爱你 from 你爱我? beside dev BLEU
+                result.metrics |= word_order_metrics(
+                    evaluate_split(cfg, model, data, "word_order", device)
+                )
         bleu = broadcast_from_main(result.metrics["bleu"] if result else 0.0, ranks)
         scheduler.step(bleu)
         improved = bleu > progress.best_bleu
@@ -376,7 +382,13 @@ def evaluate_split(
         length_penalty=cfg.trainer.length_penalty,
         precision=cfg.trainer.precision,
         with_alignment=data.has_gold_alignments and model.has_attention_weights,
+        word_order=split == "word_order",
     )
+
+
+def word_order_metrics(result: EvalResult) -> dict[str, float]:
+    """The word-order split's accuracies, logged at validation as valid/word_order_*."""
+    return {name: value for name, value in result.metrics.items() if name.startswith("word_order")}
 
 
 def final_test(
@@ -387,10 +399,10 @@ def final_test(
     best_path: Path,
     reporter: Reporter,
 ) -> dict[str, Any]:
-    """Score the best checkpoint on test (and the long test split where there is one)."""
+    """Score the best checkpoint on test (and the long and word-order splits where there are)."""
     model.load_state_dict(load_checkpoint(best_path, map_location=device)["model"])
     final: dict[str, Any] = {}
-    for split in ("test", "long"):
+    for split in ("test", "long", "word_order"):
         if split not in data.splits:
             continue
         result = evaluate_split(cfg, model, data, split, device)
@@ -401,10 +413,11 @@ def final_test(
             "signature": result.signature,
         }
         log.info(
-            "%s: BLEU %.2f, chrF %.2f (%s)",
+            "%s: BLEU %.2f, chrF %.2f%s (%s)",
             split,
             result.metrics["bleu"],
             result.metrics["chrf"],
+            "".join(f", {k} {v:.3f}" for k, v in result.metrics.items() if "word_order" in k),
             result.signature,
         )
     return final

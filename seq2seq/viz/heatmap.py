@@ -93,6 +93,7 @@ def plot_alignment(
     possible: Iterable[tuple[int, int]] = (),
     font: str | None = None,
     title: str | None = None,
+    axis_labels: tuple[str, str] = ("source", "generated target"),
 ) -> Figure:
     """Draw attention weights as a heatmap, source pieces across the top, targets down the side.
 
@@ -104,6 +105,8 @@ def plot_alignment(
             A cell in both is drawn as sure.
         font: CJK font file to use instead of the bundled Noto Sans SC.
         title: drawn above the figure (may contain Chinese).
+        axis_labels: (across the top, down the side); encoder self-attention has source pieces
+            on both axes.
     """
     weights = np.asarray(weights, dtype=float)
     n_source, n_target = len(source_labels), len(target_labels)
@@ -137,8 +140,8 @@ def plot_alignment(
             **text,
         )
         ax.set_yticks(range(n_target), labels=list(target_labels), **text)
-        ax.set_xlabel("source")
-        ax.set_ylabel("generated target")
+        ax.set_xlabel(axis_labels[0])
+        ax.set_ylabel(axis_labels[1])
         # Thin white lines between cells make rows and columns easy to follow.
         ax.set_xticks(np.arange(-0.5, n_source), minor=True)
         ax.set_yticks(np.arange(-0.5, n_target), minor=True)
