@@ -12,7 +12,13 @@ from seq2seq.config import ModelConfig
 from seq2seq.data.batching import Batch, collate
 from seq2seq.data.tokenizer import BOS_ID, EOS_ID
 from seq2seq.model.seq2seq import Seq2Seq, build_model
-from seq2seq.search import beam_search, gnmt_length_penalty, greedy_search, translate_batch
+from seq2seq.search import (
+    beam_search,
+    gnmt_length_penalty,
+    greedy_search,
+    max_output_length,
+    translate_batch,
+)
 
 VOCAB = 30
 
@@ -29,7 +35,9 @@ def random_model(attention: str, rnn: str, seed: int, style: str = "bahdanau") -
             dropout=0.0,
         )
     )
-    cfg.attention.name, cfg.attention.size, cfg.attention.heads = attention, 12, 2
+    cfg.attention.name, cfg.attention.size = attention, 12
+    if attention == "multihead":
+        cfg.attention.heads = 2
     torch.manual_seed(seed)
     return build_model(cfg, VOCAB, VOCAB).eval()
 
@@ -175,3 +183,67 @@ def test_the_gnmt_length_penalty_by_hand() -> None:
     assert gnmt_length_penalty(7, 0.5) == pytest.approx(math.sqrt(2))
     assert gnmt_length_penalty(13, 1.0) == pytest.approx(3.0)
     assert gnmt_length_penalty(40, 0.0) == 1.0
+
+
+def reference_beam_search(
+    model: Seq2Seq, source: list[int], beam_size: int, alpha: float, max_length: int
+) -> list[tuple[list[int], float]]:
+    """Textbook beam search for one sentence, one prefix at a time, with no early stop: each
+    step the best beam_size of all extensions are kept; those ending in EOS are finished (up to
+    beam_size in all), the others go on; at the length limit live prefixes count as they are.
+    Returns (tokens, penalised score) of every finished hypothesis, best first."""
+    decoder = model.decoder
+    encoder = model.encode(collate([source], None, [0]))
+    memory = decoder.prepare(encoder)
+    live = [(0.0, [BOS_ID], decoder.init_state(encoder))]
+    finished: list[tuple[float, list[int]]] = []
+    for _ in range(max_length):
+        candidates = []
+        for score, tokens, state in live:
+            embedded, gates = decoder.embed(torch.tensor([tokens[-1]]))
+            new_state, context, _ = decoder.step(gates, state, memory)
+            log_probs = torch.log_softmax(decoder.logits(new_state.hidden, context, embedded), -1)
+            for token, log_prob in enumerate(log_probs[0].tolist()):
+                candidates.append((score + log_prob, [*tokens, token], new_state))
+        candidates.sort(key=lambda c: c[0], reverse=True)
+        for score, tokens, _ in candidates[:beam_size]:
+            if tokens[-1] == EOS_ID and len(finished) < beam_size:
+                finished.append((score, tokens[1:]))
+        live = [c for c in candidates[: 2 * beam_size] if c[1][-1] != EOS_ID][:beam_size]
+        if len(finished) >= beam_size:
+            break
+    else:
+        finished += [(score, tokens[1:]) for score, tokens, _ in live][: beam_size - len(finished)]
+    ranked = [
+        (tokens, score / gnmt_length_penalty(len(tokens), alpha)) for score, tokens in finished
+    ]
+    return sorted(ranked, key=lambda entry: entry[1], reverse=True)
+
+
+@pytest.mark.parametrize("alpha", [0.0, 2.5])
+@pytest.mark.parametrize(("sharpness", "eos_bias"), [(1.0, 0.0), (6.0, 2.0), (6.0, 4.0)])
+def test_batched_beam_search_equals_a_textbook_beam_search(
+    alpha: float, sharpness: float, eos_bias: float
+) -> None:
+    """The batched search — sentences leaving the batch when done, stopping as soon as nothing
+    can beat the finished hypotheses (nbest 1) — returns exactly what a plain, one-sentence-
+    at-a-time beam search without any early stop returns: the same n-best lists and scores.
+    Sharp output distributions make long hypotheses cheap, so a strong length penalty (2.5)
+    lets late finishers win: the case an unsound early stop gets wrong."""
+    for seed in range(8):
+        model = random_model("bahdanau", "gru", seed)
+        with torch.no_grad():
+            model.decoder.output.weight.mul_(sharpness)
+            model.decoder.output.bias.mul_(sharpness)
+            model.decoder.output.bias[EOS_ID] += eos_bias  # hypotheses end at many lengths
+        batch = random_batch(seed, size=6)
+        nbest = beam_search(model, batch, beam_size=3, nbest=3, length_penalty=alpha)
+        best = beam_search(model, batch, beam_size=3, nbest=1, length_penalty=alpha)
+        limit = max_output_length(batch.src_lengths, 2.0, 10)
+        for row in range(len(batch.indices)):
+            source = batch.src[row, : int(batch.src_lengths[row]) - 1].tolist()  # without EOS
+            expected = reference_beam_search(model, source, 3, alpha, limit)
+            assert [h.tokens for h in nbest[row]] == [tokens for tokens, _ in expected]
+            assert best[row][0].tokens == expected[0][0]
+            for hypothesis, (_, penalized) in zip(nbest[row], expected, strict=True):
+                assert hypothesis.penalized_score == pytest.approx(penalized, abs=1e-4)
