@@ -1,0 +1,147 @@
+"""Does the suite catch wrong models? Apply hand-written one-line bugs, run the tests, report.
+
+Each mutant is a small wrong change of the kind a reviewer could miss — a scorer losing its
+non-linearity, the wrong state querying attention, the summary read at a padded position, a
+beam search stopping too early, the scheduler not restored on resume. Each is applied to a
+temporary copy of the checkout (the working tree is never touched), the fast model tests run
+against it with ``-x``, and the mutant is KILLED when a test fails, SURVIVED when all pass.
+
+    python scripts/mutants.py                 # every mutant
+    python scripts/mutants.py -k gru          # those whose label contains "gru"
+
+A mutant whose original line no longer exists is reported as STALE: update it with the code.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+TESTS = [
+    "tests/test_attention.py",
+    "tests/test_model.py",
+    "tests/test_search.py",
+    "tests/test_step.py",
+    "tests/test_resume.py",
+    "-k",
+    "not sigkill",
+]
+A, D, E, S = (
+    "seq2seq/model/attention.py",
+    "seq2seq/model/decoder.py",
+    "seq2seq/model/encoder.py",
+    "seq2seq/search.py",
+)
+# (file, original, mutated, label)
+MUTANTS = [
+    (A, "torch.tanh(self.query_proj(query).unsqueeze(1) + memory.keys)",
+     "(self.query_proj(query).unsqueeze(1) + memory.keys)", "bahdanau scorer loses tanh"),
+    (A, 'return torch.softmax(scores.masked_fill(~mask, float("-inf")), dim=-1)',
+     "return torch.softmax(scores, dim=-1)", "padding not masked"),
+    (A, "self.scale = 1.0 / math.sqrt(value_size)", "self.scale = 1.0 / value_size",
+     "scaled dot divides by d"),
+    (A, "masked_softmax(scores / math.sqrt(self.head_size), memory.mask.unsqueeze(1))",
+     "masked_softmax(scores, memory.mask.unsqueeze(1))", "multi-head unscaled"),
+    (A, "summary = encoder.summary.unsqueeze(1)  # (batch, 1, value)",
+     "summary = encoder.states[:, :1]", "distracted context = first annotation"),
+    (A, "AttentionMemory(self.key_proj(encoder.states), encoder.states, encoder.mask)\n\n\nclass M",
+     "AttentionMemory(encoder.states, encoder.states, encoder.mask)\n\n\nclass M",
+     "general scorer without W_a"),
+    (A, "context = torch.bmm(weights.unsqueeze(1), memory.values).squeeze(1)",
+     "context = memory.values.mean(1)", "context ignores the weights"),
+    (D, "self.attention(hidden, memory.attention)",
+     "self.attention(state.hidden, memory.attention)", "luong queries with s_{i-1}"),
+    (D, "self.attention(state.hidden, memory.attention)",
+     "self.attention(torch.tanh(state.hidden), memory.attention)",
+     "bahdanau queries with tanh(s_{i-1})"),
+    (D, "return candidate + update * (state.hidden - candidate), None",
+     "return state.hidden + update * (candidate - state.hidden), None", "gru update gate swapped"),
+    (D, "candidate = torch.tanh(x_n + reset * h_n)", "candidate = torch.tanh(x_n + h_n)",
+     "gru reset gate dropped"),
+    (D, "cell = torch.sigmoid(f) * state.cell", "cell = torch.sigmoid(i) * state.cell",
+     "lstm forget gate wrong"),
+    (D, "init = torch.tanh(self.init_proj(encoder.summary))",
+     "init = self.init_proj(encoder.summary)", "start state without tanh"),
+    (D, "pre_output = torch.tanh(self.readout(", "pre_output = (self.readout(",
+     "readout without tanh"),
+    (D, "            x = x + self.feed_proj(state.attentional)", "            x = x",
+     "input feeding dropped"),
+    (D, "per_query = torch.arange(batch, device=hiddens.device).repeat_interleave(steps)",
+     "per_query = torch.arange(batch, device=hiddens.device).repeat(steps)",
+     "whole-sequence luong reads other sentences' memory"),
+    (D, "x = torch.baddbmm(input_gates.unsqueeze(1), weights, memory.value_gates).squeeze(1)",
+     "x = input_gates + memory.value_gates.mean(1)", "context gates ignore the weights"),
+    (E, "summary = torch.cat(list(top), dim=-1)  # (batch, directions*hidden)",
+     "summary = states[:, -1]", "summary read at the last (padded) position"),
+    (E, "top = hidden[-self.directions :]", "top = hidden[: self.directions]",
+     "summary from the bottom layer"),
+    (E, "summary, src != PAD_ID)", "summary, src >= 0)", "mask marks padding as real"),
+    (S, "return ((5.0 + length) / 6.0) ** alpha", "return ((6.0 + length) / 6.0) ** alpha",
+     "length penalty constant"),
+    (S, "scores.append(score.masked_fill(finished, 0.0))", "scores.append(score)",
+     "greedy scores words after EOS"),
+    (S, "top_tokens = top_ids % vocab", "top_tokens = top_ids % (vocab - 1)", "beam token index"),
+    (S, ">= best_live[k] * reachable", ">= best_live[k]", "beam stops before lp allows"),
+    (S, "                if len(finished[sentence]) < beam_size:\n",
+     "                if True:\n", "beam keeps more than beam finished"),
+    ("seq2seq/evaluation.py", "ignore_index=PAD_ID,", "ignore_index=-100,", "loss counts padding"),
+    ("seq2seq/training/step.py",
+     'denominator = tokens if self.normalization == "tokens" else batch.src.size(0)',
+     "denominator = tokens", "normalization ignored"),
+    ("seq2seq/training/step.py", "if 0 < self.clip_norm < grad_norm:",
+     "if self.clip_norm > grad_norm:", "clipping inverted"),
+    ("seq2seq/training/resume.py", '    scheduler.load_state_dict(state["scheduler"])\n', "",
+     "scheduler not restored on resume"),
+    ("seq2seq/training/resume.py", '    sampler.load_state_dict(state["sampler"])\n', "",
+     "sampler not restored on resume"),
+]  # fmt: skip
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("-k", default="", help="only mutants whose label contains this")
+    args = parser.parse_args()
+    survived = 0
+    with tempfile.TemporaryDirectory(prefix="mutants-") as directory:
+        copy = Path(directory)
+        for part in ("seq2seq", "tests", "configs", "pyproject.toml", "train.py"):
+            source = ROOT / part
+            copier = shutil.copytree if source.is_dir() else shutil.copy
+            copier(source, copy / part)
+        environment = {**os.environ, "PYTHONPATH": str(copy)}
+        for path, original, mutated, label in MUTANTS:
+            if args.k not in label:
+                continue
+            target = copy / path
+            text = target.read_text(encoding="utf-8")
+            if text.count(original) != 1:
+                print(f"STALE     {label} ({path}: original found {text.count(original)}×)")
+                continue
+            target.write_text(text.replace(original, mutated), encoding="utf-8")
+            start = time.monotonic()
+            try:
+                result = subprocess.run(
+                    [sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", *TESTS],
+                    cwd=copy,
+                    env=environment,
+                    capture_output=True,
+                    text=True,
+                )
+            finally:
+                target.write_text(text, encoding="utf-8")
+            verdict = "KILLED  " if result.returncode else "SURVIVED"
+            survived += not result.returncode
+            print(f"{verdict}  {label} ({time.monotonic() - start:.0f} s)", flush=True)
+    print(f"{survived} survived")
+    return 1 if survived else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
