@@ -93,7 +93,7 @@ MUTANTS = [
      "                if True:\n", "beam keeps more than beam finished"),
     ("seq2seq/evaluation.py", "ignore_index=PAD_ID,", "ignore_index=-100,", "loss counts padding"),
     ("seq2seq/training/step.py",
-     'denominator = tokens if self.normalization == "tokens" else batch.src.size(0)',
+     'denominator = tokens if self.normalization == "tokens" else sentences',
      "denominator = tokens", "normalization ignored"),
     ("seq2seq/training/step.py", "if 0 < self.clip_norm < grad_norm:",
      "if self.clip_norm > grad_norm:", "clipping inverted"),
