@@ -57,7 +57,7 @@ class TrainingProgress:
     """Counters of a run, saved in every checkpoint and restored on resume."""
 
     step: int = 0
-    epoch: int = 0
+    epoch: int = 0  # written from the sampler at each checkpoint, for the record
     train_tokens: int = 0
     train_seconds: float = 0.0
     best_bleu: float = -math.inf

@@ -151,7 +151,7 @@ def train(cfg: DictConfig, run_dir: Path) -> float:
             "model": model.state_dict(),
             "source_spm": data.source_tokenizer.model_proto,
             "target_spm": data.target_tokenizer.model_proto,
-            "progress": {**progress.__dict__, "epoch": sampler.epoch},
+            "progress": {**progress.__dict__, "epoch": sampler.epoch},  # the sampler counts epochs
         }
         if full:
             state.update(
@@ -270,7 +270,6 @@ def train(cfg: DictConfig, run_dir: Path) -> float:
                 if stop_reason:
                     break
             else:
-                progress.epoch = sampler.epoch
                 stop_reason = stop_condition(t, progress, sampler.epoch)
     bar.close()
     log.info("stopping after step %d: %s", progress.step, stop_reason)
