@@ -53,7 +53,9 @@ def greedy_search(
     for _ in range(max_output_length(batch.src_lengths, max_ratio, max_extra)):
         embedded, input_gates = decoder.embed(previous)
         state, context, step_weights = decoder.step(input_gates, state, memory)
-        log_probs = torch.log_softmax(decoder.logits(state.hidden, context, embedded), dim=-1)
+        log_probs = torch.log_softmax(
+            decoder.logits(state.hidden, context, embedded, state.attentional), dim=-1
+        )
         score, previous = log_probs.max(dim=-1)
         tokens.append(previous)
         scores.append(score.masked_fill(finished, 0.0))
@@ -133,7 +135,9 @@ def beam_search(
         live = len(active)
         embedded, input_gates = decoder.embed(previous)
         state, context, weights = decoder.step(input_gates, state, memory)
-        log_probs = torch.log_softmax(decoder.logits(state.hidden, context, embedded), dim=-1)
+        log_probs = torch.log_softmax(
+            decoder.logits(state.hidden, context, embedded, state.attentional), dim=-1
+        )
         vocab = log_probs.size(-1)
         candidates = (scores.view(-1, 1) + log_probs).view(live, beam_size * vocab)
         top_scores, top_ids = candidates.topk(2 * beam_size, dim=1)  # (live, 2*beam), best first

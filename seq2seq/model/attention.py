@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from seq2seq.model.encoder import EncoderOutput
+from seq2seq.model.stepwise import StepwiseProducts, project
 
 
 @dataclass
@@ -31,6 +32,8 @@ class AttentionMemory:
     keys: torch.Tensor  # (batch, src_len, key_size), already projected where the scorer can
     values: torch.Tensor  # (batch, src_len, value_size)
     mask: torch.Tensor  # (batch, src_len) True on real tokens
+    # Teacher forcing: the per-step query products share one weight gradient (stepwise.py).
+    products: StepwiseProducts | None = None
 
     def select(self, index: torch.Tensor) -> AttentionMemory:
         return AttentionMemory(self.keys[index], self.values[index], self.mask[index])
@@ -101,7 +104,8 @@ class BahdanauAttention(Attention):
         return AttentionMemory(self.key_proj(encoder.states), encoder.states, encoder.mask)
 
     def scores(self, query: torch.Tensor, memory: AttentionMemory) -> torch.Tensor:
-        hidden = torch.tanh(self.query_proj(query).unsqueeze(1) + memory.keys)  # (b, src, att)
+        query = project(self.query_proj, query, memory.products)
+        hidden = torch.tanh(query.unsqueeze(1) + memory.keys)  # (batch, src, att)
         return self.energy(hidden).squeeze(-1)
 
 
@@ -182,11 +186,12 @@ class MultiHeadAttention(Attention):
         self, query: torch.Tensor, memory: AttentionMemory
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         batch = query.size(0)
-        q = self.query_proj(query).view(batch, self.heads, 1, self.head_size)
+        q = project(self.query_proj, query, memory.products)
+        q = q.view(batch, self.heads, 1, self.head_size)
         scores = torch.matmul(q, memory.keys.transpose(-1, -2)).squeeze(2)  # (batch, heads, src)
         weights = masked_softmax(scores / math.sqrt(self.head_size), memory.mask.unsqueeze(1))
         context = torch.matmul(weights.unsqueeze(2), memory.values).squeeze(2)  # (b, heads, head)
-        return self.output_proj(context.reshape(batch, -1)), weights
+        return project(self.output_proj, context.reshape(batch, -1), memory.products), weights
 
 
 ATTENTION_TYPES = ("none", "bahdanau", "dot", "general", "scaled_dot", "multihead")

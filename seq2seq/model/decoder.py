@@ -24,7 +24,9 @@ from torch import nn
 
 from seq2seq.data.tokenizer import PAD_ID
 from seq2seq.model.attention import Attention, AttentionMemory
+from seq2seq.model.dropout import Dropout
 from seq2seq.model.encoder import EncoderOutput
+from seq2seq.model.stepwise import StepwiseProducts, project
 
 
 @dataclass
@@ -74,7 +76,7 @@ class RNNDecoder(nn.Module):
         self.hidden_size = hidden_size
         self.attention = attention
         self.embedding = nn.Embedding(vocab_size, embed_size, padding_idx=PAD_ID)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
         # s_0 = tanh(W_init C): every decoder starts from the encoder summary.
         self.init_proj = nn.Linear(summary_size, hidden_size * (2 if self.is_lstm else 1))
         self.input_proj = nn.Linear(embed_size, self.gates)  # hoisted over all steps
@@ -97,10 +99,10 @@ class RNNDecoder(nn.Module):
         return embedded, self.input_proj(embedded)
 
     def recur(
-        self, x: torch.Tensor, state: DecoderState
+        self, x: torch.Tensor, state: DecoderState, products: StepwiseProducts | None
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """One GRU/LSTM update from the input's share of the gates ``x`` (batch, gates)."""
-        h = self.hidden_proj(state.hidden)
+        h = project(self.hidden_proj, state.hidden, products)
         if self.is_lstm:
             assert state.cell is not None, "LSTM decoder state without a cell"
             i, f, g, o = (x + h).chunk(4, dim=-1)
@@ -120,9 +122,16 @@ class RNNDecoder(nn.Module):
         raise NotImplementedError
 
     def logits(
-        self, hidden: torch.Tensor, context: torch.Tensor, embedded: torch.Tensor
+        self,
+        hidden: torch.Tensor,
+        context: torch.Tensor,
+        embedded: torch.Tensor,
+        attentional: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """Output layer over any number of steps: (..., hidden|context|embed) → (..., vocab)."""
+        """Output layer over any number of steps: (..., hidden|context|embed) → (..., vocab).
+
+        ``attentional``: Luong's h̃_i where the loop already computed it (input feeding).
+        """
         raise NotImplementedError
 
     def forward(
@@ -130,9 +139,10 @@ class RNNDecoder(nn.Module):
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Teacher forcing: logits (batch, tgt_len, vocab), weights (batch, tgt_len, heads, src)."""
         memory = self.prepare(encoder)
+        memory.attention.products = StepwiseProducts()
         embedded, input_gates = self.embed(tgt_in)  # (batch, tgt_len, embed|gates)
         state = self.init_state(encoder)
-        hiddens, contexts, weights = [], [], []
+        hiddens, contexts, weights, attentionals = [], [], [], []
         # unbind, not input_gates[:, t]: the backward of each slice would zero-fill a whole
         # (batch, tgt_len, gates) gradient, O(tgt_len²) work per batch.
         for step_gates in input_gates.unbind(1):
@@ -140,7 +150,11 @@ class RNNDecoder(nn.Module):
             hiddens.append(state.hidden)
             contexts.append(context)
             weights.append(step_weights)
-        logits = self.logits(torch.stack(hiddens, 1), torch.stack(contexts, 1), embedded)
+            attentionals.append(state.attentional)
+        attentional = None if attentionals[0] is None else torch.stack(attentionals, 1)
+        logits = self.logits(
+            torch.stack(hiddens, 1), torch.stack(contexts, 1), embedded, attentional
+        )
         return logits, None if weights[0] is None else torch.stack(weights, 1)
 
 
@@ -175,17 +189,25 @@ class BahdanauDecoder(RNNDecoder):
     def step(
         self, input_gates: torch.Tensor, state: DecoderState, memory: DecoderMemory
     ) -> tuple[DecoderState, torch.Tensor, torch.Tensor | None]:
+        products = memory.attention.products
         context, weights = self.attention(state.hidden, memory.attention)
         if memory.value_gates is None:
-            x = input_gates + self.context_proj(context)  # (batch, gates)
-        else:
+            x = input_gates + project(self.context_proj, context, products)  # (batch, gates)
+        elif products is None:
             assert weights is not None, "mixing attention without weights"
             x = torch.baddbmm(input_gates.unsqueeze(1), weights, memory.value_gates).squeeze(1)
-        hidden, cell = self.recur(x, state)
+        else:
+            assert weights is not None, "mixing attention without weights"
+            x = input_gates + products.mix(weights, memory.value_gates).squeeze(1)
+        hidden, cell = self.recur(x, state, products)
         return DecoderState(hidden, cell), context, weights
 
     def logits(
-        self, hidden: torch.Tensor, context: torch.Tensor, embedded: torch.Tensor
+        self,
+        hidden: torch.Tensor,
+        context: torch.Tensor,
+        embedded: torch.Tensor,
+        attentional: torch.Tensor | None = None,
     ) -> torch.Tensor:
         pre_output = torch.tanh(self.readout(torch.cat([hidden, context, embedded], dim=-1)))
         return self.output(self.dropout(pre_output))
@@ -254,22 +276,34 @@ class LuongDecoder(RNNDecoder):
             return torch.lstm(embedded, hx, *args)[0]
         return torch.gru(embedded, state.hidden.unsqueeze(0), *args)[0]
 
-    def attentional(self, hidden: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
-        return torch.tanh(self.combine(torch.cat([context, hidden], dim=-1)))
+    def attentional(
+        self,
+        hidden: torch.Tensor,
+        context: torch.Tensor,
+        products: StepwiseProducts | None = None,
+    ) -> torch.Tensor:
+        return torch.tanh(project(self.combine, torch.cat([context, hidden], dim=-1), products))
 
     def step(
         self, input_gates: torch.Tensor, state: DecoderState, memory: DecoderMemory
     ) -> tuple[DecoderState, torch.Tensor, torch.Tensor | None]:
+        products = memory.attention.products
         x = input_gates
         if self.input_feeding:
             assert state.attentional is not None, "input feeding without h̃_{i-1}"
-            x = x + self.feed_proj(state.attentional)
-        hidden, cell = self.recur(x, state)
+            x = x + project(self.feed_proj, state.attentional, products)
+        hidden, cell = self.recur(x, state, products)
         context, weights = self.attention(hidden, memory.attention)
-        feed = self.attentional(hidden, context) if self.input_feeding else None
+        feed = self.attentional(hidden, context, products) if self.input_feeding else None
         return DecoderState(hidden, cell, feed), context, weights
 
     def logits(
-        self, hidden: torch.Tensor, context: torch.Tensor, embedded: torch.Tensor
+        self,
+        hidden: torch.Tensor,
+        context: torch.Tensor,
+        embedded: torch.Tensor,
+        attentional: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        return self.output(self.dropout(self.attentional(hidden, context)))
+        if attentional is None:
+            attentional = self.attentional(hidden, context)
+        return self.output(self.dropout(attentional))

@@ -15,6 +15,7 @@ from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from seq2seq.data.tokenizer import PAD_ID
+from seq2seq.model.dropout import Dropout
 from seq2seq.model.positions import POSITIONS, AbsolutePositions, RotaryPositions
 
 RNN_TYPES = {"gru": nn.GRU, "lstm": nn.LSTM}
@@ -54,7 +55,7 @@ class RNNEncoder(nn.Module):
         if rnn not in RNN_TYPES:
             raise ValueError(f"model.rnn must be one of {sorted(RNN_TYPES)}, got {rnn!r}")
         self.embedding = nn.Embedding(vocab_size, embed_size, padding_idx=PAD_ID)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
         self.rnn = RNN_TYPES[rnn](
             embed_size,
             hidden_size,
@@ -101,9 +102,9 @@ class SelfAttentionLayer(nn.Module):
         self.output_proj = nn.Linear(size, size)  # W_O
         self.feed_forward_norm = nn.LayerNorm(size)
         self.feed_forward = nn.Sequential(
-            nn.Linear(size, ff_size), nn.ReLU(), nn.Dropout(dropout), nn.Linear(ff_size, size)
+            nn.Linear(size, ff_size), nn.ReLU(), Dropout(dropout), nn.Linear(ff_size, size)
         )
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
         self.rotary = rotary
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -168,7 +169,7 @@ class SelfAttentionEncoder(nn.Module):
             SelfAttentionLayer(embed_size, heads, ff_size, dropout, rotary) for _ in range(layers)
         )
         self.final_norm = nn.LayerNorm(embed_size)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
         self.output_size = embed_size
 
     def forward(self, src: torch.Tensor, src_lengths: torch.Tensor) -> EncoderOutput:

@@ -1,0 +1,149 @@
+"""Operands shared by every step of the teacher-forced loop, with their gradient summed once.
+
+Inside the decoder loop the same weight W multiplies a new input at every step,
+y_t = x_t Wᵀ. Plain autograd computes dW_t = g_tᵀ x_t at each step of the backward pass and adds
+it into W's gradient: T thin products (inner size = batch) and T additions of a weight-sized
+tensor. Since dW = Σ_t g_tᵀ x_t = Gᵀ X, :class:`StepwiseProducts` keeps each step's input and
+output gradient instead and makes one (out, T·batch) × (T·batch, in) product. The same holds
+for the annotations' gate share V in Bahdanau's wiring, a_t V: dV = Σ_t a_tᵀ g_t is one batched
+product over the steps.
+
+The summed product runs in the backward of the *first* step's product. That is safe because
+every step's output feeds the recurrence of all later steps: the first step's output gradient
+is complete only after the backward of every later step has run (and a missing step gradient
+raises instead of giving a wrong sum). Under autocast the operand is cast once per batch, not
+once per step.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import torch
+from torch import nn
+
+
+class StepwiseProducts:
+    """One teacher-forced pass: per shared operand, the steps' inputs and output gradients.
+
+    Create one per forward pass (never reuse it), and call :meth:`linear` or :meth:`mix` at
+    every step in order.
+    """
+
+    def __init__(self) -> None:
+        self._operands: dict[int, _SharedOperand] = {}
+
+    def linear(self, layer: nn.Linear, x: torch.Tensor) -> torch.Tensor:
+        """``layer(x)`` for one step, x (batch, in) → (batch, out)."""
+        out = self._apply(LINEAR, layer.weight, x)
+        return out if layer.bias is None else out + layer.bias
+
+    def mix(self, weights: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
+        """``weights @ values`` for one step: (batch, 1, src) × (batch, src, d) → (batch, 1, d)."""
+        return self._apply(MIX, values, weights)
+
+    def _apply(self, product: Product, operand: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        if not (torch.is_grad_enabled() and operand.requires_grad):
+            return product.forward(x, operand)
+        shared = self._operands.get(id(operand))
+        if shared is None:
+            shared = self._operands[id(operand)] = _SharedOperand(operand, product)
+            return _FirstStep.apply(x, operand, shared)
+        # The operand goes in so the step is in the graph even when x needs no gradient; its
+        # gradient comes from the first step only.
+        return _LaterStep.apply(x, operand, shared)
+
+
+class Product(NamedTuple):
+    """A product of a step's input x with a shared operand, and its two gradients."""
+
+    forward: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (x, operand) → y
+    input_grad: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (g, operand) → dx
+    # (every step's g, every step's x) → d operand, summed over the steps
+    operand_grad: Callable[[list[torch.Tensor], list[torch.Tensor]], torch.Tensor]
+
+
+def _linear_forward(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    return x @ weight.t()
+
+
+def _linear_input_grad(grad: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    return grad @ weight
+
+
+def _linear_weight_grad(grads: list[torch.Tensor], inputs: list[torch.Tensor]) -> torch.Tensor:
+    return torch.cat(grads).t() @ torch.cat(inputs)
+
+
+def _mix_input_grad(grad: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
+    return torch.bmm(grad, values.transpose(1, 2))
+
+
+def _mix_values_grad(grads: list[torch.Tensor], inputs: list[torch.Tensor]) -> torch.Tensor:
+    return torch.bmm(torch.cat(inputs, 1).transpose(1, 2), torch.cat(grads, 1))
+
+
+LINEAR = Product(_linear_forward, _linear_input_grad, _linear_weight_grad)
+MIX = Product(torch.bmm, _mix_input_grad, _mix_values_grad)
+
+
+class _SharedOperand:
+    def __init__(self, operand: torch.Tensor, product: Product):
+        device = operand.device.type
+        dtype = torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else None
+        self.dtype = operand.dtype
+        self.value = operand.detach().to(dtype or operand.dtype)  # cast once per batch
+        self.product = product
+        self.inputs: list[torch.Tensor] = []
+        self.grads: list[torch.Tensor | None] = []
+
+    def step(self, ctx: Any, x: torch.Tensor) -> torch.Tensor:
+        x = x.detach().to(self.value.dtype)
+        ctx.shared, ctx.index = self, len(self.inputs)
+        self.inputs.append(x)
+        self.grads.append(None)
+        with torch.autocast(self.value.device.type, enabled=False):
+            return self.product.forward(x, self.value)
+
+    def backward(self, ctx: Any, grad: torch.Tensor) -> torch.Tensor | None:
+        grad = grad.to(self.value.dtype)
+        self.grads[ctx.index] = grad
+        return self.product.input_grad(grad, self.value) if ctx.needs_input_grad[0] else None
+
+    def operand_gradient(self) -> torch.Tensor:
+        missing = [t for t, grad in enumerate(self.grads) if grad is None]
+        if missing:
+            raise RuntimeError(
+                f"StepwiseProducts: no gradient for steps {missing} when the first step's backward "
+                "ran; every step's output must feed the steps after it"
+            )
+        grads: list[torch.Tensor] = self.grads  # type: ignore[assignment]
+        return self.product.operand_grad(grads, self.inputs).to(self.dtype)
+
+
+class _FirstStep(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor, operand: torch.Tensor, shared: _SharedOperand):
+        return shared.step(ctx, x)
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor):
+        shared: _SharedOperand = ctx.shared
+        input_grad = shared.backward(ctx, grad)
+        return input_grad, shared.operand_gradient(), None
+
+
+class _LaterStep(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor, operand: torch.Tensor, shared: _SharedOperand):
+        return shared.step(ctx, x)
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor):
+        return ctx.shared.backward(ctx, grad), None, None
+
+
+def project(layer: nn.Linear, x: torch.Tensor, products: StepwiseProducts | None) -> torch.Tensor:
+    """``layer(x)``, through ``products`` inside a teacher-forced loop."""
+    return layer(x) if products is None else products.linear(layer, x)

@@ -1,0 +1,105 @@
+"""Per-step products whose shared weight gradient is one product over all steps."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+import seq2seq.model.decoder as decoder_module
+from seq2seq.evaluation import sequence_loss
+from seq2seq.model.stepwise import StepwiseProducts
+from tests.test_model import small_model, toy_batch
+
+
+def gradients(model: nn.Module, batch, stepwise: bool, monkeypatch) -> dict[str, torch.Tensor]:
+    with monkeypatch.context() as patch:
+        if not stepwise:  # the plain loop: autograd sums each step's weight gradient itself
+            patch.setattr(decoder_module, "StepwiseProducts", lambda: None)
+        model.zero_grad()
+        logits, _ = model(batch)
+        sequence_loss(logits, batch.tgt_out, 0.1).backward()
+    return {name: p.grad.clone() for name, p in model.named_parameters() if p.grad is not None}
+
+
+@pytest.mark.parametrize("attention", ["none", "bahdanau", "general", "multihead"])
+@pytest.mark.parametrize(
+    ("rnn", "style", "feeding"),
+    [("gru", "bahdanau", True), ("lstm", "bahdanau", True), ("gru", "luong", True)],
+)
+def test_the_decoder_gets_the_gradients_of_plain_autograd(
+    attention: str, rnn: str, style: str, feeding: bool, monkeypatch
+) -> None:
+    model = small_model(attention, rnn, style, feeding).double().train()
+    batch = toy_batch()
+    summed_once = gradients(model, batch, True, monkeypatch)
+    per_step = gradients(model, batch, False, monkeypatch)
+    assert summed_once.keys() == per_step.keys()
+    for name, expected in per_step.items():
+        torch.testing.assert_close(summed_once[name], expected, rtol=1e-10, atol=1e-12, msg=name)
+
+
+def recurrence(layer: nn.Linear, values: torch.Tensor, inputs, products) -> torch.Tensor:
+    """h_t = tanh(W h_{t-1} + b + a_t V): one linear and one mix per step."""
+    hidden = torch.zeros(values.size(0), layer.in_features, dtype=values.dtype)
+    outputs = []
+    for weights in inputs:  # (batch, 1, src)
+        if products is None:
+            h, mixed = layer(hidden), torch.bmm(weights, values).squeeze(1)
+        else:
+            h, mixed = products.linear(layer, hidden), products.mix(weights, values).squeeze(1)
+        hidden = torch.tanh(h + mixed)
+        outputs.append(hidden)
+    return torch.stack(outputs, 1)
+
+
+def test_linear_and_mix_sum_their_operand_gradients_over_the_steps() -> None:
+    torch.manual_seed(0)
+    layer = nn.Linear(6, 6).double()
+    values = torch.randn(3, 4, 6, dtype=torch.double, requires_grad=True)
+    inputs = [torch.softmax(torch.randn(3, 1, 4, dtype=torch.double), -1) for _ in range(5)]
+    target = torch.randn(3, 5, 6, dtype=torch.double)
+    grads = []
+    for products in (None, StepwiseProducts()):
+        layer.zero_grad()
+        values.grad = None
+        (recurrence(layer, values, inputs, products) * target).sum().backward()
+        grads.append((layer.weight.grad.clone(), layer.bias.grad.clone(), values.grad.clone()))
+    for plain, summed_once in zip(*grads, strict=True):
+        torch.testing.assert_close(summed_once, plain, rtol=1e-12, atol=1e-12)
+
+
+def test_a_step_whose_gradient_never_arrives_is_an_error_not_a_wrong_sum() -> None:
+    layer = nn.Linear(3, 3)
+    products = StepwiseProducts()
+    first = products.linear(layer, torch.randn(2, 3))
+    products.linear(layer, torch.randn(2, 3))  # its output feeds nothing
+    with pytest.raises(RuntimeError, match=r"no gradient for steps \[1\]"):
+        first.sum().backward()
+
+
+def test_under_bf16_autocast_the_weight_gradient_stays_float32_and_close() -> None:
+    torch.manual_seed(0)
+    layer = nn.Linear(16, 16)
+    values = torch.randn(4, 5, 16, requires_grad=True)
+    inputs = [torch.softmax(torch.randn(4, 1, 5), -1) for _ in range(6)]
+    grads = []
+    for products in (None, StepwiseProducts()):
+        layer.zero_grad()
+        values.grad = None
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            outputs = recurrence(layer, values, inputs, products)
+        outputs.float().pow(2).sum().backward()
+        grads.append((layer.weight.grad.clone(), values.grad.clone()))
+    for plain, summed_once in zip(*grads, strict=True):
+        assert summed_once.dtype == torch.float32
+        torch.testing.assert_close(summed_once, plain, rtol=0.05, atol=0.05)
+
+
+def test_without_gradients_the_products_are_plain_calls() -> None:
+    layer = nn.Linear(3, 3)
+    products = StepwiseProducts()
+    x = torch.randn(2, 3)
+    with torch.no_grad():
+        torch.testing.assert_close(products.linear(layer, x), layer(x))
+        assert products.linear(layer, x).grad_fn is None
