@@ -26,6 +26,7 @@ from seq2seq.data.tokenizer import PAD_ID
 from seq2seq.model.attention import Attention, AttentionMemory
 from seq2seq.model.dropout import Dropout
 from seq2seq.model.encoder import EncoderOutput
+from seq2seq.model.recurrence import gru_update, lstm_update
 from seq2seq.model.stepwise import StepwiseProducts, project
 
 
@@ -105,15 +106,8 @@ class RNNDecoder(nn.Module):
         h = project(self.hidden_proj, state.hidden, products)
         if self.is_lstm:
             assert state.cell is not None, "LSTM decoder state without a cell"
-            i, f, g, o = (x + h).chunk(4, dim=-1)
-            cell = torch.sigmoid(f) * state.cell + torch.sigmoid(i) * torch.tanh(g)
-            return torch.sigmoid(o) * torch.tanh(cell), cell
-        x_r, x_z, x_n = x.chunk(3, dim=-1)
-        h_r, h_z, h_n = h.chunk(3, dim=-1)
-        reset = torch.sigmoid(x_r + h_r)
-        update = torch.sigmoid(x_z + h_z)
-        candidate = torch.tanh(x_n + reset * h_n)
-        return candidate + update * (state.hidden - candidate), None
+            return lstm_update(x, h, state.cell)
+        return gru_update(x, h, state.hidden), None
 
     def step(
         self, input_gates: torch.Tensor, state: DecoderState, memory: DecoderMemory

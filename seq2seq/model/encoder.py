@@ -17,6 +17,7 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 from seq2seq.data.tokenizer import PAD_ID
 from seq2seq.model.dropout import Dropout
 from seq2seq.model.positions import POSITIONS, AbsolutePositions, RotaryPositions
+from seq2seq.model.recurrence import run_encoder_rnn
 
 RNN_TYPES = {"gru": nn.GRU, "lstm": nn.LSTM}
 
@@ -33,10 +34,11 @@ class EncoderOutput:
 
 
 class RNNEncoder(nn.Module):
-    """Embedding → (bidirectional, multi-layer) GRU or LSTM over packed sequences.
+    """Embedding → (bidirectional, multi-layer) GRU or LSTM; padding never reaches the recurrence.
 
-    Packing makes padding invisible to the recurrence (the backward direction starts at each
-    sentence's own last token) and runs the whole batch as one cuDNN/oneDNN call.
+    The backward direction starts at each sentence's own last token. On CUDA the batch is
+    packed and runs as one cuDNN call; on CPU :func:`run_encoder_rnn` (same parameters, same
+    numbers up to rounding) is faster than PyTorch's per-step packed loop.
     The summary concatenates the last forward state and the first backward state of the top
     layer: it is the fixed context C of the distracted model and initialises every decoder.
     """
@@ -68,15 +70,25 @@ class RNNEncoder(nn.Module):
         self.output_size = self.directions * hidden_size
 
     def forward(self, src: torch.Tensor, src_lengths: torch.Tensor) -> EncoderOutput:
-        """``src``: (batch, src_len) sorted by ``src_lengths`` (CPU tensor), longest first."""
+        """``src``: (batch, src_len) padded after each sentence's ``src_lengths`` tokens."""
         embedded = self.dropout(self.embedding(src))  # (batch, src_len, embed)
+        if src.device.type == "cuda":
+            states, final = self.packed_rnn(embedded, src_lengths)
+        else:
+            states, final = run_encoder_rnn(self.rnn, embedded, src_lengths, self.dropout)
+        top = final[-self.directions :]  # (directions, batch, hidden)
+        summary = torch.cat(list(top), dim=-1)  # (batch, directions*hidden)
+        mask = src != PAD_ID
+        return EncoderOutput(self.dropout(states * mask.unsqueeze(-1)), summary, mask)
+
+    def packed_rnn(
+        self, embedded: torch.Tensor, src_lengths: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``self.rnn`` on the packed batch (sorted longest first): outputs and final states."""
         packed = pack_padded_sequence(embedded, src_lengths, batch_first=True, enforce_sorted=True)
         outputs, final = self.rnn(packed)
-        states, _ = pad_packed_sequence(outputs, batch_first=True, total_length=src.size(1))
-        hidden = final[0] if isinstance(final, tuple) else final  # LSTM: (h, c)
-        top = hidden[-self.directions :]  # (directions, batch, hidden)
-        summary = torch.cat(list(top), dim=-1)  # (batch, directions*hidden)
-        return EncoderOutput(self.dropout(states), summary, src != PAD_ID)
+        states, _ = pad_packed_sequence(outputs, batch_first=True, total_length=embedded.size(1))
+        return states, final[0] if isinstance(final, tuple) else final  # LSTM: (h, c)
 
 
 ENCODER_TYPES = ("rnn", "self_attention")

@@ -39,6 +39,10 @@ class StepwiseProducts:
         out = self._apply(LINEAR, layer.weight, x)
         return out if layer.bias is None else out + layer.bias
 
+    def batched_linear(self, weight: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """One weight per group: (groups, batch, in) × (groups, out, in)ᵀ → (groups, batch, out)."""
+        return self._apply(BATCHED_LINEAR, weight, x)
+
     def mix(self, weights: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
         """``weights @ values`` for one step: (batch, 1, src) × (batch, src, d) → (batch, 1, d)."""
         return self._apply(MIX, values, weights)
@@ -76,6 +80,16 @@ def _linear_weight_grad(grads: list[torch.Tensor], inputs: list[torch.Tensor]) -
     return torch.cat(grads).t() @ torch.cat(inputs)
 
 
+def _batched_linear_forward(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    return torch.bmm(x, weight.transpose(1, 2))
+
+
+def _batched_linear_weight_grad(
+    grads: list[torch.Tensor], inputs: list[torch.Tensor]
+) -> torch.Tensor:
+    return torch.bmm(torch.cat(grads, 1).transpose(1, 2), torch.cat(inputs, 1))
+
+
 def _mix_input_grad(grad: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
     return torch.bmm(grad, values.transpose(1, 2))
 
@@ -85,6 +99,7 @@ def _mix_values_grad(grads: list[torch.Tensor], inputs: list[torch.Tensor]) -> t
 
 
 LINEAR = Product(_linear_forward, _linear_input_grad, _linear_weight_grad)
+BATCHED_LINEAR = Product(_batched_linear_forward, torch.bmm, _batched_linear_weight_grad)
 MIX = Product(torch.bmm, _mix_input_grad, _mix_values_grad)
 
 
