@@ -59,7 +59,7 @@ MUTANTS = [
     (A, "AttentionMemory(self.key_proj(encoder.states), encoder.states, encoder.mask)\n\n\nclass M",
      "AttentionMemory(encoder.states, encoder.states, encoder.mask)\n\n\nclass M",
      "general scorer without W_a"),
-    (A, "context = torch.bmm(weights.unsqueeze(1), memory.values).squeeze(1)",
+    (A, "context = mix(weights.unsqueeze(1), memory.values, memory.products).squeeze(1)",
      "context = memory.values.mean(1)", "context ignores the weights"),
     (D, "self.attention(hidden, memory.attention)",
      "self.attention(state.hidden, memory.attention)", "luong queries with s_{i-1}"),

@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from seq2seq.model.encoder import EncoderOutput
-from seq2seq.model.stepwise import StepwiseProducts, project
+from seq2seq.model.stepwise import StepwiseProducts, mix, project
 
 
 @dataclass
@@ -58,7 +58,7 @@ class Attention(nn.Module):
         self, query: torch.Tensor, memory: AttentionMemory
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         weights = masked_softmax(self.scores(query, memory), memory.mask)  # (batch, src_len)
-        context = torch.bmm(weights.unsqueeze(1), memory.values).squeeze(1)  # (batch, value)
+        context = mix(weights.unsqueeze(1), memory.values, memory.products).squeeze(1)
         return context, weights.unsqueeze(1)
 
 

@@ -8,11 +8,10 @@ output gradient instead and makes one (out, T·batch) × (T·batch, in) product.
 for the annotations' gate share V in Bahdanau's wiring, a_t V: dV = Σ_t a_tᵀ g_t is one batched
 product over the steps.
 
-The summed product runs in the backward of the *first* step's product. That is safe because
-every step's output feeds the recurrence of all later steps: the first step's output gradient
-is complete only after the backward of every later step has run (and a missing step gradient
-raises instead of giving a wrong sum). Under autocast the operand is cast once per batch, not
-once per step.
+The summed product runs in the backward of a gate between the operand and the steps: every
+step takes the gate's output as an input, so autograd runs the gate only after the backward of
+every step that contributed to the loss. Under autocast the operand is cast once per batch,
+not once per step.
 """
 
 from __future__ import annotations
@@ -53,10 +52,8 @@ class StepwiseProducts:
         shared = self._operands.get(id(operand))
         if shared is None:
             shared = self._operands[id(operand)] = _SharedOperand(operand, product)
-            return _FirstStep.apply(x, operand, shared)
-        # The operand goes in so the step is in the graph even when x needs no gradient; its
-        # gradient comes from the first step only.
-        return _LaterStep.apply(x, operand, shared)
+            shared.gated = _Gate.apply(operand, shared)
+        return _Step.apply(x, shared.gated, shared)
 
 
 class Product(NamedTuple):
@@ -110,6 +107,7 @@ class _SharedOperand:
         self.dtype = operand.dtype
         self.value = operand.detach().to(dtype or operand.dtype)  # cast once per batch
         self.product = product
+        self.gated: torch.Tensor  # the operand through _Gate: an input of every step
         self.inputs: list[torch.Tensor] = []
         self.grads: list[torch.Tensor | None] = []
 
@@ -127,38 +125,43 @@ class _SharedOperand:
         return self.product.input_grad(grad, self.value) if ctx.needs_input_grad[0] else None
 
     def operand_gradient(self) -> torch.Tensor:
-        missing = [t for t, grad in enumerate(self.grads) if grad is None]
-        if missing:
-            raise RuntimeError(
-                f"StepwiseProducts: no gradient for steps {missing} when the first step's backward "
-                "ran; every step's output must feed the steps after it"
-            )
-        grads: list[torch.Tensor] = self.grads  # type: ignore[assignment]
-        return self.product.operand_grad(grads, self.inputs).to(self.dtype)
+        """Σ_t over the steps whose output reached the loss (the others add nothing)."""
+        used = [t for t, grad in enumerate(self.grads) if grad is not None]
+        grads = [self.grads[t] for t in used]
+        return self.product.operand_grad(grads, [self.inputs[t] for t in used]).to(self.dtype)
 
 
-class _FirstStep(torch.autograd.Function):
+class _Gate(torch.autograd.Function):
+    """Identity forward; backward (after every step's) returns the summed operand gradient."""
+
     @staticmethod
-    def forward(ctx: Any, x: torch.Tensor, operand: torch.Tensor, shared: _SharedOperand):
+    def forward(ctx: Any, operand: torch.Tensor, shared: _SharedOperand) -> torch.Tensor:
+        ctx.shared = shared
+        ctx.set_materialize_grads(False)  # the steps pass no gradient through it
+        return operand.view_as(operand)
+
+    @staticmethod
+    def backward(ctx: Any, _: torch.Tensor | None) -> tuple[torch.Tensor, None]:
+        return ctx.shared.operand_gradient(), None
+
+
+class _Step(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor, gated: torch.Tensor, shared: _SharedOperand):
         return shared.step(ctx, x)
 
     @staticmethod
-    def backward(ctx: Any, grad: torch.Tensor):
-        shared: _SharedOperand = ctx.shared
-        input_grad = shared.backward(ctx, grad)
-        return input_grad, shared.operand_gradient(), None
-
-
-class _LaterStep(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx: Any, x: torch.Tensor, operand: torch.Tensor, shared: _SharedOperand):
-        return shared.step(ctx, x)
-
-    @staticmethod
-    def backward(ctx: Any, grad: torch.Tensor):
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor | None, None, None]:
         return ctx.shared.backward(ctx, grad), None, None
 
 
 def project(layer: nn.Linear, x: torch.Tensor, products: StepwiseProducts | None) -> torch.Tensor:
     """``layer(x)``, through ``products`` inside a teacher-forced loop."""
     return layer(x) if products is None else products.linear(layer, x)
+
+
+def mix(
+    weights: torch.Tensor, values: torch.Tensor, products: StepwiseProducts | None
+) -> torch.Tensor:
+    """``weights @ values`` (batched), through ``products`` inside a teacher-forced loop."""
+    return torch.bmm(weights, values) if products is None else products.mix(weights, values)
