@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import gc
+import weakref
+
 import pytest
 import torch
 from torch import nn
@@ -110,3 +113,19 @@ def test_without_gradients_the_products_are_plain_calls() -> None:
     with torch.no_grad():
         torch.testing.assert_close(products.linear(layer, x), layer(x))
         assert products.linear(layer, x).grad_fn is None
+
+
+def test_a_pass_frees_its_records_without_the_cycle_collector() -> None:
+    """A reference cycle through the graph would keep every batch's activations until gc ran."""
+    gc.collect()
+    gc.disable()
+    try:
+        layer = nn.Linear(3, 3)
+        products = StepwiseProducts()
+        y = products.linear(layer, products.linear(layer, torch.randn(2, 3)))
+        record = weakref.ref(products._operands[id(layer.weight)][0])
+        y.sum().backward()
+        del y, products
+        assert record() is None
+    finally:
+        gc.enable()

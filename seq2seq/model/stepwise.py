@@ -31,7 +31,9 @@ class StepwiseProducts:
     """
 
     def __init__(self) -> None:
-        self._operands: dict[int, _SharedOperand] = {}
+        # Per operand: its steps' record, and the operand through _Gate (an input of every
+        # step). Kept here, not in the record, which the graph holds: no reference cycle.
+        self._operands: dict[int, tuple[_SharedOperand, torch.Tensor]] = {}
 
     def linear(self, layer: nn.Linear, x: torch.Tensor) -> torch.Tensor:
         """``layer(x)`` for one step, x (batch, in) → (batch, out)."""
@@ -49,11 +51,11 @@ class StepwiseProducts:
     def _apply(self, product: Product, operand: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         if not (torch.is_grad_enabled() and operand.requires_grad):
             return product.forward(x, operand)
-        shared = self._operands.get(id(operand))
-        if shared is None:
-            shared = self._operands[id(operand)] = _SharedOperand(operand, product)
-            shared.gated = _Gate.apply(operand, shared)
-        return _Step.apply(x, shared.gated, shared)
+        if id(operand) not in self._operands:
+            shared = _SharedOperand(operand, product)
+            self._operands[id(operand)] = shared, _Gate.apply(operand, shared)
+        shared, gated = self._operands[id(operand)]
+        return _Step.apply(x, gated, shared)
 
 
 class Product(NamedTuple):
@@ -107,7 +109,6 @@ class _SharedOperand:
         self.dtype = operand.dtype
         self.value = operand.detach().to(dtype or operand.dtype)  # cast once per batch
         self.product = product
-        self.gated: torch.Tensor  # the operand through _Gate: an input of every step
         self.inputs: list[torch.Tensor] = []
         self.grads: list[torch.Tensor | None] = []
 
@@ -128,7 +129,9 @@ class _SharedOperand:
         """Σ_t over the steps whose output reached the loss (the others add nothing)."""
         used = [t for t, grad in enumerate(self.grads) if grad is not None]
         grads = [self.grads[t] for t in used]
-        return self.product.operand_grad(grads, [self.inputs[t] for t in used]).to(self.dtype)
+        gradient = self.product.operand_grad(grads, [self.inputs[t] for t in used])
+        self.inputs, self.grads = [], []  # free them now, not when the graph goes
+        return gradient.to(self.dtype)
 
 
 class _Gate(torch.autograd.Function):
