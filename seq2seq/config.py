@@ -104,9 +104,13 @@ class TrainerConfig:
     clip_norm: float = 5.0
     label_smoothing: float = 0.0
     max_skipped_in_a_row: int = 10
+    lr_schedule: str = "plateau"
+    warmup_steps: int = 0
+    lr_decay_steps: int = 0
     lr_patience: int = 3
     lr_factor: float = 0.5
     min_lr: float = 1e-5
+    ema_decay: float = 0.0
     max_steps: int = 0
     max_epochs: int = 0
     max_minutes: float = 10.0
