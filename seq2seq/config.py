@@ -49,6 +49,7 @@ class DataConfig:
     src_vocab_size: int = 4000
     tgt_vocab_size: int = 4000
     spm_model_type: str = "unigram"
+    simplify_source: bool = False
     cache_dir: str = str(PROJECT_ROOT / "data" / "cache")
     length_buckets: list[int] = field(default_factory=lambda: [10, 20, 30])
     synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
@@ -104,9 +105,13 @@ class TrainerConfig:
     clip_norm: float = 5.0
     label_smoothing: float = 0.0
     max_skipped_in_a_row: int = 10
+    lr_schedule: str = "plateau"
+    warmup_steps: int = 0
+    lr_decay_steps: int = 0
     lr_patience: int = 3
     lr_factor: float = 0.5
     min_lr: float = 1e-5
+    ema_decay: float = 0.0
     max_steps: int = 0
     max_epochs: int = 0
     max_minutes: float = 10.0

@@ -12,7 +12,7 @@ import torch
 from seq2seq.data.batching import BucketBatchSampler, collate
 from seq2seq.data.corpus import CorpusError, read_parallel_tsv
 from seq2seq.data.tatoeba import ensure_tatoeba, split_pairs_by_group
-from seq2seq.data.tokenizer import BOS_ID, EOS_ID, PAD_ID, train_tokenizer
+from seq2seq.data.tokenizer import BOS_ID, EOS_ID, PAD_ID, t2s_characters, train_tokenizer
 
 
 def write(path: Path, data: bytes) -> Path:
@@ -108,6 +108,26 @@ def test_sentencepiece_model_is_cached(tmp_path: Path, tiny_tsv_dir: Path) -> No
     assert second.decode(second.encode(["I love you."])[0]) == "I love you."
     train_tokenizer(texts[:-1], "en", 60, "unigram", tmp_path)
     assert len(list((tmp_path / "spm").iterdir())) == 2  # another corpus, another model
+
+
+def test_simplify_source_maps_traditional_characters_inside_the_model(
+    tmp_path: Path, tiny_tsv_dir: Path
+) -> None:
+    """The sentencepiece model itself converts 這/愛/們 to 这/爱/们: traditional and simplified
+    text get the same ids, each piece still covers its span of the text as written, and the
+    plain model is another cache entry that keeps the traditional characters apart."""
+    texts = [
+        e.source for e in read_parallel_tsv(tiny_tsv_dir / "train.tsv", ["zh", "en"], "zh", "en")[0]
+    ]
+    simplified = train_tokenizer(texts, "zh", 40, "unigram", tmp_path, simplify=True)
+    plain = train_tokenizer(texts, "zh", 40, "unigram", tmp_path)
+    assert len(list((tmp_path / "spm").iterdir())) == 2
+    assert simplified.encode(["他們愛我。"]) == simplified.encode(["他们爱我。"])
+    assert plain.encode(["他們愛我。"]) != plain.encode(["他们爱我。"])
+    ids, spans = simplified.piece_char_spans("他們愛我。")
+    assert ids == simplified.encode(["他們愛我。"])[0]
+    assert spans[-1][1] == len("他們愛我。")
+    assert t2s_characters()["這"] == "这" and "这" not in t2s_characters()
 
 
 def test_collate_pads_sorts_and_shifts_targets() -> None:

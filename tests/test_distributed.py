@@ -51,18 +51,24 @@ def torchrun(tmp_path: Path, *overrides: str) -> Path:
     return run_dir
 
 
+@pytest.mark.parametrize(
+    "extra",
+    [[], ["trainer.ema_decay=0.9", "trainer.lr_schedule=linear", "trainer.lr_decay_steps=6"]],
+    ids=["plain", "average-and-linear-decay"],
+)
 def test_two_ranks_write_one_run_and_train_as_one_process_on_the_global_batches(
-    tmp_path: Path,
+    tmp_path: Path, extra: list[str]
 ) -> None:
     """``torchrun --nproc_per_node=2 train.py``: one run directory, one event file, and the same
     losses and weights as one process on the same global batches (each validation also asserts
-    that both ranks hold identical weights)."""
-    run_dir = torchrun(tmp_path, *OVERRIDES)
+    that both ranks hold identical weights). With the weight average, each rank keeps its own,
+    rank 0 validates with it and writes it, and it is the average one process keeps."""
+    run_dir = torchrun(tmp_path, *OVERRIDES, *extra)
     assert len(list(run_dir.glob("events.out.tfevents.*"))) == 1
     assert (run_dir / ".hydra" / "config.yaml").is_file()
     assert (run_dir / "train.log").read_text().count("train: 136 pairs") == 1  # rank 0's only
 
-    single = run(tmp_path, "single", *OVERRIDES)
+    single = run(tmp_path, "single", *OVERRIDES, *extra)
     for tag in ("train/loss", "valid/loss"):
         two = [(e.step, e.value) for e in events(run_dir).Scalars(tag)]
         one = [(e.step, e.value) for e in events(single).Scalars(tag)]
@@ -73,6 +79,11 @@ def test_two_ranks_write_one_run_and_train_as_one_process_on_the_global_batches(
     assert len(ranked["rng_by_rank"]) == 2
     for name, tensor in alone["model"].items():
         torch.testing.assert_close(ranked["model"][name], tensor, rtol=1e-4, atol=1e-6, msg=name)
+    for name, tensor in alone.get("ema", {}).get("average", {}).items():
+        torch.testing.assert_close(
+            ranked["ema"]["average"][name], tensor, rtol=1e-4, atol=1e-6, msg=name
+        )
+    assert ("ema" in ranked) == ("ema" in alone) == bool(extra)
 
 
 def free_port() -> int:

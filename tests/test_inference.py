@@ -34,7 +34,8 @@ def run_script(script: str, *args: str, cwd: Path, stdin: str = "") -> subproces
         capture_output=True,
         text=True,
         encoding="utf-8",
-        env={**os.environ, "PYTHONWARNINGS": "ignore"},
+        # the checkout's package, not whichever copy is installed in the environment
+        env={**os.environ, "PYTHONWARNINGS": "ignore", "PYTHONPATH": str(PROJECT_ROOT)},
         timeout=300,
     )
 
@@ -262,3 +263,36 @@ def test_evaluate_reports_word_order_accuracy_on_pairs(
     assert evaluate_main([str(tiny_checkpoint), str(odd), "--word-order", "--device", "cpu"]) == 2
     (message,) = capsys.readouterr().err.splitlines()
     assert f"{odd}: 3 lines" in message
+
+
+def test_a_simplifying_checkpoint_converts_traditional_input_in_translate_and_evaluate(
+    tmp_path: Path,
+) -> None:
+    """Trained with data.simplify_source, the checkpoint's source model converts at inference:
+    translate.py and evaluate.py give traditional input the output of its simplified form."""
+    from test_training import run
+
+    run_dir = run(tmp_path, "run", "data.simplify_source=true", "trainer.max_steps=30")
+    best = str(run_dir / "checkpoints" / "best.pt")
+    pairs = tsv_pairs("test.tsv")
+    simplified = "".join(f"{zh}\n" for zh, _ in pairs)
+    traditional = simplified.translate(str.maketrans("爱们这说", "愛們這說"))
+    assert traditional != simplified
+    outputs = [
+        run_script("translate.py", best, "--device", "cpu", cwd=tmp_path, stdin=text)
+        for text in (simplified, traditional)
+    ]
+    assert all(o.returncode == 0 for o in outputs), outputs[1].stderr[-3000:]
+    assert outputs[0].stdout == outputs[1].stdout
+    reports = []
+    for name, text in (("simplified", simplified), ("traditional", traditional)):
+        tsv = tmp_path / f"{name}.tsv"
+        tsv.write_text(
+            "".join(f"{zh}\t{en}\n" for zh, (_, en) in zip(text.splitlines(), pairs, strict=True)),
+            encoding="utf-8",
+        )
+        result = run_script("evaluate.py", best, str(tsv), "--device", "cpu", cwd=tmp_path)
+        assert result.returncode == 0, result.stderr[-3000:]
+        reports.append(json.loads(result.stdout.splitlines()[-1]))
+    assert reports[0]["bleu"] == reports[1]["bleu"]
+    assert reports[0]["sentences"] == reports[1]["sentences"] == len({zh for zh, _ in pairs})

@@ -58,6 +58,51 @@ def test_a_resumed_run_ends_in_exactly_the_state_of_an_uninterrupted_one(tmp_pat
     assert_same_training_state(expected, load_checkpoint(resumed / "checkpoints" / "last.pt"))
 
 
+AVERAGE_AND_COSINE = (
+    "trainer.ema_decay=0.9",
+    "trainer.lr_schedule=cosine",
+    "trainer.warmup_steps=2",
+    "trainer.lr_decay_steps=9",
+)
+
+
+def test_a_resumed_run_averages_and_anneals_exactly_as_an_uninterrupted_one(
+    tmp_path: Path,
+) -> None:
+    """The weight average lives in last.pt and the rate is a function of the update count: a
+    run resumed at step 3 ends with the average and rate of one that was never stopped."""
+    straight = run(tmp_path, "straight", *AVERAGE_AND_COSINE, "trainer.max_steps=9")
+    half = run(tmp_path, "half", *AVERAGE_AND_COSINE, "trainer.max_steps=3")
+    resumed = run(
+        tmp_path,
+        "resumed",
+        *AVERAGE_AND_COSINE,
+        "trainer.max_steps=9",
+        f"trainer.resume={half / 'checkpoints' / 'last.pt'}",
+    )
+    expected = load_checkpoint(straight / "checkpoints" / "last.pt")
+    actual = load_checkpoint(resumed / "checkpoints" / "last.pt")
+    assert_same_training_state(expected, actual)
+    assert actual["ema"]["updates"] == expected["ema"]["updates"] == 9
+    for name, tensor in expected["ema"]["average"].items():
+        torch.testing.assert_close(actual["ema"]["average"][name], tensor, rtol=0, atol=0)
+    # update 9 of a cosine from 1e-3 (after 2 warm-up updates) ends at min_lr
+    assert actual["optimizer"]["param_groups"][0]["lr"] == pytest.approx(1e-5)
+
+
+def test_best_pt_holds_the_average_that_validation_scored(tmp_path: Path) -> None:
+    """One validation, at the last update: best.pt's weights are last.pt's average, not the
+    weights training continues from."""
+    run_dir = run(tmp_path, "run", "trainer.ema_decay=0.9", "trainer.eval_every=6")
+    best = load_checkpoint(run_dir / "checkpoints" / "best.pt")
+    last = load_checkpoint(run_dir / "checkpoints" / "last.pt")
+    average = last["ema"]["average"]
+    assert set(average) == {n for n, t in last["model"].items() if t.is_floating_point()}
+    for name, tensor in average.items():
+        torch.testing.assert_close(best["model"][name], tensor, rtol=0, atol=0, msg=name)
+    assert any(not torch.equal(last["model"][n], t) for n, t in average.items())
+
+
 def test_resume_refuses_other_model_data_or_optimisation_and_names_each_key() -> None:
     saved = {"model": {"rnn": "gru", "attention": {"name": "bahdanau"}}, "trainer": {"lr": 1e-3}}
     current = {"model": {"rnn": "gru", "attention": {"name": "dot"}}, "trainer": {"lr": 2e-3}}

@@ -119,11 +119,17 @@ class TrainingData:
 
 
 def build_tokenizers(corpus: Corpus, cfg: DataConfig) -> tuple[SubwordTokenizer, SubwordTokenizer]:
-    """One sentencepiece model per language, trained on the training split only."""
+    """One sentencepiece model per language, trained on the training split only (the source's
+    converting traditional Chinese to simplified where ``data.simplify_source`` says so)."""
     cache = Path(cfg.cache_dir).expanduser()
     train = corpus.splits["train"]
     source = train_tokenizer(
-        [e.source for e in train], corpus.source_lang, cfg.src_vocab_size, cfg.spm_model_type, cache
+        [e.source for e in train],
+        corpus.source_lang,
+        cfg.src_vocab_size,
+        cfg.spm_model_type,
+        cache,
+        simplify=cfg.simplify_source,
     )
     target = train_tokenizer(
         [e.target for e in train], corpus.target_lang, cfg.tgt_vocab_size, cfg.spm_model_type, cache

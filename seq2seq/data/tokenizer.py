@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import io
 import logging
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -24,6 +25,8 @@ PAD_ID, UNK_ID, BOS_ID, EOS_ID = 0, 1, 2, 3
 # Chinese keeps its exact characters (full-width punctuation included) so that decoded Chinese
 # output matches references; other languages get sentencepiece's usual NMT normalisation.
 _NORMALIZATION = {"zh": "identity"}
+# Traditional → simplified characters, for data.simplify_source (see the file's header).
+T2S_TABLE = Path(__file__).with_name("t2s_characters.tsv")
 
 
 class SubwordTokenizer:
@@ -60,10 +63,26 @@ class SubwordTokenizer:
         return ids, spans
 
 
+def t2s_characters() -> dict[str, str]:
+    """The traditional → simplified character table: ``{"這": "这", ...}``."""
+    lines = T2S_TABLE.read_text(encoding="utf-8").splitlines()
+    return dict(line.split("\t") for line in lines if line and not line.startswith("#"))
+
+
 def train_tokenizer(
-    texts: Sequence[str], lang: str, vocab_size: int, model_type: str, cache_dir: Path
+    texts: Sequence[str],
+    lang: str,
+    vocab_size: int,
+    model_type: str,
+    cache_dir: Path,
+    simplify: bool = False,
 ) -> SubwordTokenizer:
     """Train (or load from ``cache_dir``) a sentencepiece model on ``texts``.
+
+    ``simplify``: the model's own normaliser maps traditional Chinese characters to simplified
+    ones (one character each, so every piece still covers its span of the original text). The
+    mapping lives inside the model, and so inside every checkpoint: training, validation,
+    evaluate.py and translate.py convert identically, and nothing else needs to know.
 
     The cache key covers the text, the settings and the sentencepiece version, so a sweep reuses
     one model and a changed corpus never picks up a stale one.
@@ -71,9 +90,12 @@ def train_tokenizer(
     digest = hashlib.sha256()
     for part in (lang, str(vocab_size), model_type, spm.__version__):
         digest.update(part.encode() + b"\0")
+    if simplify:
+        digest.update(b"t2s\0" + T2S_TABLE.read_bytes())
     for text in texts:
         digest.update(text.encode() + b"\n")
-    name = f"{lang}-{model_type}-{vocab_size}-{digest.hexdigest()[:16]}.model"
+    t2s = "-t2s" if simplify else ""
+    name = f"{lang}{t2s}-{model_type}-{vocab_size}-{digest.hexdigest()[:16]}.model"
     path = Path(cache_dir) / "spm" / name
     if path.is_file():
         return SubwordTokenizer(path.read_bytes())
@@ -86,7 +108,7 @@ def train_tokenizer(
     )
     model = io.BytesIO()
     try:
-        _train_sentencepiece(texts, lang, vocab_size, model_type, model)
+        _train_sentencepiece(texts, lang, vocab_size, model_type, model, simplify)
     except (RuntimeError, ValueError) as error:  # sentencepiece's own errors carry no setting
         reason = str(error).split("] ", 1)[-1].split(" with --", 1)[0]
         raise ValueError(
@@ -99,20 +121,33 @@ def train_tokenizer(
 
 
 def _train_sentencepiece(
-    texts: Sequence[str], lang: str, vocab_size: int, model_type: str, model: io.BytesIO
+    texts: Sequence[str],
+    lang: str,
+    vocab_size: int,
+    model_type: str,
+    model: io.BytesIO,
+    simplify: bool,
 ) -> None:
-    spm.SentencePieceTrainer.train(
-        sentence_iterator=iter(texts),
-        model_writer=model,
-        vocab_size=vocab_size,
-        model_type=model_type,
-        character_coverage=0.9995 if lang == "zh" else 1.0,
-        normalization_rule_name=_NORMALIZATION.get(lang, "nmt_nfkc"),
-        pad_id=PAD_ID,
-        unk_id=UNK_ID,
-        bos_id=BOS_ID,
-        eos_id=EOS_ID,
-        hard_vocab_limit=False,
-        num_threads=1,
-        minloglevel=2,
-    )
+    with tempfile.TemporaryDirectory() as scratch:
+        normalization = {"normalization_rule_name": _NORMALIZATION.get(lang, "nmt_nfkc")}
+        if simplify:  # identity, except traditional → simplified (code points in hex)
+            rules = Path(scratch) / "t2s.tsv"
+            rules.write_text(
+                "".join(f"{ord(t):X}\t{ord(s):X}\n" for t, s in t2s_characters().items())
+            )
+            normalization = {"normalization_rule_tsv": str(rules)}
+        spm.SentencePieceTrainer.train(
+            sentence_iterator=iter(texts),
+            model_writer=model,
+            vocab_size=vocab_size,
+            model_type=model_type,
+            character_coverage=0.9995 if lang == "zh" else 1.0,
+            **normalization,
+            pad_id=PAD_ID,
+            unk_id=UNK_ID,
+            bos_id=BOS_ID,
+            eos_id=EOS_ID,
+            hard_vocab_limit=False,
+            num_threads=1,
+            minloglevel=2,
+        )

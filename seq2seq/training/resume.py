@@ -13,13 +13,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from seq2seq.checkpoint import restore_rng_state
 from seq2seq.data.batching import BucketBatchSampler
 from seq2seq.files import atomic_write_bytes
 from seq2seq.model.seq2seq import Seq2Seq
+from seq2seq.training.averaging import WeightAverage
 from seq2seq.training.distributed import Ranks
+from seq2seq.training.schedule import LearningRateSchedule
 from seq2seq.training.step import TrainingStep
 
 log = logging.getLogger(__name__)
@@ -124,9 +124,10 @@ def restore_training_state(
     state: dict[str, Any],
     model: Seq2Seq,
     update: TrainingStep,
-    scheduler: torch.optim.lr_scheduler.ReduceLROnPlateau,
+    scheduler: LearningRateSchedule,
     sampler: BucketBatchSampler,
     ranks: Ranks,
+    average: WeightAverage | None = None,
 ) -> TrainingProgress:
     """Restore everything ``last.pt`` saved, so training continues exactly where it stopped.
 
@@ -138,6 +139,8 @@ def restore_training_state(
     if state.get("grad_scaler"):  # fp16 loss scale; empty for fp32/bf16
         update.scaler.load_state_dict(state["grad_scaler"])
     scheduler.load_state_dict(state["scheduler"])
+    if average is not None:
+        average.load_state_dict(state["ema"])
     sampler.load_state_dict(state["sampler"])
     rng_by_rank = state.get("rng_by_rank", [state["rng"]])
     if len(rng_by_rank) == ranks.world_size:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
@@ -33,6 +34,7 @@ from seq2seq.data.tokenizer import SubwordTokenizer
 from seq2seq.evaluation import EvalResult, evaluate
 from seq2seq.files import atomic_write_bytes
 from seq2seq.model.seq2seq import Seq2Seq, build_model
+from seq2seq.training.averaging import WeightAverage
 from seq2seq.training.distributed import (
     Ranks,
     assert_same_weights,
@@ -51,6 +53,7 @@ from seq2seq.training.resume import (
     check_resume_config,
     restore_training_state,
 )
+from seq2seq.training.schedule import LearningRateSchedule
 from seq2seq.training.signals import StopRequests, TrainingInterrupted
 from seq2seq.training.step import TrainingStep, build_optimizer
 
@@ -122,16 +125,15 @@ def train(cfg: DictConfig, run_dir: Path) -> float:
         t.normalization,
         t.precision,
     )
-    scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
-        optimizer, mode="max", factor=t.lr_factor, patience=t.lr_patience, min_lr=t.min_lr
-    )
+    scheduler = LearningRateSchedule(optimizer, t)
+    average = WeightAverage(model, t.ema_decay) if t.ema_decay else None
     train_split = data.splits["train"]
     sampler = training_sampler(t, train_split, ranks)
 
     progress = TrainingProgress()
     checkpoints = run_dir / "checkpoints"
     if saved is not None:
-        progress = restore_training_state(saved, model, update, scheduler, sampler, ranks)
+        progress = restore_training_state(saved, model, update, scheduler, sampler, ranks, average)
         log.info("resumed from %s at step %d", t.resume, progress.step)
         finished = stop_condition(t, progress, sampler.epoch)
         if finished:
@@ -161,6 +163,8 @@ def train(cfg: DictConfig, run_dir: Path) -> float:
                 sampler=sampler.state_dict(),
                 rng=rng_state(),
             )
+            if average:
+                state["ema"] = average.state_dict()
         return state
 
     def save_last() -> None:
@@ -173,27 +177,29 @@ def train(cfg: DictConfig, run_dir: Path) -> float:
             save_checkpoint(checkpoints / "last.pt", state)
 
     def validate() -> None:
-        """Rank 0 scores dev; every rank steps its LR schedule and early stopping on that BLEU."""
+        """Rank 0 scores dev (with the averaged weights where ``trainer.ema_decay`` is set, which
+        best.pt then holds); every rank steps its LR schedule and early stopping on that BLEU."""
         assert_same_weights(model, ranks)
         result = None
-        if ranks.is_main:
-            result = evaluate_split(cfg, model, data, "dev", device)
-            if "word_order" in data.splits:  # can it tell 我爱你 from 你爱我? beside dev BLEU
-                result.metrics |= word_order_metrics(
-                    evaluate_split(cfg, model, data, "word_order", device)
-                )
-        bleu = broadcast_from_main(result.metrics["bleu"] if result else 0.0, ranks)
-        scheduler.step(bleu)
-        improved = bleu > progress.best_bleu
-        if improved:
-            progress.best_bleu, progress.best_step = bleu, progress.step
-            progress.evals_without_improvement = 0
+        with average.swapped_in() if average else contextlib.nullcontext():
             if ranks.is_main:
-                save_checkpoint(checkpoints / "best.pt", checkpoint_state(full=False))
-        else:
-            progress.evals_without_improvement += 1
+                result = evaluate_split(cfg, model, data, "dev", device)
+                if "word_order" in data.splits:  # can it tell 我爱你 from 你爱我? beside dev BLEU
+                    result.metrics |= word_order_metrics(
+                        evaluate_split(cfg, model, data, "word_order", device)
+                    )
+            bleu = broadcast_from_main(result.metrics["bleu"] if result else 0.0, ranks)
+            if bleu > progress.best_bleu:
+                progress.best_bleu, progress.best_step = bleu, progress.step
+                progress.evals_without_improvement = 0
+                if ranks.is_main:
+                    save_checkpoint(checkpoints / "best.pt", checkpoint_state(full=False))
+            else:
+                progress.evals_without_improvement += 1
+            if result:  # the heatmaps of a self-attention encoder run it: still the average
+                reporter.validation(progress.step, result)
+        scheduler.after_validation(bleu)
         if result:
-            reporter.validation(progress.step, result)
             log.info(
                 "step %d: dev loss %.3f, BLEU %.2f, chrF %.2f%s (best %.2f at step %d)",
                 progress.step,
@@ -223,10 +229,13 @@ def train(cfg: DictConfig, run_dir: Path) -> float:
     with StopRequests() as stop_requests:
         while stop_reason is None:
             for indices in sampler:
+                scheduler.before_update(progress.step + 1)
                 result = update(train_split.batch(indices).to(device))
                 progress.step += 1
                 progress.train_tokens += result.target_tokens
                 if result.applied:
+                    if average:
+                        average.update()
                     progress.skipped_in_a_row = 0
                     window_loss += result.loss_sum
                     window_tokens += result.target_tokens
