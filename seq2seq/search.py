@@ -10,6 +10,7 @@ import torch
 from seq2seq.data.batching import Batch
 from seq2seq.data.tokenizer import BOS_ID, EOS_ID
 from seq2seq.device import autocast
+from seq2seq.model.decoder import DecoderMemory, DecoderState, RNNDecoder
 from seq2seq.model.seq2seq import Seq2Seq
 
 
@@ -34,6 +35,16 @@ def gnmt_length_penalty(length: int, alpha: float) -> float:
     return ((5.0 + length) / 6.0) ** alpha
 
 
+def next_word(
+    decoder: RNNDecoder, previous: torch.Tensor, state: DecoderState, memory: DecoderMemory
+) -> tuple[DecoderState, torch.Tensor, torch.Tensor | None]:
+    """One decoder step after the words ``previous``: (new state, log-probabilities, weights)."""
+    embedded, input_gates = decoder.embed(previous)
+    state, context, weights = decoder.step(input_gates, state, memory)
+    logits = decoder.logits(state.hidden, context, embedded, state.attentional)
+    return state, torch.log_softmax(logits, dim=-1), weights
+
+
 @torch.no_grad()
 def greedy_search(
     model: Seq2Seq, batch: Batch, max_ratio: float = 2.0, max_extra: int = 10
@@ -51,11 +62,7 @@ def greedy_search(
     finished = torch.zeros(size, dtype=torch.bool, device=batch.src.device)
     tokens, scores, weights = [], [], []
     for _ in range(max_output_length(batch.src_lengths, max_ratio, max_extra)):
-        embedded, input_gates = decoder.embed(previous)
-        state, context, step_weights = decoder.step(input_gates, state, memory)
-        log_probs = torch.log_softmax(
-            decoder.logits(state.hidden, context, embedded, state.attentional), dim=-1
-        )
+        state, log_probs, step_weights = next_word(decoder, previous, state, memory)
         score, previous = log_probs.max(dim=-1)
         tokens.append(previous)
         scores.append(score.masked_fill(finished, 0.0))
@@ -133,11 +140,7 @@ def beam_search(
     cut_by_length_limit = True
     for step in range(max_length):
         live = len(active)
-        embedded, input_gates = decoder.embed(previous)
-        state, context, weights = decoder.step(input_gates, state, memory)
-        log_probs = torch.log_softmax(
-            decoder.logits(state.hidden, context, embedded, state.attentional), dim=-1
-        )
+        state, log_probs, weights = next_word(decoder, previous, state, memory)
         vocab = log_probs.size(-1)
         candidates = (scores.view(-1, 1) + log_probs).view(live, beam_size * vocab)
         top_scores, top_ids = candidates.topk(2 * beam_size, dim=1)  # (live, 2*beam), best first

@@ -27,7 +27,7 @@ from seq2seq.model.attention import Attention, AttentionMemory
 from seq2seq.model.dropout import Dropout
 from seq2seq.model.encoder import EncoderOutput
 from seq2seq.model.recurrence import gru_update, lstm_update
-from seq2seq.model.stepwise import StepwiseProducts, project
+from seq2seq.model.stepwise import StepwiseProducts, mix, project
 
 
 @dataclass
@@ -187,12 +187,9 @@ class BahdanauDecoder(RNNDecoder):
         context, weights = self.attention(state.hidden, memory.attention)
         if memory.value_gates is None:
             x = input_gates + project(self.context_proj, context, products)  # (batch, gates)
-        elif products is None:
-            assert weights is not None, "mixing attention without weights"
-            x = torch.baddbmm(input_gates.unsqueeze(1), weights, memory.value_gates).squeeze(1)
         else:
             assert weights is not None, "mixing attention without weights"
-            x = input_gates + products.mix(weights, memory.value_gates).squeeze(1)
+            x = input_gates + mix(weights, memory.value_gates, products).squeeze(1)
         hidden, cell = self.recur(x, state, products)
         return DecoderState(hidden, cell), context, weights
 
