@@ -187,7 +187,10 @@ class TorchrunCallback(Callback):
                 config.hydra.job_logging = _OTHER_RANKS_LOGGING
 
     def on_run_end(self, config: DictConfig, **kwargs: Any) -> None:
+        """Leave the process group together: a rank that tears down its gloo connections while
+        rank 0 still tests and writes the run could abort (SIGABRT) as rank 0 closes its end."""
         if dist.is_available() and dist.is_initialized():
+            dist.barrier()
             dist.destroy_process_group()
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
