@@ -26,7 +26,7 @@ from seq2seq.inference import (
     load_translator,
     write_alignment,
 )
-from seq2seq.search import Hypothesis
+from seq2seq.search import BEAM_STOPS, Hypothesis
 
 USER_ERRORS = (CheckpointError, CorpusError, InferenceError, OSError)
 PROMPT = "> "
@@ -85,7 +85,12 @@ def translate(args: argparse.Namespace) -> int:
         lines = read_lines(handle, name, PROMPT if interactive else None)
         for chunk in chunks(lines, 1 if interactive else args.batch_size):
             outputs = translator.translate(
-                chunk, args.beam, args.nbest, length_penalty(args, translator), args.batch_size
+                chunk,
+                args.beam,
+                args.nbest,
+                length_penalty(args, translator),
+                args.batch_size,
+                beam_stop(args, translator),
             )
             for source, hypotheses in zip(chunk, outputs, strict=True):
                 write_translations(translator, index, hypotheses, args.nbest)
@@ -148,6 +153,7 @@ def evaluate_main(argv: Sequence[str] | None = None) -> int:
             length_penalty(args, translator),
             args.batch_size,
             args.word_order,
+            beam_stop(args, translator),
         )
         out = args.out or (
             args.checkpoint.resolve().parent.parent / f"eval-{args.tsv.stem}-beam{args.beam}"
@@ -179,6 +185,13 @@ def add_search_arguments(parser: argparse.ArgumentParser) -> None:
         "0: none (default: the checkpoint's trainer.length_penalty)",
     )
     parser.add_argument(
+        "--beam-stop",
+        choices=BEAM_STOPS,
+        help="when beam search ends a sentence: exact (once nothing can beat its finished "
+        "hypotheses) or best_ends (as soon as a step's best candidate ends, as OpenNMT-py; "
+        "fewer steps) (default: the checkpoint's trainer.beam_stop)",
+    )
+    parser.add_argument(
         "--device", choices=("auto", "cpu", "cuda"), default="auto", help="default: auto"
     )
     parser.add_argument(
@@ -193,6 +206,11 @@ def length_penalty(args: argparse.Namespace, translator: Translator) -> float:
     if args.length_penalty is not None:
         return float(args.length_penalty)
     return float(translator.config.trainer.length_penalty)
+
+
+def beam_stop(args: argparse.Namespace, translator: Translator) -> str:
+    """--beam-stop, else the checkpoint's trainer.beam_stop."""
+    return str(args.beam_stop or translator.config.trainer.beam_stop)
 
 
 def positive_int(text: str) -> int:

@@ -123,6 +123,7 @@ class TrainerConfig:
     max_output_extra: int = 10
     eval_beam: int = 1
     length_penalty: float = 0.0
+    beam_stop: str = "exact"
     log_every: int = 50
     progress: bool = True
     resume: str | None = None

@@ -69,6 +69,7 @@ def translate_split(
     beam_size: int = 1,
     length_penalty: float = 0.0,
     precision: str = "fp32",
+    beam_stop: str = "exact",
 ) -> list[Translation]:
     """Translations of every unique source of ``split``, in order of first occurrence.
 
@@ -88,7 +89,15 @@ def translate_split(
     outputs: list[Hypothesis | None] = [None] * len(unique)
     for batch in unique.eval_batches(batch_size):
         nbest_lists = translate_batch(
-            model, batch.to(device), beam_size, 1, length_penalty, max_ratio, max_extra, precision
+            model,
+            batch.to(device),
+            beam_size,
+            1,
+            length_penalty,
+            max_ratio,
+            max_extra,
+            precision,
+            beam_stop,
         )
         for row, (hypothesis,) in zip(batch.indices, nbest_lists, strict=True):
             outputs[row] = hypothesis
@@ -177,6 +186,7 @@ def evaluate(
     length_penalty: float = 0.0,
     precision: str = "fp32",
     word_order: bool = False,
+    beam_stop: str = "exact",
 ) -> EvalResult:
     """Everything a validation or the final test reports for one split (with ``word_order``,
     a split of word-order pairs: its exact-match accuracies too)."""
@@ -192,6 +202,7 @@ def evaluate(
         beam_size,
         length_penalty,
         precision,
+        beam_stop,
     )
     scores, by_length = score_translations(translations, split, target_lang, length_buckets)
     metrics = {"loss": loss, "bleu": float(scores["bleu"]), "chrf": float(scores["chrf"])}

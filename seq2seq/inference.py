@@ -85,6 +85,7 @@ class Translator:
         nbest: int = 1,
         length_penalty: float = 0.0,
         batch_size: int = 64,
+        beam_stop: str = "exact",
     ) -> list[list[Hypothesis]]:
         """The n-best hypotheses of each source, in input order; a blank source gets none."""
         ids = self.encode_sources(sources)
@@ -105,6 +106,7 @@ class Translator:
                 trainer.max_output_ratio,
                 trainer.max_output_extra,
                 self.precision,
+                beam_stop,
             )
             for index, hypotheses in zip(batch.indices, nbest_lists, strict=True):
                 results[index] = hypotheses
@@ -219,6 +221,7 @@ def evaluate_tsv(
     length_penalty: float = 0.0,
     batch_size: int | None = None,
     word_order: bool = False,
+    beam_stop: str = "exact",
 ) -> TsvEvaluation:
     """Translate each unique source of a TSV and score it against all its references.
 
@@ -261,6 +264,7 @@ def evaluate_tsv(
         beam_size,
         length_penalty,
         translator.precision,
+        beam_stop,
     )
     seconds = time.perf_counter() - start
     scores, by_length = score_translations(
@@ -273,6 +277,7 @@ def evaluate_tsv(
         "sentences": len(translations),
         "beam": beam_size,
         "length_penalty": length_penalty,
+        "beam_stop": beam_stop,
         "bleu": scores["bleu"],
         "chrf": scores["chrf"],
         "signature": scores["bleu_signature"],

@@ -13,6 +13,10 @@ from seq2seq.device import autocast
 from seq2seq.model.decoder import DecoderMemory, DecoderState, RNNDecoder
 from seq2seq.model.seq2seq import Seq2Seq
 
+# When beam search ends a sentence: "exact" once nothing can beat its finished hypotheses;
+# "best_ends" also as soon as a step's best candidate ends (OpenNMT-py's rule: fewer steps).
+BEAM_STOPS = ("exact", "best_ends")
+
 
 @dataclass
 class Hypothesis:
@@ -92,6 +96,7 @@ def beam_search(
     length_penalty: float = 0.0,
     max_ratio: float = 2.0,
     max_extra: int = 10,
+    stop: str = "exact",
 ) -> list[list[Hypothesis]]:
     """Follow the ``beam_size`` most probable prefixes of every sentence of ``batch`` at once.
 
@@ -109,6 +114,11 @@ def beam_search(
     So stopping early never changes the result. At greedy's length limit
     (:func:`max_output_length`) a sentence's best live prefixes count as they are.
 
+    ``stop="best_ends"`` ends a sentence sooner, as OpenNMT-py's beam search does: at the first
+    step whose best candidate ends in EOS (once ``nbest`` have finished). With α > 0 a longer
+    hypothesis could still have overtaken it, so the result may differ from ``"exact"``; it
+    takes fewer steps.
+
     Returns, in ``batch`` row order, each sentence's ``nbest`` hypotheses, best first by
     ``penalized_score``.
     """
@@ -116,6 +126,8 @@ def beam_search(
         raise ValueError(
             f"need beam_size >= 1 and 1 <= nbest <= beam_size, got {beam_size}, {nbest}"
         )
+    if stop not in BEAM_STOPS:
+        raise ValueError(f"beam search stop must be one of {', '.join(BEAM_STOPS)}, got {stop!r}")
     decoder = model.decoder
     encoder = model.encode(batch)
     size, device = batch.src.size(0), batch.src.device
@@ -180,11 +192,14 @@ def beam_search(
             history_weights.append(step_weights)
 
         best_live = scores[:, 0].tolist()
+        best_ended = new_finished[:, 0].tolist() if stop == "best_ends" else [False] * live
         done = [
             len(finished[sentence]) >= beam_size
             or (
                 len(finished[sentence]) >= nbest
-                and sorted(penalized[sentence])[-nbest] >= best_live[k] * reachable
+                and (
+                    best_ended[k] or sorted(penalized[sentence])[-nbest] >= best_live[k] * reachable
+                )
             )
             for k, sentence in enumerate(active)
         ]
@@ -275,13 +290,17 @@ def translate_batch(
     max_ratio: float = 2.0,
     max_extra: int = 10,
     precision: str = "fp32",
+    beam_stop: str = "exact",
 ) -> list[list[Hypothesis]]:
     """n-best lists per batch row; greedy search for beam size 1 (the same words, less work).
 
-    ``precision`` bf16/fp16 runs the model's matrix products under autocast.
+    ``precision`` bf16/fp16 runs the model's matrix products under autocast; ``beam_stop`` is
+    :func:`beam_search`'s ``stop``.
     """
     with autocast(batch.src.device, precision):
-        return _search(model, batch, beam_size, nbest, length_penalty, max_ratio, max_extra)
+        return _search(
+            model, batch, beam_size, nbest, length_penalty, max_ratio, max_extra, beam_stop
+        )
 
 
 def _search(
@@ -292,6 +311,7 @@ def _search(
     length_penalty: float,
     max_ratio: float,
     max_extra: int,
+    beam_stop: str,
 ) -> list[list[Hypothesis]]:
     if beam_size == 1 and nbest == 1:
         return [
@@ -302,4 +322,6 @@ def _search(
             ]
             for h in greedy_search(model, batch, max_ratio, max_extra)
         ]
-    return beam_search(model, batch, beam_size, nbest, length_penalty, max_ratio, max_extra)
+    return beam_search(
+        model, batch, beam_size, nbest, length_penalty, max_ratio, max_extra, beam_stop
+    )

@@ -215,22 +215,30 @@ def test_evaluate_in_bf16_decodes_at_that_precision_and_nearly_agrees(
     assert reports["bf16"]["chrf"] == pytest.approx(reports["fp32"]["chrf"], abs=10)
 
 
-def test_the_length_penalty_defaults_to_the_checkpoints(
+def test_the_search_settings_default_to_the_checkpoints(
     tiny_checkpoint: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """A checkpoint trained with trainer.length_penalty=α decodes with α unless told otherwise."""
+    """A checkpoint trained with trainer.length_penalty=α and trainer.beam_stop decodes with
+    them unless told otherwise; a checkpoint from before beam_stop existed stops exactly."""
     state = load_checkpoint(tiny_checkpoint)
     state["config"]["trainer"]["length_penalty"] = 1.5
+    state["config"]["trainer"]["beam_stop"] = "best_ends"
     with_alpha = tmp_path / "alpha.pt"
     save_checkpoint(with_alpha, {k: v for k, v in state.items() if k != "format_version"})
-    alphas = []
-    for extra in ([], ["--length-penalty", "0.5"]):
-        args = [str(with_alpha), str(TINY / "test.tsv"), "--beam", "2", "--device", "cpu"]
-        assert evaluate_main([*args, "--out", str(tmp_path / f"out{len(extra)}"), *extra]) == 0
-        alphas.append(
-            json.loads(capsys.readouterr().out.strip().splitlines()[-1])["length_penalty"]
-        )
-    assert alphas == [1.5, 0.5]
+    del state["config"]["trainer"]["beam_stop"]
+    older = tmp_path / "older.pt"
+    save_checkpoint(older, {k: v for k, v in state.items() if k != "format_version"})
+    settings = []
+    for checkpoint, extra in (
+        (with_alpha, []),
+        (with_alpha, ["--length-penalty", "0.5", "--beam-stop", "exact"]),
+        (older, []),
+    ):
+        args = [str(checkpoint), str(TINY / "test.tsv"), "--beam", "2", "--device", "cpu"]
+        assert evaluate_main([*args, "--out", str(tmp_path / f"out{len(settings)}"), *extra]) == 0
+        report = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+        settings.append((report["length_penalty"], report["beam_stop"]))
+    assert settings == [(1.5, "best_ends"), (0.5, "exact"), (1.5, "exact")]
 
 
 def test_over_long_inputs_are_cut_to_the_trained_length_with_a_warning(

@@ -186,11 +186,17 @@ def test_the_gnmt_length_penalty_by_hand() -> None:
 
 
 def reference_beam_search(
-    model: Seq2Seq, source: list[int], beam_size: int, alpha: float, max_length: int
+    model: Seq2Seq,
+    source: list[int],
+    beam_size: int,
+    alpha: float,
+    max_length: int,
+    stop_when_best_ends: bool = False,
 ) -> list[tuple[list[int], float]]:
     """Textbook beam search for one sentence, one prefix at a time, with no early stop: each
     step the best beam_size of all extensions are kept; those ending in EOS are finished (up to
     beam_size in all), the others go on; at the length limit live prefixes count as they are.
+    ``stop_when_best_ends`` stops at the first step whose best extension ends in EOS.
     Returns (tokens, penalised score) of every finished hypothesis, best first."""
     decoder = model.decoder
     encoder = model.encode(collate([source], None, [0]))
@@ -210,7 +216,7 @@ def reference_beam_search(
             if tokens[-1] == EOS_ID and len(finished) < beam_size:
                 finished.append((score, tokens[1:]))
         live = [c for c in candidates[: 2 * beam_size] if c[1][-1] != EOS_ID][:beam_size]
-        if len(finished) >= beam_size:
+        if len(finished) >= beam_size or (stop_when_best_ends and candidates[0][1][-1] == EOS_ID):
             break
     else:
         finished += [(score, tokens[1:]) for score, tokens, _ in live][: beam_size - len(finished)]
@@ -247,3 +253,37 @@ def test_batched_beam_search_equals_a_textbook_beam_search(
             assert best[row][0].tokens == expected[0][0]
             for hypothesis, (_, penalized) in zip(nbest[row], expected, strict=True):
                 assert hypothesis.penalized_score == pytest.approx(penalized, abs=1e-4)
+
+
+@pytest.mark.parametrize("alpha", [0.0, 2.5])
+def test_stopping_when_the_best_candidate_ends_is_the_textbook_search_stopped_there(
+    alpha: float,
+) -> None:
+    """``stop="best_ends"`` (OpenNMT-py's rule) ends each sentence at the first step whose best
+    extension is EOS: its best is the textbook search's stopped at that step. It keeps a subset
+    of the exact search's finished hypotheses, so its best is never longer than the exact best."""
+    differs = 0
+    for seed in range(8):
+        model = random_model("bahdanau", "gru", seed)
+        with torch.no_grad():
+            model.decoder.output.weight.mul_(6.0)
+            model.decoder.output.bias.mul_(6.0)
+            model.decoder.output.bias[EOS_ID] += 2.0
+        batch = random_batch(seed, size=6)
+        quick = beam_search(model, batch, 3, length_penalty=alpha, stop="best_ends")
+        exact = beam_search(model, batch, 3, length_penalty=alpha)
+        limit = max_output_length(batch.src_lengths, 2.0, 10)
+        for row in range(len(batch.indices)):
+            source = batch.src[row, : int(batch.src_lengths[row]) - 1].tolist()
+            (tokens, penalized), *_ = reference_beam_search(model, source, 3, alpha, limit, True)
+            assert quick[row][0].tokens == tokens
+            assert quick[row][0].penalized_score == pytest.approx(penalized, abs=1e-4)
+            assert len(quick[row][0].tokens) <= len(exact[row][0].tokens)
+            differs += quick[row][0].tokens != exact[row][0].tokens
+    assert differs or alpha == 0.0  # with α > 0 a longer hypothesis sometimes overtakes
+
+
+def test_an_unknown_beam_stop_is_refused() -> None:
+    model, batch = random_model("bahdanau", "gru", seed=0), random_batch(seed=0)
+    with pytest.raises(ValueError, match="best_ends"):
+        beam_search(model, batch, beam_size=2, stop="first")

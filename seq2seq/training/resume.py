@@ -44,6 +44,7 @@ CHANGEABLE_ON_RESUME = frozenset(
         "trainer.max_output_extra",
         "trainer.eval_beam",
         "trainer.length_penalty",
+        "trainer.beam_stop",
         "trainer.log_every",
         "trainer.progress",
         "trainer.resume",

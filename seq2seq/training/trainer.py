@@ -34,6 +34,7 @@ from seq2seq.data.tokenizer import SubwordTokenizer
 from seq2seq.evaluation import EvalResult, evaluate
 from seq2seq.files import atomic_write_bytes
 from seq2seq.model.seq2seq import Seq2Seq, build_model
+from seq2seq.search import BEAM_STOPS
 from seq2seq.training.averaging import WeightAverage
 from seq2seq.training.distributed import (
     Ranks,
@@ -95,6 +96,8 @@ def train(cfg: DictConfig, run_dir: Path) -> float:
     writes ``run_dir``, validates and scores the test splits.
     """
     t = cfg.trainer
+    if t.beam_stop not in BEAM_STOPS:  # checked now, not at the first validation
+        raise ValueError(f"trainer.beam_stop must be one of {BEAM_STOPS}, got {t.beam_stop!r}")
     ranks = current_ranks()
     random.seed(t.seed)
     torch.manual_seed(t.seed)
@@ -388,6 +391,7 @@ def evaluate_split(
         max_extra=cfg.trainer.max_output_extra,
         beam_size=cfg.trainer.eval_beam,
         length_penalty=cfg.trainer.length_penalty,
+        beam_stop=cfg.trainer.beam_stop,
         precision=cfg.trainer.precision,
         with_alignment=data.has_gold_alignments and model.has_attention_weights,
         word_order=split == "word_order",
