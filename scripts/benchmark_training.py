@@ -3,8 +3,9 @@
     python scripts/benchmark_training.py --steps 300 --threads 2 [hydra overrides ...]
     torchrun --standalone --nproc_per_node=2 scripts/benchmark_training.py --threads 1 ...
 
-Runs the trainer's own sampler and update (``seq2seq.training.step.TrainingStep``: forward,
-loss, backward, clipping, Adam) for ``--warmup`` + ``--steps`` updates, no validation, and
+Runs the trainer's own sampler, learning-rate schedule, update
+(``seq2seq.training.step.TrainingStep``: forward, loss, backward, clipping, Adam) and weight
+average (``trainer.ema_decay``) for ``--warmup`` + ``--steps`` updates, no validation, and
 reports the steady-state rate of the timed steps. Under torchrun the ranks train data-parallel
 as ``train.py`` does (each its share of the same global batches) and rank 0 reports the rate of
 all of them together.
@@ -23,6 +24,7 @@ from hydra import compose, initialize_config_dir
 
 from seq2seq.config import PROJECT_ROOT, register_configs
 from seq2seq.model.seq2seq import build_model
+from seq2seq.training.averaging import WeightAverage
 from seq2seq.training.distributed import (
     current_ranks,
     data_parallel,
@@ -31,6 +33,7 @@ from seq2seq.training.distributed import (
     main_first,
     training_device,
 )
+from seq2seq.training.schedule import LearningRateSchedule
 from seq2seq.training.step import TrainingStep, build_optimizer
 from seq2seq.training.trainer import prepare_data, training_sampler
 
@@ -63,14 +66,17 @@ def main() -> None:
         data = prepare_data(cfg)
     model = build_model(cfg.model, len(data.source_tokenizer), len(data.target_tokenizer))
     model.to(device)
+    optimizer = build_optimizer(model, t.lr)
     update = TrainingStep(
         data_parallel(model, ranks),
-        build_optimizer(model, t.lr),
+        optimizer,
         t.clip_norm,
         t.label_smoothing,
         t.normalization,
         t.precision,
     )
+    scheduler = LearningRateSchedule(optimizer, t)
+    average = WeightAverage(model, t.ema_decay) if t.ema_decay else None
     train = data.splits["train"]
     sampler = training_sampler(t, train, ranks)
 
@@ -86,7 +92,11 @@ def main() -> None:
             tokens, start = 0, time.perf_counter()
         if step == args.warmup + args.steps:
             break
-        tokens += update(train.batch(indices).to(device)).target_tokens
+        scheduler.before_update(step + 1)
+        result = update(train.batch(indices).to(device))
+        if result.applied and average:
+            average.update()
+        tokens += result.target_tokens
     if device.type == "cuda":
         torch.cuda.synchronize()
     seconds = time.perf_counter() - start
@@ -98,6 +108,7 @@ def main() -> None:
         "processes": ranks.world_size,
         "threads": args.threads,
         "precision": t.precision,
+        "ema_decay": t.ema_decay,
         "steps": args.steps,
         "target_tokens_per_sec": round(tokens / seconds, 1),
         "seconds_per_step": round(seconds / args.steps, 4),

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import json
 import math
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
 from omegaconf import OmegaConf
+from test_training import tiny_overrides
 
-from seq2seq.config import ModelConfig
+from seq2seq.config import PROJECT_ROOT, ModelConfig
 from seq2seq.data.batching import collate
 from seq2seq.model.seq2seq import Seq2Seq, build_model
 from seq2seq.training.step import TrainingStep, build_optimizer
@@ -83,3 +88,22 @@ def test_an_unknown_normalisation_or_precision_is_refused() -> None:
         step(model, "words")
     with pytest.raises(ValueError, match="precision"):
         step(model, precision="fp8")
+
+
+@pytest.mark.slow
+def test_the_benchmark_runs_the_trainers_update_schedule_and_average(tmp_path: Path) -> None:
+    """scripts/benchmark_training.py on the tiny corpus: it times the requested updates with the
+    schedule and weight average that train.py runs, and reports them as one JSON line."""
+    overrides = tiny_overrides(tmp_path / "cache")
+    overrides += ["trainer.ema_decay=0.9", "trainer.lr_schedule=linear", "trainer.lr_decay_steps=4"]
+    result = subprocess.run(
+        [sys.executable, str(PROJECT_ROOT / "scripts" / "benchmark_training.py")]
+        + ["--steps", "3", "--warmup", "1", "--threads", "1", *overrides],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    assert report["steps"] == 3 and report["ema_decay"] == 0.9
+    assert report["target_tokens_per_sec"] > 0
