@@ -107,12 +107,14 @@ def beam_search(
     them by the sum of log-probabilities ranks them by the length-penalised score too; α only
     matters between hypotheses that end at different steps.
 
-    A sentence is done — and leaves the batch, so later steps compute only what is left — when
-    it has ``beam_size`` finished hypotheses (as in fairseq), or as soon as its ``nbest``-th
-    best finished hypothesis beats anything a live prefix could still reach: a prefix's score
-    only falls as it grows, and the length penalty divides it by at most lp(length limit).
-    So stopping early never changes the result. At greedy's length limit
-    (:func:`max_output_length`) a sentence's best live prefixes count as they are.
+    A sentence is done when it has ``beam_size`` finished hypotheses (as in fairseq), or as soon
+    as its ``nbest``-th best finished hypothesis beats anything a live prefix could still
+    reach: a prefix's score only falls as it grows, and the length penalty divides it by at
+    most lp(length limit). So stopping early never changes the result. At greedy's length limit
+    (:func:`max_output_length`) a sentence's best live prefixes count as they are. Done
+    sentences leave the batch, so later steps compute only what is left, in steps of batch
+    size 1, 2, 3, 4, 6, 8, 12, ... (done ones fill the rest): every new number of rows costs
+    a new matrix-product kernel, and a few sizes are built once per process.
 
     ``stop="best_ends"`` ends a sentence sooner, as OpenNMT-py's beam search does: at the first
     step whose best candidate ends in EOS (once ``nbest`` have finished). With α > 0 a longer
@@ -136,15 +138,23 @@ def beam_search(
     # A live prefix's penalised score can at best become score / lp(max_length).
     reachable = 1.0 / gnmt_length_penalty(max_length, length_penalty)
     expand = torch.arange(size, device=device).repeat_interleave(beam_size)
-    memory = decoder.prepare(encoder).select(expand)  # never reordered: a sentence's rows share it
-    state = decoder.init_state(encoder).select(expand)
-    previous = torch.full((rows,), BOS_ID, dtype=torch.long, device=device)
+    # The first step has one prefix per sentence (BOS): run it once per sentence, then copy it
+    # to the sentence's beam rows.
+    memory = decoder.prepare(encoder)
+    bos = torch.full((size,), BOS_ID, dtype=torch.long, device=device)
+    state, log_probs, weights = next_word(decoder, bos, decoder.init_state(encoder), memory)
+    state, log_probs = state.select(expand), log_probs[expand]
+    weights = None if weights is None else weights[expand]
+    memory = memory.select(expand)  # never reordered: a sentence's rows share it
+    previous = bos[expand]
     # One live prefix per sentence at first: beam copies of BOS would fill the beam with twins.
     scores = torch.full((size, beam_size), float("-inf"), device=device)
     scores[:, 0] = 0.0
-    # The sentences still decoding, and their beam rows in the numbering of the whole batch.
+    # The sentences in the batch, and their beam rows in the numbering of the whole batch. A done
+    # sentence is retired: its results are final, but its rows may stay a while (see below).
     active = list(range(size))
     active_rows = torch.arange(rows, device=device)
+    retired: set[int] = set()
     # Per sentence: (score, step, row of the prefix in the beam before that step, last token).
     finished: list[list[tuple[float, int, int, int]]] = [[] for _ in range(size)]
     penalized: list[list[float]] = [[] for _ in range(size)]
@@ -152,7 +162,8 @@ def beam_search(
     cut_by_length_limit = True
     for step in range(max_length):
         live = len(active)
-        state, log_probs, weights = next_word(decoder, previous, state, memory)
+        if step:  # the first step's words are computed above
+            state, log_probs, weights = next_word(decoder, previous, state, memory)
         vocab = log_probs.size(-1)
         candidates = (scores.view(-1, 1) + log_probs).view(live, beam_size * vocab)
         top_scores, top_ids = candidates.topk(2 * beam_size, dim=1)  # (live, 2*beam), best first
@@ -167,7 +178,7 @@ def beam_search(
             ended_parents = active_rows[top_parents[:, :beam_size][new_finished]].tolist()
             for (k, _), score, parent in zip(where, ended_scores, ended_parents, strict=True):
                 sentence = active[k]
-                if len(finished[sentence]) < beam_size:
+                if sentence not in retired and len(finished[sentence]) < beam_size:
                     finished[sentence].append((score, step, parent, EOS_ID))
                     lp = gnmt_length_penalty(step + 1, length_penalty)
                     penalized[sentence].append(score / lp)
@@ -193,21 +204,28 @@ def beam_search(
 
         best_live = scores[:, 0].tolist()
         best_ended = new_finished[:, 0].tolist() if stop == "best_ends" else [False] * live
-        done = [
-            len(finished[sentence]) >= beam_size
-            or (
-                len(finished[sentence]) >= nbest
-                and (
-                    best_ended[k] or sorted(penalized[sentence])[-nbest] >= best_live[k] * reachable
+        for k, sentence in enumerate(active):
+            if sentence not in retired and (
+                len(finished[sentence]) >= beam_size
+                or (
+                    len(finished[sentence]) >= nbest
+                    and (
+                        best_ended[k]
+                        or sorted(penalized[sentence])[-nbest] >= best_live[k] * reachable
+                    )
                 )
-            )
-            for k, sentence in enumerate(active)
-        ]
-        if any(done):
-            keep = [k for k, is_done in enumerate(done) if not is_done]
-            if not keep:
-                cut_by_length_limit = False
-                break
+            ):
+                retired.add(sentence)
+        remaining = [k for k, sentence in enumerate(active) if sentence not in retired]
+        if not remaining:
+            cut_by_length_limit = False
+            break
+        # Leave the batch in a few fixed sizes, topping up with retired sentences: every new
+        # number of rows costs a new matrix-product kernel (oneDNN builds one per shape).
+        target = _batch_bucket(len(remaining))
+        if target < live:
+            padding = [k for k in range(live) if active[k] in retired][: target - len(remaining)]
+            keep = sorted(remaining + padding)
             keep_rows = (
                 torch.tensor(keep, device=device).unsqueeze(1) * beam_size
                 + torch.arange(beam_size, device=device)
@@ -222,6 +240,8 @@ def beam_search(
     if cut_by_length_limit:  # the sentences still active count their live prefixes as they are
         rows_left = active_rows.tolist()
         for k, sentence in enumerate(active):
+            if sentence in retired:
+                continue
             for j, score in enumerate(scores[k].tolist()):  # best first
                 if len(finished[sentence]) < beam_size and score > float("-inf"):
                     row = rows_left[k * beam_size + j]
@@ -237,6 +257,16 @@ def beam_search(
         nbest,
         length_penalty,
     )
+
+
+def _batch_bucket(sentences: int) -> int:
+    """The smallest of 1, 2, 3, 4, 6, 8, 12, 16, 24, ... (2^k and 1.5 · 2^k) ≥ ``sentences``."""
+    power = 1
+    while power * 2 <= sentences:
+        power *= 2
+    if sentences == power:
+        return power
+    return power * 3 // 2 if sentences <= power * 3 // 2 else power * 2
 
 
 def _backtrack(

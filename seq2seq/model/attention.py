@@ -114,7 +114,8 @@ class BahdanauAttention(Attention):
     def scores(self, query: torch.Tensor, memory: AttentionMemory) -> torch.Tensor:
         query = at_least_float32(project(self.query_proj, query, memory.products))
         with torch.autocast(query.device.type, enabled=False):
-            hidden = torch.tanh(query.unsqueeze(1) + memory.keys)  # (batch, src, att)
+            # In place: one (batch, src, att) tensor, not two (autograd keeps only the tanh).
+            hidden = (query.unsqueeze(1) + memory.keys).tanh_()  # (batch, src, att)
             return hidden @ self.energy.weight[0]  # (batch, src)
 
 
