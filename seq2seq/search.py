@@ -42,11 +42,15 @@ def gnmt_length_penalty(length: int, alpha: float) -> float:
 def next_word(
     decoder: RNNDecoder, previous: torch.Tensor, state: DecoderState, memory: DecoderMemory
 ) -> tuple[DecoderState, torch.Tensor, torch.Tensor | None]:
-    """One decoder step after the words ``previous``: (new state, log-probabilities, weights)."""
+    """One decoder step after the words ``previous``: (new state, log-probabilities, weights).
+
+    The log-probabilities are float32 even under bf16 autocast, which on CPU would compute
+    them in bfloat16 (three significant digits: ties and misranked candidates).
+    """
     embedded, input_gates = decoder.embed(previous)
     state, context, weights = decoder.step(input_gates, state, memory)
     logits = decoder.logits(state.hidden, context, embedded, state.attentional)
-    return state, torch.log_softmax(logits, dim=-1), weights
+    return state, torch.log_softmax(logits.float(), dim=-1), weights
 
 
 @torch.no_grad()
@@ -165,7 +169,7 @@ def beam_search(
         if step:  # the first step's words are computed above
             state, log_probs, weights = next_word(decoder, previous, state, memory)
         vocab = log_probs.size(-1)
-        candidates = (scores.view(-1, 1) + log_probs).view(live, beam_size * vocab)
+        candidates = log_probs.add_(scores.view(-1, 1)).view(live, beam_size * vocab)
         top_scores, top_ids = candidates.topk(2 * beam_size, dim=1)  # (live, 2*beam), best first
         top_tokens = top_ids % vocab
         first_row = torch.arange(0, live * beam_size, beam_size, device=device).unsqueeze(1)

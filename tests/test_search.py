@@ -17,6 +17,7 @@ from seq2seq.search import (
     gnmt_length_penalty,
     greedy_search,
     max_output_length,
+    next_word,
     translate_batch,
 )
 
@@ -287,3 +288,21 @@ def test_an_unknown_beam_stop_is_refused() -> None:
     model, batch = random_model("bahdanau", "gru", seed=0), random_batch(seed=0)
     with pytest.raises(ValueError, match="best_ends"):
         beam_search(model, batch, beam_size=2, stop="first")
+
+
+def test_search_log_probabilities_are_float32_under_bf16_autocast() -> None:
+    """On CPU, autocast would run log_softmax in bfloat16 (three significant digits); search
+    ranks candidates by float32 log-probabilities of the bf16 logits, which sum to one."""
+    model, batch = random_model("bahdanau", "gru", seed=0, style="luong"), random_batch(seed=0)
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        encoder = model.encode(batch)
+        memory = model.decoder.prepare(encoder)
+        assert memory.attention.values.dtype == torch.bfloat16  # cast once per batch
+        previous = torch.full((batch.src.size(0),), BOS_ID, dtype=torch.long)
+        _, log_probs, _ = next_word(
+            model.decoder, previous, model.decoder.init_state(encoder), memory
+        )
+    assert log_probs.dtype == torch.float32
+    torch.testing.assert_close(log_probs.exp().sum(-1), torch.ones(len(log_probs)))
+    with torch.autocast("cpu", dtype=torch.bfloat16):  # training: the stepwise products cast
+        assert model.decoder.prepare(model.encode(batch)).attention.values.dtype == torch.float32

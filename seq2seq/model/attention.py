@@ -48,7 +48,8 @@ class Attention(nn.Module):
     mixes_values = True
 
     def prepare(self, encoder: EncoderOutput) -> AttentionMemory:
-        return AttentionMemory(encoder.states, encoder.states, encoder.mask)
+        states = cast_for_search(encoder.states)
+        return AttentionMemory(states, states, encoder.mask)
 
     def scores(self, query: torch.Tensor, memory: AttentionMemory) -> torch.Tensor:
         """Similarities e_ij, (batch, src_len)."""
@@ -60,6 +61,19 @@ class Attention(nn.Module):
         weights = masked_softmax(self.scores(query, memory), memory.mask)  # (batch, src_len)
         context = mix(weights.unsqueeze(1), memory.values, memory.products).squeeze(1)
         return context, weights.unsqueeze(1)
+
+
+def cast_for_search(x: torch.Tensor) -> torch.Tensor:
+    """``x`` in the autocast dtype when decoding under autocast (no gradients), else ``x``.
+
+    Autocast would cast the (batch, src, d) annotations again at every output word of a search,
+    a pass over memory larger than the product it feeds; cast once per batch here instead. (In
+    training the stepwise products cast them once per batch themselves.)
+    """
+    device = x.device.type
+    if torch.is_grad_enabled() or not torch.is_autocast_enabled(device):
+        return x
+    return x.to(torch.get_autocast_dtype(device))
 
 
 def at_least_float32(x: torch.Tensor) -> torch.Tensor:
@@ -109,7 +123,7 @@ class BahdanauAttention(Attention):
 
     def prepare(self, encoder: EncoderOutput) -> AttentionMemory:
         keys = at_least_float32(self.key_proj(encoder.states))
-        return AttentionMemory(keys, encoder.states, encoder.mask)
+        return AttentionMemory(keys, cast_for_search(encoder.states), encoder.mask)
 
     def scores(self, query: torch.Tensor, memory: AttentionMemory) -> torch.Tensor:
         query = at_least_float32(project(self.query_proj, query, memory.products))
@@ -157,7 +171,8 @@ class GeneralAttention(DotAttention):
         self.scale = 1.0
 
     def prepare(self, encoder: EncoderOutput) -> AttentionMemory:
-        return AttentionMemory(self.key_proj(encoder.states), encoder.states, encoder.mask)
+        values = cast_for_search(encoder.states)
+        return AttentionMemory(self.key_proj(encoder.states), values, encoder.mask)
 
 
 class MultiHeadAttention(Attention):
