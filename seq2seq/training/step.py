@@ -94,11 +94,13 @@ class TrainingStep:
         self.scaler.scale(loss_sum * self.world_size / denominator).backward()
         self.scaler.unscale_(self.optimizer)
         grads = [p.grad for p in self.parameters if p.grad is not None]
-        grad_norm = float(get_total_norm(grads))
+        grad_norm = float(get_total_norm(grads, foreach=True))
         applied = math.isfinite(grad_norm) and math.isfinite(loss)
         if applied:
             if 0 < self.clip_norm < grad_norm:
-                clip_grads_with_norm_(self.parameters, self.clip_norm, torch.tensor(grad_norm))
+                clip_grads_with_norm_(
+                    self.parameters, self.clip_norm, torch.tensor(grad_norm), foreach=True
+                )
             self.scaler.step(self.optimizer)
         self.scaler.update()
         return UpdateResult(loss, tokens, grad_norm, applied)
