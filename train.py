@@ -14,6 +14,7 @@ from omegaconf import DictConfig
 
 from seq2seq.checkpoint import CheckpointError
 from seq2seq.config import register_configs
+from seq2seq.training.distributed import leave_process_group
 from seq2seq.training.reporting import tensorboard_hint
 from seq2seq.training.signals import TrainingInterrupted
 from seq2seq.training.trainer import train
@@ -30,6 +31,7 @@ def main(cfg: DictConfig) -> float:
         best_bleu = train(cfg, run_dir)
     except TrainingInterrupted as interrupted:
         logging.getLogger("train").warning("%s", interrupted)
+        leave_process_group()  # every rank stopped after the same update and comes here
         sys.exit(interrupted.exit_code)
     except (ValueError, CheckpointError) as error:  # bad data, config value or checkpoint
         if os.environ.get("HYDRA_FULL_ERROR") == "1":

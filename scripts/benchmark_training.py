@@ -30,6 +30,7 @@ from seq2seq.training.distributed import (
     data_parallel,
     init_process_group,
     launched_by_torchrun,
+    leave_process_group,
     main_first,
     training_device,
 )
@@ -118,6 +119,7 @@ def main() -> None:
     }
     if ranks.is_main:
         print(json.dumps(report))
+    leave_process_group()
 
 
 if __name__ == "__main__":

@@ -139,6 +139,18 @@ def main_first(ranks: Ranks) -> Iterator[None]:
         dist.barrier()
 
 
+def leave_process_group() -> None:
+    """Every rank, at the end of a run (finished or stopped by a signal): leave together.
+
+    A rank that exits with its gloo process group alive, or tears it down while rank 0 still
+    tests and writes the run, can abort (SIGABRT, "terminate called without an active
+    exception") as the other side closes its connections. No-op outside torchrun.
+    """
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
+
+
 def assert_same_weights(model: torch.nn.Module, ranks: Ranks) -> None:
     """Invariant of data parallelism: every rank holds exactly the same weights."""
     if not ranks.distributed:
@@ -187,11 +199,7 @@ class TorchrunCallback(Callback):
                 config.hydra.job_logging = _OTHER_RANKS_LOGGING
 
     def on_run_end(self, config: DictConfig, **kwargs: Any) -> None:
-        """Leave the process group together: a rank that tears down its gloo connections while
-        rank 0 still tests and writes the run could abort (SIGABRT) as rank 0 closes its end."""
-        if dist.is_available() and dist.is_initialized():
-            dist.barrier()
-            dist.destroy_process_group()
+        leave_process_group()
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         if launched_by_torchrun():
