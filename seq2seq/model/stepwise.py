@@ -166,12 +166,5 @@ def project(layer: nn.Linear, x: torch.Tensor, products: StepwiseProducts | None
 def mix(
     weights: torch.Tensor, values: torch.Tensor, products: StepwiseProducts | None
 ) -> torch.Tensor:
-    """``weights @ values`` (batched), through ``products`` inside a teacher-forced loop.
-
-    Outside it, in the dtype of ``values``: autocast would cast the (batch, src, d) values to
-    bfloat16 at every step of a search, a pass over memory larger than the product itself.
-    """
-    if products is not None:
-        return products.mix(weights, values)
-    with torch.autocast(values.device.type, enabled=False):
-        return torch.bmm(weights.to(values.dtype), values)
+    """``weights @ values`` (batched), through ``products`` inside a teacher-forced loop."""
+    return torch.bmm(weights, values) if products is None else products.mix(weights, values)
