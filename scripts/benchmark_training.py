@@ -75,9 +75,9 @@ def main() -> None:
         t.label_smoothing,
         t.normalization,
         t.precision,
+        WeightAverage(model, t.ema_decay) if t.ema_decay else None,
     )
     scheduler = LearningRateSchedule(optimizer, t)
-    average = WeightAverage(model, t.ema_decay) if t.ema_decay else None
     train = data.splits["train"]
     sampler = training_sampler(t, train, ranks)
 
@@ -94,10 +94,7 @@ def main() -> None:
         if step == args.warmup + args.steps:
             break
         scheduler.before_update(step + 1)
-        result = update(train.batch(indices).to(device))
-        if result.applied and average:
-            average.update()
-        tokens += result.target_tokens
+        tokens += update(train.batch(indices).to(device)).target_tokens
     if device.type == "cuda":
         torch.cuda.synchronize()
     seconds = time.perf_counter() - start

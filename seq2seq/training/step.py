@@ -15,6 +15,7 @@ from seq2seq.data.batching import Batch
 from seq2seq.device import autocast, autocast_dtype
 from seq2seq.evaluation import sequence_loss
 from seq2seq.model.seq2seq import Seq2Seq
+from seq2seq.training.averaging import WeightAverage
 
 LOSS_NORMALIZATIONS = ("tokens", "sentences")
 
@@ -43,7 +44,8 @@ class TrainingStep:
     length times larger, so ``clip_norm`` actually bounds the early, large updates.
 
     An update whose loss or gradient norm is not finite is skipped, so one bad batch cannot
-    write NaN into the weights; the caller counts and reports skips.
+    write NaN into the weights; the caller counts and reports skips. ``average`` (the weight
+    average, ``trainer.ema_decay``) follows every applied update.
 
     With ``model`` wrapped in DistributedDataParallel, each rank gets its share of a global
     batch. One all-reduce of (loss, tokens, sentences) gives every rank the global denominator,
@@ -59,6 +61,7 @@ class TrainingStep:
         label_smoothing: float,
         normalization: str,
         precision: str = "fp32",
+        average: WeightAverage | None = None,
     ) -> None:
         if normalization not in LOSS_NORMALIZATIONS:
             raise ValueError(
@@ -72,6 +75,7 @@ class TrainingStep:
         self.parameters = [p for p in model.parameters() if p.requires_grad]
         self.device = self.parameters[0].device
         self.precision = precision
+        self.average = average
         self.world_size = dist.get_world_size() if isinstance(model, DistributedDataParallel) else 1
         autocast_dtype(precision)  # fails early on an unknown value
         # fp16 gradients underflow without loss scaling; bf16 has float32's range.
@@ -102,5 +106,7 @@ class TrainingStep:
                     self.parameters, self.clip_norm, torch.tensor(grad_norm), foreach=True
                 )
             self.scaler.step(self.optimizer)
+            if self.average:
+                self.average.update()
         self.scaler.update()
         return UpdateResult(loss, tokens, grad_norm, applied)

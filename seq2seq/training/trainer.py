@@ -120,6 +120,7 @@ def train(cfg: DictConfig, run_dir: Path) -> float:
     if ranks.distributed:  # same initial weights, but each rank its own dropout draws
         torch.manual_seed(t.seed + ranks.rank)
     optimizer = build_optimizer(model, t.lr)
+    average = WeightAverage(model, t.ema_decay) if t.ema_decay else None
     update = TrainingStep(
         data_parallel(model, ranks),
         optimizer,
@@ -127,9 +128,9 @@ def train(cfg: DictConfig, run_dir: Path) -> float:
         t.label_smoothing,
         t.normalization,
         t.precision,
+        average,
     )
     scheduler = LearningRateSchedule(optimizer, t)
-    average = WeightAverage(model, t.ema_decay) if t.ema_decay else None
     train_split = data.splits["train"]
     sampler = training_sampler(t, train_split, ranks)
 
@@ -237,8 +238,6 @@ def train(cfg: DictConfig, run_dir: Path) -> float:
                 progress.step += 1
                 progress.train_tokens += result.target_tokens
                 if result.applied:
-                    if average:
-                        average.update()
                     progress.skipped_in_a_row = 0
                     window_loss += result.loss_sum
                     window_tokens += result.target_tokens
