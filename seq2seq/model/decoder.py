@@ -23,7 +23,8 @@ import torch
 from torch import nn
 
 from seq2seq.data.tokenizer import PAD_ID
-from seq2seq.model.attention import Attention, AttentionMemory
+from seq2seq.model.additive_gru_loop import additive_gru_loop
+from seq2seq.model.attention import Attention, AttentionMemory, BahdanauAttention
 from seq2seq.model.dropout import Dropout
 from seq2seq.model.encoder import EncoderOutput
 from seq2seq.model.recurrence import gru_update, lstm_update
@@ -179,6 +180,32 @@ class BahdanauDecoder(RNNDecoder):
         memory = self.attention.prepare(encoder)
         gates = self.context_proj(memory.values) if self.attention.mixes_values else None
         return DecoderMemory(memory, gates)
+
+    def forward(
+        self, tgt_in: torch.Tensor, encoder: EncoderOutput
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """With a GRU and the additive scorer (the reference model) the loop runs as
+        :func:`additive_gru_loop`, its backward written out; the contexts C_i, read only by the
+        output layer, are then one batched product for all steps."""
+        if self.is_lstm or not isinstance(self.attention, BahdanauAttention):
+            return super().forward(tgt_in, encoder)
+        memory = self.prepare(encoder)
+        assert memory.value_gates is not None, "the additive scorer mixes the values"
+        embedded, input_gates = self.embed(tgt_in)
+        attention = self.attention
+        hiddens, weights = additive_gru_loop(
+            input_gates,
+            self.init_state(encoder).hidden,
+            memory.attention.keys,
+            memory.value_gates,
+            memory.attention.mask,
+            attention.query_proj.weight,
+            self.hidden_proj.weight,
+            self.hidden_proj.bias,
+            attention.energy.weight[0],
+        )
+        contexts = torch.bmm(weights, memory.attention.values)
+        return self.logits(hiddens, contexts, embedded), weights.unsqueeze(2)
 
     def step(
         self, input_gates: torch.Tensor, state: DecoderState, memory: DecoderMemory
