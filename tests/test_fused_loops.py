@@ -45,14 +45,30 @@ def graph_nodes(node, seen: set | None = None) -> set:
     return seen
 
 
-def test_the_reference_model_trains_through_both_hand_written_loops() -> None:
-    logits, _ = small_model().train()(padded_batch())
+@pytest.mark.parametrize(("style", "loop"), [("bahdanau", "Bahdanau"), ("luong", "Luong")])
+def test_additive_gru_models_train_through_the_hand_written_loops(style: str, loop: str) -> None:
+    logits, _ = small_model(style=style).train()(padded_batch())
     names = {type(node).__name__ for node in graph_nodes(logits.grad_fn)}
-    assert {"AdditiveGRULoopBackward", "GRULoopBackward"} <= names
+    assert {f"{loop}LoopBackward", "GRULoopBackward"} <= names
 
 
-def test_the_additive_gru_loop_matches_the_step_by_step_decoder_in_float64() -> None:
-    model = small_model().double().train()
+def test_other_models_keep_the_recorded_loop() -> None:
+    for model in (
+        small_model(rnn="lstm"),
+        small_model("general"),
+        small_model(style="luong", feeding=False),
+    ):
+        logits, _ = model.train()(padded_batch())
+        names = {type(node).__name__ for node in graph_nodes(logits.grad_fn)}
+        assert not {"BahdanauLoopBackward", "LuongLoopBackward"} & names
+
+
+STYLES = pytest.mark.parametrize("style", ["bahdanau", "luong"])
+
+
+@STYLES
+def test_the_loop_matches_the_step_by_step_decoder_in_float64(style: str) -> None:
+    model = small_model(style=style).double().train()
     batch = padded_batch()
     fused = decoder_run(model, batch, loop=False)
     loop = decoder_run(model, batch, loop=True)
@@ -63,8 +79,9 @@ def test_the_additive_gru_loop_matches_the_step_by_step_decoder_in_float64() -> 
         torch.testing.assert_close(fused[2][name], expected, rtol=1e-9, atol=1e-12, msg=name)
 
 
-def test_padded_source_words_get_no_attention_weight() -> None:
-    model = small_model().double().train()
+@STYLES
+def test_padded_source_words_get_no_attention_weight(style: str) -> None:
+    model = small_model(style=style).double().train()
     batch = padded_batch()
     _, weights = model.decoder(batch.tgt_in, model.encode(batch))  # (batch, tgt, 1, src)
     padding = batch.src.eq(PAD_ID)[:, None, None, :].expand_as(weights)
@@ -73,8 +90,9 @@ def test_padded_source_words_get_no_attention_weight() -> None:
     torch.testing.assert_close(weights.sum(-1), torch.ones_like(weights.sum(-1)))
 
 
-def test_under_bf16_autocast_the_loop_stays_close_to_the_step_by_step_decoder() -> None:
-    model = small_model().train()
+@STYLES
+def test_under_bf16_autocast_the_loop_stays_close_to_the_step_by_step_decoder(style: str) -> None:
+    model = small_model(style=style).train()
     batch = padded_batch()
     results = []
     for loop in (False, True):

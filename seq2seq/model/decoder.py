@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from seq2seq.data.tokenizer import PAD_ID
-from seq2seq.model.additive_gru_loop import additive_gru_loop
+from seq2seq.model.additive_gru_loops import bahdanau_gru_loop, luong_gru_loop
 from seq2seq.model.attention import Attention, AttentionMemory, BahdanauAttention
 from seq2seq.model.dropout import Dropout
 from seq2seq.model.encoder import EncoderOutput
@@ -185,7 +185,7 @@ class BahdanauDecoder(RNNDecoder):
         self, tgt_in: torch.Tensor, encoder: EncoderOutput
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """With a GRU and the additive scorer (the reference model) the loop runs as
-        :func:`additive_gru_loop`, its backward written out; the contexts C_i, read only by the
+        :func:`bahdanau_gru_loop`, its backward written out; the contexts C_i, read only by the
         output layer, are then one batched product for all steps."""
         if self.is_lstm or not isinstance(self.attention, BahdanauAttention):
             return super().forward(tgt_in, encoder)
@@ -193,7 +193,7 @@ class BahdanauDecoder(RNNDecoder):
         assert memory.value_gates is not None, "the additive scorer mixes the values"
         embedded, input_gates = self.embed(tgt_in)
         attention = self.attention
-        hiddens, weights = additive_gru_loop(
+        hiddens, weights = bahdanau_gru_loop(
             input_gates,
             self.init_state(encoder).hidden,
             memory.attention.keys,
@@ -261,12 +261,18 @@ class LuongDecoder(RNNDecoder):
     def forward(
         self, tgt_in: torch.Tensor, encoder: EncoderOutput
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Without input feeding nothing in the recurrence depends on attention, so the whole
+        """With input feeding, a GRU and the additive scorer, the loop runs as
+        :func:`luong_gru_loop` (:meth:`forward_additive_gru`); other input-feeding models take
+        the generic loop.
+
+        Without input feeding nothing in the recurrence depends on attention, so the whole
         target runs at once: the RNN over all steps in one ``torch.gru``/``torch.lstm`` call,
         then attention for all (batch × step) queries as one batched call, then the output
         layer — the same numbers as the step-by-step loop, far fewer operations."""
         if self.input_feeding:
-            return super().forward(tgt_in, encoder)
+            if self.is_lstm or not isinstance(self.attention, BahdanauAttention):
+                return super().forward(tgt_in, encoder)
+            return self.forward_additive_gru(tgt_in, encoder)
         memory = self.prepare(encoder)
         embedded = self.dropout(self.embedding(tgt_in))  # (batch, tgt_len, embed)
         hiddens = self.run_rnn(embedded, self.init_state(encoder))  # (batch, tgt_len, hidden)
@@ -278,6 +284,30 @@ class LuongDecoder(RNNDecoder):
         context = context.view(batch, steps, -1)
         logits = self.logits(hiddens, context, embedded)
         return logits, None if weights is None else weights.view(batch, steps, *weights.shape[1:])
+
+    def forward_additive_gru(
+        self, tgt_in: torch.Tensor, encoder: EncoderOutput
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Input feeding with a GRU and the additive scorer (the Tatoeba recipe): the loop runs
+        as :func:`luong_gru_loop`, its backward written out."""
+        memory = self.prepare(encoder).attention
+        embedded, input_gates = self.embed(tgt_in)
+        attention = self.attention
+        assert isinstance(attention, BahdanauAttention)
+        attentional, weights = luong_gru_loop(
+            input_gates,
+            self.init_state(encoder).hidden,
+            memory.keys,
+            memory.values,
+            memory.mask,
+            attention.query_proj.weight,
+            self.hidden_proj.weight,
+            self.hidden_proj.bias,
+            attention.energy.weight[0],
+            self.combine.weight,
+            self.feed_proj.weight,
+        )
+        return self.output(self.dropout(attentional)), weights.unsqueeze(2)
 
     def run_rnn(self, embedded: torch.Tensor, state: DecoderState) -> torch.Tensor:
         """All steps of the recurrence of :meth:`recur` at once (PyTorch's gate order is ours)."""
