@@ -31,6 +31,12 @@ def autocast_dtype(precision: str) -> torch.dtype | None:
     return None if precision == "fp32" else PRECISIONS[precision]
 
 
+def product_dtype(x: torch.Tensor) -> torch.dtype:
+    """The dtype a matrix product on ``x`` runs in: autocast's where it is on, else ``x``'s."""
+    device = x.device.type
+    return torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else x.dtype
+
+
 def autocast(device: torch.device, precision: str) -> torch.autocast:
     """Autocast context for ``device`` at ``precision`` (disabled for fp32)."""
     dtype = autocast_dtype(precision)

@@ -28,12 +28,14 @@ from typing import Any
 
 import torch
 
+from seq2seq.device import product_dtype
 from seq2seq.model.recurrence import (
+    backward_without_autocast,
     gate_order_back,
     gru_cell,
     gru_cell_backward,
     gru_local_gradients,
-    product_dtype,
+    split_state_bias,
     state_gate_order,
 )
 
@@ -160,10 +162,9 @@ class BahdanauLoop(torch.autograd.Function):
         real = keys.dtype  # float32 (float64 in tests): everything but the products
         # One product of s gives the query and the state's share of the gates.
         weight = torch.cat([query_weight, state_gate_order(hidden_weight, dim=0)]).to(dtype)
-        b_r, b_z, b_n = hidden_bias.chunk(3)
-        # r and z add b_hh as it is: fold it into the input's share once for all steps. The
-        # values' share is a weighted mix of memory-bound rows, faster in float32.
-        gates_in = input_gates.transpose(0, 1) + torch.cat([b_r, b_z, 0 * b_n])  # float32
+        folded, b_n = split_state_bias(hidden_bias)
+        gates_in = input_gates.transpose(0, 1) + folded  # float32
+        # The values' share is a weighted mix of memory-bound rows, faster in float32.
         values = value_gates.to(real)
         score_bias = _score_bias(mask, real)
         states = keys.new_empty(steps + 1, batch, size)  # s_0 .. s_T
@@ -196,15 +197,8 @@ class BahdanauLoop(torch.autograd.Function):
         return states[1:].transpose(0, 1), weights.transpose(0, 1)
 
     @staticmethod
+    @backward_without_autocast
     def backward(
-        ctx: Any, grad_states: torch.Tensor | None, grad_weights: torch.Tensor | None
-    ) -> tuple[torch.Tensor | None, ...]:
-        # A backward called inside an autocast region must not recast our products.
-        with torch.autocast(ctx.device_type, enabled=False):
-            return BahdanauLoop._backward(ctx, grad_states, grad_weights)
-
-    @staticmethod
-    def _backward(
         ctx: Any, grad_states: torch.Tensor | None, grad_weights: torch.Tensor | None
     ) -> tuple[torch.Tensor | None, ...]:
         states, tanhs, weights, gates, candidate, hidden_n, weight, values, energy = (
@@ -327,8 +321,8 @@ class LuongLoop(torch.autograd.Function):
         ).to(dtype)  # (att + 4·hidden, hidden)
         combine_context = combine_context.to(dtype)
         feed = feed_weight.to(dtype)
-        b_r, b_z, b_n = hidden_bias.chunk(3)
-        gates_in = input_gates.transpose(0, 1) + torch.cat([b_r, b_z, 0 * b_n])  # float32
+        folded, b_n = split_state_bias(hidden_bias)
+        gates_in = input_gates.transpose(0, 1) + folded  # float32
         values = values.to(real)
         score_bias = _score_bias(mask, real)
         states = keys.new_empty(steps + 1, batch, size)  # s_0 .. s_T
@@ -378,15 +372,8 @@ class LuongLoop(torch.autograd.Function):
         return attentional.transpose(0, 1), weights.transpose(0, 1)
 
     @staticmethod
+    @backward_without_autocast
     def backward(
-        ctx: Any, grad_attentional: torch.Tensor | None, grad_weights: torch.Tensor | None
-    ) -> tuple[torch.Tensor | None, ...]:
-        # A backward called inside an autocast region must not recast our products.
-        with torch.autocast(ctx.device_type, enabled=False):
-            return LuongLoop._backward(ctx, grad_attentional, grad_weights)
-
-    @staticmethod
-    def _backward(
         ctx: Any, grad_attentional: torch.Tensor | None, grad_weights: torch.Tensor | None
     ) -> tuple[torch.Tensor | None, ...]:
         (

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from seq2seq.device import product_dtype
 from seq2seq.model.encoder import EncoderOutput
 from seq2seq.model.stepwise import StepwiseProducts, mix, project
 
@@ -70,10 +71,7 @@ def cast_for_search(x: torch.Tensor) -> torch.Tensor:
     a pass over memory larger than the product it feeds; cast once per batch here instead. (In
     training the stepwise products cast them once per batch themselves.)
     """
-    device = x.device.type
-    if torch.is_grad_enabled() or not torch.is_autocast_enabled(device):
-        return x
-    return x.to(torch.get_autocast_dtype(device))
+    return x if torch.is_grad_enabled() else x.to(product_dtype(x))
 
 
 def at_least_float32(x: torch.Tensor) -> torch.Tensor:

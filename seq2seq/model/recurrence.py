@@ -21,6 +21,7 @@ on CPU than the module does on a packed one:
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import Any
 
@@ -28,6 +29,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from seq2seq.device import product_dtype
 from seq2seq.model.stepwise import StepwiseProducts
 
 
@@ -50,10 +52,26 @@ def lstm_update(
     return torch.sigmoid(o) * torch.tanh(cell), cell
 
 
-def product_dtype(x: torch.Tensor) -> torch.dtype:
-    """The dtype autocast would run a matrix product on ``x``'s device in, else ``x``'s."""
-    device = x.device.type
-    return torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else x.dtype
+def backward_without_autocast(backward: Callable[..., Any]) -> Callable[..., Any]:
+    """For a hand-written backward (``ctx.device_type`` set in forward): called inside an
+    autocast region, it must not recast its products."""
+
+    @functools.wraps(backward)
+    def wrapped(ctx: Any, *grads: torch.Tensor | None) -> Any:
+        with torch.autocast(ctx.device_type, enabled=False):
+            return backward(ctx, *grads)
+
+    return wrapped
+
+
+def split_state_bias(bias: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """b_hh (..., 3·hidden) → (b_hr | b_hz | 0, b_hn).
+
+    r and z add b_hh as it is, so their share can be folded into the input's gates once for all
+    steps; b_hn sits inside r ⊙ (W_hn s + b_hn) and stays with the state.
+    """
+    b_r, b_z, b_n = bias.chunk(3, dim=-1)
+    return torch.cat([b_r, b_z, torch.zeros_like(b_n)], dim=-1), b_n
 
 
 # The hand-written GRU: the state's share of the gates comes in the order (n, r, z), so that one
@@ -150,13 +168,12 @@ class GRULoop(torch.autograd.Function):
         groups, batch, steps, _ = input_gates.shape
         size = weight.size(-1)
         ordered = state_gate_order(weight, dim=-2).to(dtype)  # (groups, 3·hidden, hidden): n, r, z
-        b_r, b_z, b_n = bias.unsqueeze(1).chunk(3, dim=-1)  # (groups, 1, hidden)
-        # r and z add b_hh as it is: fold it into the input's share once for all steps.
-        folded = torch.cat([b_r, b_z, torch.zeros_like(b_n)], dim=-1).unsqueeze(2)
-        gates_in = input_gates + folded  # float32: the bias promotes autocast's bfloat16
+        folded, b_n = split_state_bias(bias.unsqueeze(1))  # (groups, 1, ·)
+        gates_in = input_gates + folded.unsqueeze(2)  # float32: the bias promotes bfloat16
         # Step-major per group, (groups, steps, batch, ·): every step's slice is one view and the
         # backward's products over all steps are views too.
-        states = weight.new_zeros(groups, steps + 1, batch, size)
+        states = weight.new_empty(groups, steps + 1, batch, size)
+        states[:, 0] = 0
         gates = weight.new_empty(groups, steps, batch, 2 * size)
         hidden_n = weight.new_empty(groups, steps, batch, size)
         candidate = weight.new_empty(groups, steps, batch, size)
@@ -178,13 +195,8 @@ class GRULoop(torch.autograd.Function):
         return states[:, 1:].transpose(1, 2)
 
     @staticmethod
-    def backward(ctx: Any, grad_states: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
-        # A backward called inside an autocast region must not recast our products.
-        with torch.autocast(ctx.device_type, enabled=False):
-            return GRULoop._backward(ctx, grad_states)
-
-    @staticmethod
-    def _backward(ctx: Any, grad_states: torch.Tensor | None) -> tuple[torch.Tensor | None, ...]:
+    @backward_without_autocast
+    def backward(ctx: Any, grad_states: torch.Tensor | None) -> tuple[torch.Tensor | None, ...]:
         states, gates, hidden_n, candidate, ordered = ctx.saved_tensors
         groups, steps, batch, size = candidate.shape
         previous = states[:, :-1]

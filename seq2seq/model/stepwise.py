@@ -22,6 +22,8 @@ from typing import Any, NamedTuple
 import torch
 from torch import nn
 
+from seq2seq.device import product_dtype
+
 
 class StepwiseProducts:
     """One teacher-forced pass: per shared operand, the steps' inputs and output gradients.
@@ -104,10 +106,8 @@ MIX = Product(torch.bmm, _mix_input_grad, _mix_values_grad)
 
 class _SharedOperand:
     def __init__(self, operand: torch.Tensor, product: Product):
-        device = operand.device.type
-        dtype = torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else None
         self.dtype = operand.dtype
-        self.value = operand.detach().to(dtype or operand.dtype)  # cast once per batch
+        self.value = operand.detach().to(product_dtype(operand))  # cast once per batch
         self.product = product
         self.inputs: list[torch.Tensor] = []
         self.grads: list[torch.Tensor | None] = []
