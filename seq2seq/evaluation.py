@@ -20,6 +20,7 @@ from seq2seq.metrics.alignment import (
 )
 from seq2seq.metrics.translation import bleu_by_length, group_references, translation_scores
 from seq2seq.metrics.word_order import word_order_accuracy
+from seq2seq.model.prepacked import prepacked_for_search
 from seq2seq.model.seq2seq import Seq2Seq
 from seq2seq.search import Hypothesis, translate_batch
 
@@ -87,20 +88,21 @@ def translate_split(
         [split.target_ids[i] for i in grouped.first_index],
     )
     outputs: list[Hypothesis | None] = [None] * len(unique)
-    for batch in unique.eval_batches(batch_size):
-        nbest_lists = translate_batch(
-            model,
-            batch.to(device),
-            beam_size,
-            1,
-            length_penalty,
-            max_ratio,
-            max_extra,
-            precision,
-            beam_stop,
-        )
-        for row, (hypothesis,) in zip(batch.indices, nbest_lists, strict=True):
-            outputs[row] = hypothesis
+    with prepacked_for_search(model, device, precision, batch_size * beam_size):
+        for batch in unique.eval_batches(batch_size):
+            nbest_lists = translate_batch(
+                model,
+                batch.to(device),
+                beam_size,
+                1,
+                length_penalty,
+                max_ratio,
+                max_extra,
+                precision,
+                beam_stop,
+            )
+            for row, (hypothesis,) in zip(batch.indices, nbest_lists, strict=True):
+                outputs[row] = hypothesis
     translations = []
     for k, output in enumerate(outputs):
         assert output is not None, "a source was not decoded"

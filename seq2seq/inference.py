@@ -37,6 +37,7 @@ from seq2seq.metrics.alignment import (
     hard_links_from_attention,
     piece_word_indices_by_boundaries,
 )
+from seq2seq.model.prepacked import prepacked_for_search
 from seq2seq.model.seq2seq import Seq2Seq, build_model
 from seq2seq.search import Hypothesis, translate_batch
 
@@ -94,22 +95,24 @@ class Translator:
         results: list[list[Hypothesis]] = [[] for _ in sources]
         trainer = self.config.trainer
         self.model.eval()
-        for start in range(0, len(order), batch_size):
-            chunk = order[start : start + batch_size]
-            batch = collate([ids[i] for i in chunk], None, chunk).to(self.device)
-            nbest_lists = translate_batch(
-                self.model,
-                batch,
-                beam_size,
-                nbest,
-                length_penalty,
-                trainer.max_output_ratio,
-                trainer.max_output_extra,
-                self.precision,
-                beam_stop,
-            )
-            for index, hypotheses in zip(batch.indices, nbest_lists, strict=True):
-                results[index] = hypotheses
+        rows = batch_size * beam_size
+        with prepacked_for_search(self.model, self.device, self.precision, rows):
+            for start in range(0, len(order), batch_size):
+                chunk = order[start : start + batch_size]
+                batch = collate([ids[i] for i in chunk], None, chunk).to(self.device)
+                nbest_lists = translate_batch(
+                    self.model,
+                    batch,
+                    beam_size,
+                    nbest,
+                    length_penalty,
+                    trainer.max_output_ratio,
+                    trainer.max_output_extra,
+                    self.precision,
+                    beam_stop,
+                )
+                for index, hypotheses in zip(batch.indices, nbest_lists, strict=True):
+                    results[index] = hypotheses
         return results
 
     def encode_sources(self, sources: Sequence[str], quiet: bool = False) -> list[list[int]]:

@@ -11,6 +11,7 @@ from seq2seq.data.batching import Batch
 from seq2seq.data.tokenizer import BOS_ID, EOS_ID
 from seq2seq.device import autocast
 from seq2seq.model.decoder import DecoderMemory, DecoderState, RNNDecoder
+from seq2seq.model.prepacked import prepacked_for_search
 from seq2seq.model.seq2seq import Seq2Seq
 
 # When beam search ends a sentence: "exact" once nothing can beat its finished hypotheses;
@@ -104,7 +105,8 @@ def beam_search(
 ) -> list[list[Hypothesis]]:
     """Follow the ``beam_size`` most probable prefixes of every sentence of ``batch`` at once.
 
-    The batch is expanded to batch*beam rows (encoder work is done once per sentence). Each
+    The batch is expanded to batch*beam rows (encoder work is done once per sentence, and a
+    sentence's beam rows share its attention memory: they are consecutive queries). Each
     step scores every extension of every prefix and keeps the best 2*beam per sentence out
     of beam*vocab: those ending in EOS among the best ``beam_size`` are finished, the best
     ``beam_size`` others go on. All candidates of one step have the same length, so ranking
@@ -149,7 +151,6 @@ def beam_search(
     state, log_probs, weights = next_word(decoder, bos, decoder.init_state(encoder), memory)
     state, log_probs = state.select(expand), log_probs[expand]
     weights = None if weights is None else weights[expand]
-    memory = memory.select(expand)  # never reordered: a sentence's rows share it
     previous = bos[expand]
     # One live prefix per sentence at first: beam copies of BOS would fill the beam with twins.
     scores = torch.full((size, beam_size), float("-inf"), device=device)
@@ -230,14 +231,13 @@ def beam_search(
         if target < live:
             padding = [k for k in range(live) if active[k] in retired][: target - len(remaining)]
             keep = sorted(remaining + padding)
-            keep_rows = (
-                torch.tensor(keep, device=device).unsqueeze(1) * beam_size
-                + torch.arange(beam_size, device=device)
-            ).view(-1)
+            kept = torch.tensor(keep, device=device)
+            keep_rows = kept.unsqueeze(1) * beam_size + torch.arange(beam_size, device=device)
+            keep_rows = keep_rows.view(-1)
             active = [active[k] for k in keep]
             active_rows = active_rows[keep_rows]
-            scores, previous = scores[keep], previous[keep_rows]
-            state, memory = state.select(keep_rows), memory.select(keep_rows)
+            scores, previous = scores[kept], previous[keep_rows]
+            state, memory = state.select(keep_rows), memory.select(kept)
     token_history = torch.stack(history_tokens).tolist()  # (steps, batch*beam)
     parent_history = torch.stack(history_parents).tolist()
     last = len(token_history) - 1
@@ -328,10 +328,12 @@ def translate_batch(
 ) -> list[list[Hypothesis]]:
     """n-best lists per batch row; greedy search for beam size 1 (the same words, less work).
 
-    ``precision`` bf16/fp16 runs the model's matrix products under autocast; ``beam_stop`` is
+    ``precision`` bf16/fp16 runs the model's matrix products under autocast (bf16 on CPU from
+    weights packed once per batch: :mod:`seq2seq.model.prepacked`); ``beam_stop`` is
     :func:`beam_search`'s ``stop``.
     """
-    with autocast(batch.src.device, precision):
+    device, rows = batch.src.device, batch.src.size(0) * beam_size
+    with autocast(device, precision), prepacked_for_search(model, device, precision, rows):
         return _search(
             model, batch, beam_size, nbest, length_penalty, max_ratio, max_extra, beam_stop
         )

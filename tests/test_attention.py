@@ -66,6 +66,27 @@ def test_context_follows_the_encoder_states(name: str) -> None:
     assert not torch.allclose(before, attention(query, attention.prepare(changed))[0])
 
 
+@pytest.mark.parametrize("name", ATTENTION_TYPES)
+def test_queries_sharing_a_memory_row_equal_queries_on_copies_of_it(name: str) -> None:
+    """Beam search's rows of one sentence are consecutive queries on one memory row: they get
+    what they would get from their own copies of that row."""
+    torch.manual_seed(0)
+    attention = build_attention(name, SIZE, SIZE, attention_size=SIZE, heads=2)
+    memory = attention.prepare(encoder_output([5, 3]))
+    query = torch.randn(6, SIZE)  # three queries per sentence
+    context, weights = attention(query, memory)
+    copies = memory.select(torch.tensor([0, 0, 0, 1, 1, 1]))
+    expected_context, expected_weights = attention(query, copies)
+    torch.testing.assert_close(context, expected_context)
+    if name == "none":
+        assert weights is None and expected_weights is None
+    else:
+        torch.testing.assert_close(weights, expected_weights)
+        assert not torch.allclose(weights[0], weights[1])  # each query its own weights
+    with pytest.raises(ValueError, match="do not split evenly"):
+        attention(torch.randn(5, SIZE), memory)
+
+
 def test_no_attention_gives_every_step_the_same_summary() -> None:
     attention = build_attention("none", SIZE, SIZE, SIZE, 1)
     encoder = encoder_output([4, 2])

@@ -11,6 +11,10 @@ batch in :meth:`Attention.prepare`, not once per output word.
 
 The "distracted" encoder-decoder is :class:`NoAttention`: the same interface, but the context is
 the one fixed summary C of the whole source for every output word, and there are no weights.
+
+Several queries may share one memory row: ``query`` then has ``g`` consecutive rows per source
+sentence (beam search's ``beam`` prefixes, or all target steps of a sentence at once) and the
+source side is neither copied nor read ``g`` times.
 """
 
 from __future__ import annotations
@@ -53,15 +57,27 @@ class Attention(nn.Module):
         return AttentionMemory(states, states, encoder.mask)
 
     def scores(self, query: torch.Tensor, memory: AttentionMemory) -> torch.Tensor:
-        """Similarities e_ij, (batch, src_len)."""
+        """Similarities e_ij, (batch·g, src_len) for (batch·g, query_size) queries."""
         raise NotImplementedError
 
     def forward(
         self, query: torch.Tensor, memory: AttentionMemory
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        weights = masked_softmax(self.scores(query, memory), memory.mask)  # (batch, src_len)
-        context = mix(weights.unsqueeze(1), memory.values, memory.products).squeeze(1)
-        return context, weights.unsqueeze(1)
+        """(batch·g, query) queries → contexts (batch·g, context), weights (batch·g, 1, src)."""
+        rows, (batch, src_len) = query.size(0), memory.mask.shape
+        group = queries_per_row(query, memory)
+        scores = self.scores(query, memory).view(batch, group, src_len)
+        weights = masked_softmax(scores, memory.mask.unsqueeze(1))  # (batch, g, src_len)
+        context = mix(weights, memory.values, memory.products)  # (batch, g, value)
+        return context.view(rows, -1), weights.view(rows, 1, src_len)
+
+
+def queries_per_row(query: torch.Tensor, memory: AttentionMemory) -> int:
+    """g: how many consecutive query rows share each memory row."""
+    rows, batch = query.size(0), memory.mask.size(0)
+    if rows % batch:
+        raise ValueError(f"{rows} queries do not split evenly over {batch} memory rows")
+    return rows // batch
 
 
 def cast_for_search(x: torch.Tensor) -> torch.Tensor:
@@ -100,7 +116,9 @@ class NoAttention(Attention):
     def forward(
         self, query: torch.Tensor, memory: AttentionMemory
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        return memory.values[:, 0], None
+        group = queries_per_row(query, memory)
+        summary = memory.values[:, 0]
+        return (summary if group == 1 else summary.repeat_interleave(group, dim=0)), None
 
 
 class BahdanauAttention(Attention):
@@ -125,10 +143,12 @@ class BahdanauAttention(Attention):
 
     def scores(self, query: torch.Tensor, memory: AttentionMemory) -> torch.Tensor:
         query = at_least_float32(project(self.query_proj, query, memory.products))
+        batch, src_len, size = memory.keys.shape
+        grouped = query.view(batch, -1, 1, size)  # (batch, g, 1, att)
         with torch.autocast(query.device.type, enabled=False):
-            # In place: one (batch, src, att) tensor, not two (autograd keeps only the tanh).
-            hidden = (query.unsqueeze(1) + memory.keys).tanh_()  # (batch, src, att)
-            return hidden @ self.energy.weight[0]  # (batch, src)
+            # In place: one (batch, g, src, att) tensor, not two (autograd keeps only the tanh).
+            hidden = (grouped + memory.keys.unsqueeze(1)).tanh_()
+            return (hidden @ self.energy.weight[0]).view(-1, src_len)  # (batch·g, src)
 
 
 class DotAttention(Attention):
@@ -145,7 +165,10 @@ class DotAttention(Attention):
         self.scale = 1.0
 
     def scores(self, query: torch.Tensor, memory: AttentionMemory) -> torch.Tensor:
-        return torch.bmm(memory.keys, query.unsqueeze(-1)).squeeze(-1) * self.scale
+        batch, src_len, size = memory.keys.shape
+        grouped = query.view(batch, -1, size).transpose(1, 2)  # (batch, size, g)
+        scores = torch.bmm(memory.keys, grouped)  # (batch, src, g)
+        return scores.transpose(1, 2).reshape(-1, src_len) * self.scale
 
 
 class ScaledDotAttention(DotAttention):
@@ -208,13 +231,16 @@ class MultiHeadAttention(Attention):
     def forward(
         self, query: torch.Tensor, memory: AttentionMemory
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        batch = query.size(0)
+        rows, (batch, src_len) = query.size(0), memory.mask.shape
         q = project(self.query_proj, query, memory.products)
-        q = q.view(batch, self.heads, 1, self.head_size)
-        scores = torch.matmul(q, memory.keys.transpose(-1, -2)).squeeze(2)  # (batch, heads, src)
-        weights = masked_softmax(scores / math.sqrt(self.head_size), memory.mask.unsqueeze(1))
-        context = torch.matmul(weights.unsqueeze(2), memory.values).squeeze(2)  # (b, heads, head)
-        return project(self.output_proj, context.reshape(batch, -1), memory.products), weights
+        group = queries_per_row(query, memory)
+        q = q.view(batch, group, self.heads, self.head_size).transpose(1, 2)  # (b, heads, g, head)
+        scores = torch.matmul(q, memory.keys.transpose(-1, -2))  # (batch, heads, g, src)
+        mask = memory.mask[:, None, None, :]
+        weights = masked_softmax(scores / math.sqrt(self.head_size), mask)
+        context = torch.matmul(weights, memory.values).transpose(1, 2)  # (batch, g, heads, head)
+        context = project(self.output_proj, context.reshape(rows, -1), memory.products)
+        return context, weights.transpose(1, 2).reshape(rows, self.heads, src_len)
 
 
 ATTENTION_TYPES = ("none", "bahdanau", "dot", "general", "scaled_dot", "multihead")

@@ -216,7 +216,9 @@ class BahdanauDecoder(RNNDecoder):
             x = input_gates + project(self.context_proj, context, products)  # (batch, gates)
         else:
             assert weights is not None, "mixing attention without weights"
-            x = input_gates + mix(weights, memory.value_gates, products).squeeze(1)
+            batch, src_len, _ = memory.value_gates.shape
+            grouped = weights.view(batch, -1, src_len)  # beam search: g rows per sentence
+            x = input_gates + mix(grouped, memory.value_gates, products).view_as(input_gates)
         hidden, cell = self.recur(x, state, products)
         return DecoderState(hidden, cell), context, weights
 
@@ -277,10 +279,8 @@ class LuongDecoder(RNNDecoder):
         embedded = self.dropout(self.embedding(tgt_in))  # (batch, tgt_len, embed)
         hiddens = self.run_rnn(embedded, self.init_state(encoder))  # (batch, tgt_len, hidden)
         batch, steps, _ = hiddens.shape
-        per_query = torch.arange(batch, device=hiddens.device).repeat_interleave(steps)
-        context, weights = self.attention(
-            hiddens.reshape(batch * steps, -1), memory.attention.select(per_query)
-        )
+        # A sentence's steps are consecutive query rows: they share its memory row.
+        context, weights = self.attention(hiddens.reshape(batch * steps, -1), memory.attention)
         context = context.view(batch, steps, -1)
         logits = self.logits(hiddens, context, embedded)
         return logits, None if weights is None else weights.view(batch, steps, *weights.shape[1:])

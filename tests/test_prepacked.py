@@ -1,0 +1,63 @@
+"""Searching in bf16 on CPU from pre-packed Linear weights: the same products, restored after."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from seq2seq.model.prepacked import prepacked_for_search, prepacked_linears
+
+
+def small_model() -> nn.Module:
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Linear(16, 40), nn.Tanh(), nn.Linear(40, 24, bias=False))
+
+
+def packed_layers(model: nn.Module) -> int:
+    return sum("forward" in layer.__dict__ for layer in model.modules())
+
+
+def test_packed_products_are_the_autocast_products_up_to_rounding() -> None:
+    model, x = small_model(), torch.randn(7, 3, 16)
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        expected = model(x)
+        with prepacked_linears(model, rows=21):
+            assert packed_layers(model) == 2
+            packed = model(x)
+    assert packed.dtype == torch.bfloat16 and packed.shape == expected.shape
+    torch.testing.assert_close(packed.float(), expected.float(), atol=2e-2, rtol=2e-2)
+
+
+def test_layers_compute_from_their_current_weights_after_the_block() -> None:
+    """Validation packs the weights; the training updates after it must not meet a stale pack."""
+    model, x = small_model(), torch.randn(5, 16)
+    with torch.no_grad():
+        with prepacked_linears(model, rows=5):
+            model(x)
+        assert packed_layers(model) == 0
+        model[0].weight.add_(1.0)
+        torch.testing.assert_close(
+            model(x), model[2](model[1](x @ model[0].weight.t() + model[0].bias))
+        )
+
+
+def test_nested_blocks_pack_once_and_an_error_unpacks() -> None:
+    model = small_model()
+    try:
+        with prepacked_linears(model, rows=4):
+            outer = model[0].forward
+            with prepacked_linears(model, rows=4):
+                assert model[0].forward is outer
+            assert model[0].forward is outer  # the inner block leaves the outer's packing
+            raise RuntimeError("search failed")
+    except RuntimeError:
+        pass
+    assert packed_layers(model) == 0
+
+
+def test_only_bf16_on_cpu_is_packed() -> None:
+    model = small_model()
+    with prepacked_for_search(model, torch.device("cpu"), "fp32", rows=4):
+        assert packed_layers(model) == 0
+    with prepacked_for_search(model, torch.device("cpu"), "bf16", rows=4):
+        assert packed_layers(model) == (2 if torch.ops.mkldnn._is_mkldnn_bf16_supported() else 0)
