@@ -171,7 +171,7 @@ def beam_search(
             state, log_probs, weights = next_word(decoder, previous, state, memory)
         vocab = log_probs.size(-1)
         candidates = log_probs.add_(scores.view(-1, 1)).view(live, beam_size * vocab)
-        top_scores, top_ids = candidates.topk(2 * beam_size, dim=1)  # (live, 2*beam), best first
+        top_scores, top_ids = best_candidates(candidates, 2 * beam_size)  # (live, 2*beam)
         top_tokens = top_ids % vocab
         first_row = torch.arange(0, live * beam_size, beam_size, device=device).unsqueeze(1)
         top_parents = top_ids // vocab + first_row  # rows of the current (live) beam
@@ -261,6 +261,28 @@ def beam_search(
         nbest,
         length_penalty,
     )
+
+
+CANDIDATE_CHUNK = 100
+
+
+def best_candidates(candidates: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``candidates.topk(k, dim=1)`` (best first), in two short passes where rows are long.
+
+    A row's k best lie in the k chunks of :data:`CANDIDATE_CHUNK` with the highest maxima (any
+    other chunk's maximum is beaten by k elements): take each chunk's maximum, the k best chunks,
+    then the k best of their k · 100 candidates. On 64 rows of 5 × 4,000 about twice as fast as
+    one ``topk``; among equal scores it may pick other indices.
+    """
+    rows, length = candidates.shape
+    if length % CANDIDATE_CHUNK or length < 4 * k * CANDIDATE_CHUNK:
+        return candidates.topk(k, dim=1)
+    chunks = candidates.view(rows, length // CANDIDATE_CHUNK, CANDIDATE_CHUNK)
+    best_chunks = chunks.amax(-1).topk(k, dim=1).indices  # (rows, k)
+    offsets = torch.arange(CANDIDATE_CHUNK, device=candidates.device)
+    ids = (best_chunks.unsqueeze(-1) * CANDIDATE_CHUNK + offsets).view(rows, -1)
+    scores, best = candidates.gather(1, ids).topk(k, dim=1)
+    return scores, ids.gather(1, best)
 
 
 def _batch_bucket(sentences: int) -> int:

@@ -13,7 +13,9 @@ from seq2seq.data.batching import Batch, collate
 from seq2seq.data.tokenizer import BOS_ID, EOS_ID
 from seq2seq.model.seq2seq import Seq2Seq, build_model
 from seq2seq.search import (
+    CANDIDATE_CHUNK,
     beam_search,
+    best_candidates,
     gnmt_length_penalty,
     greedy_search,
     max_output_length,
@@ -306,3 +308,20 @@ def test_search_log_probabilities_are_float32_under_bf16_autocast() -> None:
     torch.testing.assert_close(log_probs.exp().sum(-1), torch.ones(len(log_probs)))
     with torch.autocast("cpu", dtype=torch.bfloat16):  # training: the stepwise products cast
         assert model.decoder.prepare(model.encode(batch)).attention.values.dtype == torch.float32
+
+
+def test_best_candidates_by_chunks_are_the_topk() -> None:
+    """The two-pass top-k equals ``topk``: scores and, without ties, positions; also when all k
+    best sit in one chunk, or most of a row is -inf (the first step's empty beam rows)."""
+    generator = torch.Generator().manual_seed(0)
+    candidates = torch.randn(6, 50 * CANDIDATE_CHUNK, generator=generator)
+    candidates[1, 3 * CANDIDATE_CHUNK : 3 * CANDIDATE_CHUNK + 10] += 10.0  # one chunk holds all
+    candidates[2, 7:] = float("-inf")
+    candidates[3] = -candidates[3].abs()  # all below zero
+    scores, ids = best_candidates(candidates, 10)
+    expected_scores, expected_ids = candidates.topk(10, dim=1)
+    assert torch.equal(scores, expected_scores)
+    assert torch.equal(ids[[0, 1, 3, 4, 5]], expected_ids[[0, 1, 3, 4, 5]])
+    assert torch.equal(candidates.gather(1, ids), scores)
+    short = candidates[:, :1234]  # not in whole chunks: plain topk
+    assert torch.equal(best_candidates(short, 10)[1], short.topk(10, dim=1).indices)
