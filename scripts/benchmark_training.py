@@ -23,6 +23,7 @@ import torch
 from hydra import compose, initialize_config_dir
 
 from seq2seq.config import PROJECT_ROOT, register_configs
+from seq2seq.device import keep_freed_memory
 from seq2seq.model.seq2seq import build_model
 from seq2seq.training.averaging import WeightAverage
 from seq2seq.training.distributed import (
@@ -58,6 +59,7 @@ def main() -> None:
         cfg = compose("config", overrides=DEFAULT_OVERRIDES + args.overrides)
     t = cfg.trainer
     torch.set_num_threads(args.threads)
+    keep_freed_memory()
     torch.manual_seed(t.seed)
     if launched_by_torchrun():
         init_process_group(t.device, t.ddp_timeout_minutes)

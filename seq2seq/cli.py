@@ -17,7 +17,7 @@ from typing import BinaryIO
 
 from seq2seq.checkpoint import CheckpointError
 from seq2seq.data.corpus import CorpusError
-from seq2seq.device import PRECISIONS
+from seq2seq.device import PRECISIONS, keep_freed_memory
 from seq2seq.files import atomic_write_bytes
 from seq2seq.inference import (
     InferenceError,
@@ -62,6 +62,7 @@ def translate_main(argv: Sequence[str] | None = None) -> int:
     if args.nbest > args.beam:
         parser.error(f"--nbest {args.nbest} needs --beam {args.nbest} or more")
     utf8_stdout()
+    keep_freed_memory()
     try:
         return translate(args)
     except USER_ERRORS as error:
@@ -143,6 +144,7 @@ def evaluate_main(argv: Sequence[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     utf8_stdout()
+    keep_freed_memory()
     try:
         translator = load_translator(args.checkpoint, args.device, args.precision)
         result = evaluate_tsv(

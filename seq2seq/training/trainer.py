@@ -31,6 +31,7 @@ from seq2seq.data.dataset import (
     tokenize_split,
 )
 from seq2seq.data.tokenizer import SubwordTokenizer
+from seq2seq.device import keep_freed_memory
 from seq2seq.evaluation import EvalResult, evaluate
 from seq2seq.files import atomic_write_bytes
 from seq2seq.model.seq2seq import Seq2Seq, build_model
@@ -103,6 +104,7 @@ def train(cfg: DictConfig, run_dir: Path) -> float:
     torch.manual_seed(t.seed)
     if t.threads > 0:
         torch.set_num_threads(t.threads)
+    keep_freed_memory()
     device = training_device(t.device, ranks)
     saved = load_resume_checkpoint(cfg) if t.resume else None
     with main_first(ranks):  # rank 0 trains the sentencepiece models, the others read its cache

@@ -1,0 +1,58 @@
+"""Devices, precisions and the process's memory."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from seq2seq.device import autocast_dtype, select_device
+
+REUSE = """
+import random, resource, sys, torch
+from seq2seq.device import keep_freed_memory
+print(keep_freed_memory() if sys.argv[1] == "keep" else "plain")
+def faults():
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+lengths = random.Random(0)
+counts = []
+for step in range(60):  # an update's large activations, their size varying with the batch
+    length = lengths.randint(8, 16)
+    before = faults()
+    tanhs = torch.ones(length, 64, length, 512)
+    squares = tanhs * tanhs
+    logits = torch.ones(64 * length, 4000)
+    counts.append(faults() - before)
+    del tanhs, squares, logits
+print(sum(counts[-20:]))
+"""
+
+
+def page_faults_at_the_end(mode: str) -> tuple[str, int]:
+    result = subprocess.run(
+        [sys.executable, "-c", REUSE, mode], capture_output=True, text=True, check=True
+    )
+    status, faults = result.stdout.split()
+    return status, int(faults)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's malloc only")
+def test_freed_memory_comes_back_without_page_faults() -> None:
+    """By default glibc returns freed blocks of tens of MB to the kernel and the next ones fault
+    in fresh pages, one fault per 4 KiB; told to keep freed memory, allocations of varying sizes
+    soon reuse it."""
+    assert page_faults_at_the_end("plain")[1] > 20_000
+    status, faults = page_faults_at_the_end("keep")
+    assert status == "True"
+    assert faults < 100
+
+
+def test_device_and_precision_names_are_checked() -> None:
+    assert select_device("cpu") == torch.device("cpu")
+    with pytest.raises(ValueError, match="auto, cpu or cuda"):
+        select_device("tpu")
+    assert autocast_dtype("fp32") is None and autocast_dtype("bf16") == torch.bfloat16
+    with pytest.raises(ValueError, match="precision must be one of"):
+        autocast_dtype("int8")
