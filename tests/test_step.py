@@ -16,7 +16,7 @@ from test_training import tiny_overrides
 from seq2seq.config import PROJECT_ROOT, ModelConfig
 from seq2seq.data.batching import collate
 from seq2seq.model.seq2seq import Seq2Seq, build_model
-from seq2seq.training.step import TrainingStep, build_optimizer
+from seq2seq.training.step import TrainingStep, build_optimizer, gradient_norm
 
 VOCAB = 30
 
@@ -57,6 +57,15 @@ def test_clipping_bounds_the_applied_update_to_clip_norm() -> None:
         )
     )
     assert moved == pytest.approx(0.01, rel=1e-3)  # SGD, lr 1: the step is the clipped gradient
+
+
+def test_the_gradient_norm_is_the_norm_of_all_gradients_together() -> None:
+    generator = torch.Generator().manual_seed(0)
+    grads = [torch.randn(shape, generator=generator) for shape in [(40, 7), (7,), (3, 5, 2)]]
+    flat = torch.cat([grad.reshape(-1) for grad in grads]).double()
+    assert gradient_norm(grads) == pytest.approx(float(flat.norm()), rel=1e-6)
+    grads[1][2] = float("inf")
+    assert gradient_norm(grads) == float("inf")
 
 
 def test_a_non_finite_loss_skips_the_update_and_keeps_the_weights() -> None:

@@ -99,38 +99,43 @@ def _attend(
     torch.softmax(scores.view(batch, src), dim=-1, out=weights)
 
 
-def _attend_backward(
-    grad_weights: torch.Tensor,
-    weights: torch.Tensor,
-    squares: torch.Tensor,
-    energy: torch.Tensor,
-    grad_query: torch.Tensor,
-) -> torch.Tensor:
-    """Back through the softmax and the score e_j = v · tanh(q + k_j) of one step: writes
-    ∂L/∂q into ``grad_query`` (batch, att) and returns ∂L/∂e (batch, src).
+class _ScoresBackward:
+    """Back through the softmax and the scores e_j = v · tanh(q + k_j), one step at a time.
 
-    ∂L/∂q = Σ_j ∂L/∂e_j · v ⊙ (1 - tanh_j²) = -v ⊙ Σ_j ∂L/∂e_j tanh_j², because the gradients
-    a softmax passes back sum to zero over j: one product with ``squares`` (batch, src, att)
-    instead of element-wise passes over it.
+    tanh² is formed per step in a (batch, src, att) buffer that stays in cache, where it serves
+    both the query's gradient and the keys' running sum; a (steps, batch, src, att) tensor of
+    squares, and the passes over it, would go through main memory.
     """
-    grad_scores = torch._softmax_backward_data(grad_weights, weights, -1, weights.dtype)
-    summed = torch.bmm(grad_scores.unsqueeze(1), squares).squeeze(1)
-    torch.mul(summed, energy, out=grad_query).neg_()
-    return grad_scores
 
+    def __init__(self, tanhs: torch.Tensor, energy: torch.Tensor) -> None:
+        self.tanhs, self.energy = tanhs, energy
+        self.square = torch.empty_like(tanhs[0])
+        self.weighted = torch.zeros_like(tanhs[0])  # Σ_t ∂L/∂e_t ⊙ tanh_t²
+        self.grad_scores = torch.empty(tanhs.shape[:3], dtype=tanhs.dtype, device=tanhs.device)
 
-def _keys_gradient(
-    grad_scores: torch.Tensor, squares: torch.Tensor, energy: torch.Tensor
-) -> torch.Tensor:
-    """∂L/∂k_j = v ⊙ Σ_steps ∂L/∂e_j (1 - tanh_j²) (batch, src, att), from the steps'
-    ∂L/∂e (steps, batch, src); overwrites ``squares`` (steps, batch, src, att)."""
-    weighted = squares.mul_(grad_scores.unsqueeze(-1)).sum(0)
-    return (grad_scores.sum(0).unsqueeze(-1) - weighted).mul_(energy)
+    def step(
+        self, t: int, grad_weights: torch.Tensor, weights: torch.Tensor, grad_query: torch.Tensor
+    ) -> None:
+        """Writes ∂L/∂q of step ``t`` into ``grad_query`` (batch, att), from ∂L/∂a.
 
+        ∂L/∂q = Σ_j ∂L/∂e_j · v ⊙ (1 - tanh_j²) = -v ⊙ Σ_j ∂L/∂e_j tanh_j², because the gradients
+        a softmax passes back sum to zero over j: one product with the squares.
+        """
+        grad_scores = torch._softmax_backward_data(grad_weights, weights, -1, weights.dtype)
+        self.grad_scores[t] = grad_scores
+        square = torch.mul(self.tanhs[t], self.tanhs[t], out=self.square)
+        summed = torch.bmm(grad_scores.unsqueeze(1), square).squeeze(1)
+        torch.mul(summed, self.energy, out=grad_query).neg_()
+        self.weighted.addcmul_(grad_scores.unsqueeze(-1), square)
 
-def _energy_gradient(grad_scores: torch.Tensor, tanhs: torch.Tensor) -> torch.Tensor:
-    """∂L/∂v = Σ over steps, sentences and words of ∂L/∂e · tanh(q + k)."""
-    return (grad_scores.reshape(1, -1) @ tanhs.reshape(-1, tanhs.size(-1))).squeeze(0)
+    def keys_gradient(self) -> torch.Tensor:
+        """∂L/∂k_j = v ⊙ Σ_steps ∂L/∂e_j (1 - tanh_j²) (batch, src, att)."""
+        return (self.grad_scores.sum(0).unsqueeze(-1) - self.weighted).mul_(self.energy)
+
+    def energy_gradient(self) -> torch.Tensor:
+        """∂L/∂v = Σ over steps, sentences and words of ∂L/∂e · tanh(q + k)."""
+        att = self.tanhs.size(-1)
+        return (self.grad_scores.reshape(1, -1) @ self.tanhs.reshape(-1, att)).squeeze(0)
 
 
 class BahdanauLoop(torch.autograd.Function):
@@ -211,9 +216,8 @@ class BahdanauLoop(torch.autograd.Function):
         previous = states[:-1]
         to_x_n, to_z, to_r = gru_local_gradients(gates, candidate, hidden_n, previous)
         reset, update = gates.chunk(2, dim=-1)
-        squares = tanhs * tanhs
+        scores = _ScoresBackward(tanhs, energy)
         rows = states.new_empty(steps, batch, att + 4 * size)  # [dq | dh_n | dr | dz | dx_n]
-        grad_scores = torch.empty_like(weights)
         values_t = values.transpose(1, 2)  # (batch, 3·hidden, src)
         grad_s = states.new_zeros(batch, size)
         for t in reversed(range(steps)):
@@ -224,7 +228,7 @@ class BahdanauLoop(torch.autograd.Function):
             grad_a = torch.bmm(row[:, att + size :].unsqueeze(1), values_t).squeeze(1)
             if grad_weights is not None:
                 grad_a += grad_weights[:, t]
-            grad_scores[t] = _attend_backward(grad_a, weights[t], squares[t], energy, row[:, :att])
+            scores.step(t, grad_a, weights[t], row[:, :att])
             grad_s = torch.addcmul(row[:, : att + 3 * size].to(dtype) @ weight, grad_s, update[t])
         grad_products = rows[:, :, : att + 3 * size].reshape(steps * batch, -1)
         grad_weight = grad_products.t().to(dtype) @ previous.reshape(steps * batch, size).to(dtype)
@@ -235,13 +239,13 @@ class BahdanauLoop(torch.autograd.Function):
         return (
             grad_x.to(gates_dtype),
             grad_s.to(initial_dtype),
-            _keys_gradient(grad_scores, squares, energy),
+            scores.keys_gradient(),
             grad_values.to(values_dtype),
             None,
             grad_query_weight,
             gate_order_back(grad_hidden_weight, dim=0),
             gate_order_back(grad_hidden_bias, dim=0),
-            _energy_gradient(grad_scores, tanhs),
+            scores.energy_gradient(),
             None,
         )
 
@@ -398,10 +402,9 @@ class LuongLoop(torch.autograd.Function):
         to_x_n, to_z, to_r = gru_local_gradients(gates, candidate, hidden_n, states[:-1])
         reset, update = gates.chunk(2, dim=-1)
         to_pre = torch.addcmul(torch.ones_like(energy[0]), attentional, attentional, value=-1)
-        squares = tanhs * tanhs
+        scores = _ScoresBackward(tanhs, energy)
         rows = states.new_zeros(steps + 1, batch, att + 5 * size)
         grad_contexts = states.new_empty(steps, batch, contexts.size(2))
-        grad_scores = torch.empty_like(weights)
         values_t = values.transpose(1, 2)  # (batch, context, src)
         carry = states.new_zeros(batch, size)  # from s_{t+2} back to s_{t+1} through the GRU
         for t in reversed(range(steps)):
@@ -415,7 +418,7 @@ class LuongLoop(torch.autograd.Function):
             grad_a = torch.bmm(grad_contexts[t].unsqueeze(1), values_t).squeeze(1)
             if grad_weights is not None:
                 grad_a += grad_weights[:, t]
-            grad_scores[t] = _attend_backward(grad_a, weights[t], squares[t], energy, row[:, :att])
+            scores.step(t, grad_a, weights[t], row[:, :att])
             grad_s = (row[:, : att + 4 * size].to(dtype) @ weight).to(states.dtype) + carry
             gru_cell_backward(
                 grad_s, to_x_n[t], to_z[t], to_r[t], reset[t], rows[t][:, att + size :]
@@ -439,13 +442,13 @@ class LuongLoop(torch.autograd.Function):
         return (
             grad_x.transpose(0, 1).to(gates_dtype),
             grad_initial.to(initial_dtype),
-            _keys_gradient(grad_scores, squares, energy),
+            scores.keys_gradient(),
             grad_values.to(values_dtype),
             None,
             grad_query,
             gate_order_back(grad_hidden, dim=0),
             gate_order_back(grad_hidden_bias, dim=0),
-            _energy_gradient(grad_scores, tanhs),
+            scores.energy_gradient(),
             torch.cat([grad_combine_context.to(states.dtype), grad_combine_state], dim=1),
             grad_feed.to(states.dtype),
             None,

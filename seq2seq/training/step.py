@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
-from torch.nn.utils import clip_grads_with_norm_, get_total_norm
+from torch.nn.utils import clip_grads_with_norm_
 
 from seq2seq.data.batching import Batch
 from seq2seq.device import autocast, autocast_dtype
@@ -33,6 +33,14 @@ class UpdateResult:
 def build_optimizer(model: Seq2Seq, lr: float) -> torch.optim.Adam:
     """Adam with the fused kernel: one pass over all parameters instead of ~10 ops per tensor."""
     return torch.optim.Adam(model.parameters(), lr=lr, fused=True)
+
+
+def gradient_norm(grads: list[torch.Tensor]) -> float:
+    """The L2 norm of all gradients together, from one BLAS dot product per tensor: on CPU about
+    twice as fast as ``torch.nn.utils.get_total_norm``'s per-tensor norms (which also sum the
+    squares in float32, so both overflow to inf for gradients beyond ~1e19)."""
+    squares = torch.stack([torch.dot(grad.reshape(-1), grad.reshape(-1)) for grad in grads])
+    return float(squares.sum().sqrt())
 
 
 class TrainingStep:
@@ -98,7 +106,7 @@ class TrainingStep:
         self.scaler.scale(loss_sum * self.world_size / denominator).backward()
         self.scaler.unscale_(self.optimizer)
         grads = [p.grad for p in self.parameters if p.grad is not None]
-        grad_norm = float(get_total_norm(grads, foreach=True))
+        grad_norm = gradient_norm(grads)
         applied = math.isfinite(grad_norm) and math.isfinite(loss)
         if applied:
             if 0 < self.clip_norm < grad_norm:
