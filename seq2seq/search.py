@@ -11,7 +11,6 @@ from seq2seq.data.batching import Batch
 from seq2seq.data.tokenizer import BOS_ID, EOS_ID
 from seq2seq.device import autocast
 from seq2seq.model.decoder import DecoderMemory, DecoderState, RNNDecoder
-from seq2seq.model.prepacked import prepacked_for_search
 from seq2seq.model.seq2seq import Seq2Seq
 
 # When beam search ends a sentence: "exact" once nothing can beat its finished hypotheses;
@@ -350,12 +349,12 @@ def translate_batch(
 ) -> list[list[Hypothesis]]:
     """n-best lists per batch row; greedy search for beam size 1 (the same words, less work).
 
-    ``precision`` bf16/fp16 runs the model's matrix products under autocast (bf16 on CPU from
-    weights packed once per batch: :mod:`seq2seq.model.prepacked`); ``beam_stop`` is
+    ``precision`` bf16/fp16 runs the model's matrix products under autocast; callers that
+    translate many batches pack the weights once around them
+    (:func:`seq2seq.model.prepacked.prepacked_for_search`). ``beam_stop`` is
     :func:`beam_search`'s ``stop``.
     """
-    device, rows = batch.src.device, batch.src.size(0) * beam_size
-    with autocast(device, precision), prepacked_for_search(model, device, precision, rows):
+    with autocast(batch.src.device, precision):
         return _search(
             model, batch, beam_size, nbest, length_penalty, max_ratio, max_extra, beam_stop
         )

@@ -24,7 +24,8 @@ def prepacked_for_search(
 ) -> AbstractContextManager[None]:
     """:func:`prepacked_linears` where it pays (bf16 on a CPU with oneDNN), else nothing.
 
-    Nested uses pack once: wrap a whole test set's batches to pack once per test set.
+    Wrap a whole test set's batches (``translate_split``, ``Translator.translate``) to pack once
+    per test set; nested uses pack once.
     """
     if (
         device.type == "cpu"
