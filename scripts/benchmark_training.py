@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
+import logging
 import resource
 import time
 
@@ -23,7 +23,7 @@ import torch
 from hydra import compose, initialize_config_dir
 
 from seq2seq.config import PROJECT_ROOT, register_configs
-from seq2seq.device import keep_freed_memory
+from seq2seq.device import choose_precision, hardware_summary, keep_freed_memory
 from seq2seq.model.seq2seq import build_model
 from seq2seq.training.averaging import WeightAverage
 from seq2seq.training.distributed import (
@@ -53,6 +53,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     parser.add_argument("overrides", nargs="*", help="Hydra overrides (after the defaults)")
     args = parser.parse_args()
+    logging.basicConfig(level=logging.WARNING, format="%(name)s: %(message)s")
 
     register_configs()
     with initialize_config_dir(str(PROJECT_ROOT / "configs"), version_base="1.3"):
@@ -65,6 +66,7 @@ def main() -> None:
         init_process_group(t.device, t.ddp_timeout_minutes)
     ranks = current_ranks()
     device = training_device(t.device, ranks)
+    precision = choose_precision(t.precision, device)
     with main_first(ranks):
         data = prepare_data(cfg)
     model = build_model(cfg.model, len(data.source_tokenizer), len(data.target_tokenizer))
@@ -76,7 +78,7 @@ def main() -> None:
         t.clip_norm,
         t.label_smoothing,
         t.normalization,
-        t.precision,
+        precision.used,
         WeightAverage(model, t.ema_decay) if t.ema_decay else None,
     )
     scheduler = LearningRateSchedule(optimizer, t)
@@ -107,14 +109,14 @@ def main() -> None:
         "device": str(device),
         "processes": ranks.world_size,
         "threads": args.threads,
-        "precision": t.precision,
+        "precision": precision.used,
+        "precision_asked": precision.asked,
         "ema_decay": t.ema_decay,
         "steps": args.steps,
         "target_tokens_per_sec": round(tokens / seconds, 1),
         "seconds_per_step": round(seconds / args.steps, 4),
         "peak_rss_gib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 2),
-        "torch": torch.__version__,
-        "machine": f"{platform.machine()}, {torch.get_num_threads()} threads",
+        **hardware_summary(device),
     }
     if ranks.is_main:
         print(json.dumps(report))

@@ -17,7 +17,7 @@ from typing import BinaryIO
 
 from seq2seq.checkpoint import CheckpointError
 from seq2seq.data.corpus import CorpusError
-from seq2seq.device import PRECISIONS, keep_freed_memory
+from seq2seq.device import PRECISION_CHOICES, keep_freed_memory
 from seq2seq.files import atomic_write_bytes
 from seq2seq.inference import (
     InferenceError,
@@ -198,8 +198,11 @@ def add_search_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--precision",
-        choices=sorted(PRECISIONS),
-        help="autocast of the matrix products (default: the checkpoint's trainer.precision)",
+        choices=PRECISION_CHOICES,
+        default="auto",
+        help="autocast of the matrix products; auto (default): bf16 where this machine computes "
+        "it natively (a CPU with AVX512-BF16 or AMX, a GPU from Ampere on), else fp32, whatever "
+        "the checkpoint was trained in",
     )
 
 

@@ -54,6 +54,7 @@ class Run:
     model: str | None = None
     attention: str | None = None
     encoder: str | None = None  # "rnn", or "self_attention (<positions>)"
+    precision: str | None = None  # "bf16", or "auto → bf16" where auto chose it
     metrics: dict[str, Any] | None = None  # metrics.json; None while the run is still training
     scalars: dict[str, list[Scalar]] = field(default_factory=dict)
 
@@ -125,12 +126,17 @@ def read_run(path: Path, name: str) -> Run:
             )
         )
         run.encoder = f"{encoder} ({positions})" if encoder == "self_attention" else encoder
+        run.precision = OmegaConf.select(config, "trainer.precision", default=None)
     metrics_file = path / "metrics.json"
     if metrics_file.is_file():
         try:
             run.metrics = json.loads(metrics_file.read_text())
         except json.JSONDecodeError as error:
             raise RunDirectoryError(f"{metrics_file}: not valid JSON ({error})") from error
+        precision = run.metrics.get("precision")  # {"asked": "auto", "used": "bf16"}
+        if isinstance(precision, dict) and {"asked", "used"} <= precision.keys():
+            asked, used = precision["asked"], precision["used"]
+            run.precision = used if asked == used else f"{asked} → {used}"
     return run
 
 
@@ -222,22 +228,25 @@ def _cell(text: str | None) -> str:
 def comparison_table(runs: Sequence[Run]) -> str:
     """A markdown table, one row per run (BLEU and chrF to 0.1 as usually reported, AER to 0.001).
 
-    The encoder, long-test BLEU, AER and word-order accuracies (sentences and pairs exactly
-    right, and pairs right among those whose sources are the same bag of pieces, %) get a
-    column only where some run has them (a self-attention encoder, ...).
+    The encoder, long-test BLEU, AER, word-order accuracies (sentences and pairs exactly
+    right, and pairs right among those whose sources are the same bag of pieces, %) and the
+    precision (what ``auto`` chose: tokens/s depend on it) get a column only where some run
+    has them (a self-attention encoder, ...).
     """
     summaries = [summarize(run) for run in runs]
     with_encoder = any(run.encoder not in (None, "rnn") for run in runs)
     with_long = any(s.long_bleu is not None for s in summaries)
     with_aer = any(s.aer is not None for s in summaries)
     with_order = any(s.word_order_acc is not None for s in summaries)
+    with_precision = any(run.precision is not None for run in runs)
     text_columns = ["run", "model", "attention"] + ["encoder"] * with_encoder
     header = [*text_columns, "parameters", "best dev BLEU", "test BLEU"]
     header += ["long-test BLEU"] * with_long + ["test chrF"] + ["test AER"] * with_aer
     order_columns = ["word order: sentences %", "pairs %", "pairs of the same pieces %"]
     header += order_columns * with_order
-    header += ["training time (min)", "tokens/s"]
-    rows = [header, ["---"] * len(text_columns) + ["---:"] * (len(header) - len(text_columns))]
+    header += ["training time (min)", "tokens/s"] + ["precision"] * with_precision
+    numbers = len(header) - len(text_columns) - with_precision
+    rows = [header, ["---"] * len(text_columns) + ["---:"] * numbers + ["---"] * with_precision]
     for run, s in zip(runs, summaries, strict=True):
         row = [_cell(run.label), _cell(run.model), _cell(run.attention)]
         row += [_cell(run.encoder)] * with_encoder
@@ -250,6 +259,7 @@ def comparison_table(runs: Sequence[Run]) -> str:
             _percent(s.word_order_same_pieces_pair_acc),
         ] * with_order
         row += [_number(s.minutes, 1), _number(s.tokens_per_sec, 0)]
+        row += [_cell(run.precision)] * with_precision
         rows.append(row)
     return "\n".join("| " + " | ".join(row) + " |" for row in rows)
 

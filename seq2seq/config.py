@@ -99,7 +99,7 @@ class TrainerConfig:
     batch_type: str = "sentences"
     batch_size: int = 64
     bucket_batches: int = 100
-    precision: str = "fp32"
+    precision: str = "auto"
     lr: float = 1e-3
     normalization: str = "tokens"
     clip_norm: float = 5.0

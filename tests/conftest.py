@@ -30,3 +30,18 @@ def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
         "trainer.lr=0.01",
     )
     return run_dir / "checkpoints" / "best.pt"
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """The first line of every run, CI's included, even with -q: which CPU paths it exercised
+    (tests that need native bf16 are skipped without it; ``-rs`` lists them)."""
+    from seq2seq.device import hardware_summary
+
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is None:
+        return
+    hardware = hardware_summary()
+    reporter.write_line(
+        f"cpu: {hardware['cpu']}; torch {hardware['torch']}, capability "
+        f"{hardware['cpu_capability']}; bf16: {hardware['native_bf16_why']}"
+    )

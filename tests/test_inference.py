@@ -81,8 +81,10 @@ def test_evaluate_from_another_directory_matches_sacrebleu(
 def test_evaluate_with_greedy_search_reproduces_the_training_test_score(
     tiny_checkpoint: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """Default --out lies beside the checkpoints; beam 1 gives the BLEU the trainer logged."""
-    assert evaluate_main([str(tiny_checkpoint), str(TINY / "test.tsv"), "--device", "cpu"]) == 0
+    """Default --out lies beside the checkpoints; beam 1 at the trainer's precision gives the
+    BLEU the trainer logged."""
+    args = [str(tiny_checkpoint), str(TINY / "test.tsv"), "--device", "cpu", "--precision", "fp32"]
+    assert evaluate_main(args) == 0
     report = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     run_dir = tiny_checkpoint.parent.parent
     assert Path(report["out"]) == run_dir.resolve() / "eval-test-beam1"

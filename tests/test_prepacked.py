@@ -2,10 +2,20 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 from torch import nn
 
+from seq2seq.device import Support, cpu_capability
+from seq2seq.model import prepacked
 from seq2seq.model.prepacked import prepacked_for_search, prepacked_linears
+from seq2seq.model.private_ops import packed_linear_usable
+
+needs_onednn_bf16 = pytest.mark.skipif(
+    not packed_linear_usable(),
+    reason="oneDNN's packed bf16 linear needs AVX512BW/VL/DQ or AVX-NE-CONVERT; this CPU's "
+    f"torch capability is {cpu_capability()}",
+)
 
 
 def small_model() -> nn.Module:
@@ -17,6 +27,7 @@ def packed_layers(model: nn.Module) -> int:
     return sum("forward" in layer.__dict__ for layer in model.modules())
 
 
+@needs_onednn_bf16
 def test_packed_products_are_the_autocast_products_up_to_rounding() -> None:
     model, x = small_model(), torch.randn(7, 3, 16)
     with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
@@ -28,6 +39,7 @@ def test_packed_products_are_the_autocast_products_up_to_rounding() -> None:
     torch.testing.assert_close(packed.float(), expected.float(), atol=2e-2, rtol=2e-2)
 
 
+@needs_onednn_bf16
 def test_layers_compute_from_their_current_weights_after_the_block() -> None:
     """Validation packs the weights; the training updates after it must not meet a stale pack."""
     model, x = small_model(), torch.randn(5, 16)
@@ -41,6 +53,7 @@ def test_layers_compute_from_their_current_weights_after_the_block() -> None:
         )
 
 
+@needs_onednn_bf16
 def test_nested_blocks_pack_once_and_an_error_unpacks() -> None:
     model = small_model()
     try:
@@ -55,9 +68,26 @@ def test_nested_blocks_pack_once_and_an_error_unpacks() -> None:
     assert packed_layers(model) == 0
 
 
-def test_only_bf16_on_cpu_is_packed() -> None:
+def native_bf16(native: bool):
+    return lambda device: Support(native, "mocked")
+
+
+def test_only_bf16_on_a_cpu_without_native_bf16_is_not_packed(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     model = small_model()
     with prepacked_for_search(model, torch.device("cpu"), "fp32", rows=4):
         assert packed_layers(model) == 0
+    monkeypatch.setattr(prepacked, "bf16_support", native_bf16(False))
     with prepacked_for_search(model, torch.device("cpu"), "bf16", rows=4):
-        assert packed_layers(model) == (2 if torch.ops.mkldnn._is_mkldnn_bf16_supported() else 0)
+        assert packed_layers(model) == 0  # the AVX2 CPU: plain autocast products
+
+
+@needs_onednn_bf16
+def test_bf16_search_on_a_cpu_with_native_bf16_is_packed(monkeypatch: pytest.MonkeyPatch) -> None:
+    model = small_model()
+    monkeypatch.setattr(prepacked, "bf16_support", native_bf16(True))
+    with prepacked_for_search(model, torch.device("cpu"), "bf16", rows=4):
+        assert packed_layers(model) == 2
+    with prepacked_for_search(model, torch.device("cpu"), "fp32", rows=4):
+        assert packed_layers(model) == 0

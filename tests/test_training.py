@@ -44,6 +44,7 @@ def tiny_overrides(cache: Path) -> list[str]:
         "trainer.progress=false",
         "trainer.max_minutes=0",
         "trainer.threads=1",
+        "trainer.precision=fp32",  # the same numbers on every CPU kind (auto: test_precision.py)
         "viz.examples=[0,1]",
     ]
 
@@ -192,7 +193,7 @@ def test_validation_with_beam_search_draws_the_beam_output(tmp_path: Path) -> No
 
     run_dir = run(tmp_path, "beam", "trainer.eval_beam=3", "trainer.max_steps=3")
     saved = np.load(run_dir / "alignments" / "step_0000003" / "dev_1.npz")
-    translator = load_translator(run_dir / "checkpoints" / "last.pt", device="cpu")
+    translator = load_translator(run_dir / "checkpoints" / "last.pt", "cpu", "fp32")
     lines = (TINY / "dev.tsv").read_text(encoding="utf-8").splitlines()
     sources = list(dict.fromkeys(line.split("\t")[0] for line in lines))  # as validation does
     (best,) = translator.translate(sources, beam_size=3, batch_size=128)[0]

@@ -29,6 +29,7 @@ from typing import Any
 import torch
 
 from seq2seq.device import product_dtype
+from seq2seq.model.private_ops import softmax_backward
 from seq2seq.model.recurrence import (
     backward_without_autocast,
     gate_order_back,
@@ -121,7 +122,7 @@ class _ScoresBackward:
         ∂L/∂q = Σ_j ∂L/∂e_j · v ⊙ (1 - tanh_j²) = -v ⊙ Σ_j ∂L/∂e_j tanh_j², because the gradients
         a softmax passes back sum to zero over j: one product with the squares.
         """
-        grad_scores = torch._softmax_backward_data(grad_weights, weights, -1, weights.dtype)
+        grad_scores = softmax_backward(grad_weights, weights)
         self.grad_scores[t] = grad_scores
         square = torch.mul(self.tanhs[t], self.tanhs[t], out=self.square)
         summed = torch.bmm(grad_scores.unsqueeze(1), square).squeeze(1)

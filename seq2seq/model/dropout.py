@@ -17,6 +17,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from seq2seq.model.private_ops import masked_scale
+
 LEVELS = 1 << 16
 
 
@@ -54,9 +56,9 @@ class _Dropout(torch.autograd.Function):
         keep = keep_mask(x.shape, threshold, x.device)
         ctx.scale = LEVELS / (LEVELS - threshold)
         ctx.save_for_backward(keep)
-        return torch.ops.aten.native_dropout_backward(x, keep, ctx.scale)  # x · keep · scale
+        return masked_scale(x, keep, ctx.scale)
 
     @staticmethod
     def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
         (keep,) = ctx.saved_tensors
-        return torch.ops.aten.native_dropout_backward(grad, keep, ctx.scale), None
+        return masked_scale(grad, keep, ctx.scale), None

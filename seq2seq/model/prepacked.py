@@ -18,11 +18,15 @@ from functools import partial
 import torch
 from torch import nn
 
+from seq2seq.device import bf16_support
+from seq2seq.model.private_ops import packed_linear_usable
+
 
 def prepacked_for_search(
     model: nn.Module, device: torch.device, precision: str, rows: int
 ) -> AbstractContextManager[None]:
-    """:func:`prepacked_linears` where it pays (bf16 on a CPU with oneDNN), else nothing.
+    """:func:`prepacked_linears` where it pays (bf16 on a CPU that computes it natively, with
+    oneDNN's packed linear usable), else nothing.
 
     Wrap a whole test set's batches (``translate_split``, ``Translator.translate``) to pack once
     per test set; nested uses pack once.
@@ -30,8 +34,8 @@ def prepacked_for_search(
     if (
         device.type == "cpu"
         and precision == "bf16"
-        and torch.backends.mkldnn.is_available()
-        and torch.ops.mkldnn._is_mkldnn_bf16_supported()
+        and bf16_support(device).native
+        and packed_linear_usable()
     ):
         return prepacked_linears(model, rows)
     return nullcontext()

@@ -29,6 +29,7 @@ from seq2seq.viz.heatmap import figure_to_png, plot_alignment, png_to_image_arra
 
 if TYPE_CHECKING:
     from seq2seq.data.dataset import TrainingData
+    from seq2seq.device import PrecisionChoice
     from seq2seq.evaluation import EvalResult, Translation
     from seq2seq.model.seq2seq import Seq2Seq
     from seq2seq.training.step import UpdateResult
@@ -54,13 +55,22 @@ HPARAM_KEYS = (
     "trainer.batch_type",
     "trainer.seed",
     "trainer.label_smoothing",
+    "trainer.precision",
 )
 
 
 class Reporter:
-    def __init__(self, run_dir: Path, cfg: DictConfig, data: TrainingData, model: Seq2Seq) -> None:
+    def __init__(
+        self,
+        run_dir: Path,
+        cfg: DictConfig,
+        data: TrainingData,
+        model: Seq2Seq,
+        precision: PrecisionChoice,
+    ) -> None:
         self.run_dir = run_dir
         self.cfg = cfg
+        self.precision = precision
         self.data = data
         self.writer = SummaryWriter(log_dir=str(run_dir))
         self.draws_alignments = model.has_attention_weights
@@ -240,6 +250,7 @@ class Reporter:
             if name in final.get("word_order", {}):
                 metrics[f"hparams/{name}"] = final["word_order"][name]
         params = {key: _lookup(self.cfg, key) for key in HPARAM_KEYS}
+        params["precision_used"] = self.precision.used  # trainer.precision may say auto
         for summary in hparams(params, metrics):
             self.writer.file_writer.add_summary(summary)
         for tag, value in metrics.items():

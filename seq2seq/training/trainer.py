@@ -31,7 +31,7 @@ from seq2seq.data.dataset import (
     tokenize_split,
 )
 from seq2seq.data.tokenizer import SubwordTokenizer
-from seq2seq.device import keep_freed_memory
+from seq2seq.device import PrecisionChoice, choose_precision, hardware_summary, keep_freed_memory
 from seq2seq.evaluation import EvalResult, evaluate
 from seq2seq.files import atomic_write_bytes
 from seq2seq.model.seq2seq import Seq2Seq, build_model
@@ -106,7 +106,11 @@ def train(cfg: DictConfig, run_dir: Path) -> float:
         torch.set_num_threads(t.threads)
     keep_freed_memory()
     device = training_device(t.device, ranks)
+    precision = choose_precision(t.precision, device)
+    log.info("precision: %s", precision)
     saved = load_resume_checkpoint(cfg) if t.resume else None
+    if saved is not None:
+        warn_on_precision_change(t.resume, saved, precision)
     with main_first(ranks):  # rank 0 trains the sentencepiece models, the others read its cache
         data = prepare_data(cfg, checkpoint_tokenizers(saved) if saved else None)
     if ranks.is_main:
@@ -129,7 +133,7 @@ def train(cfg: DictConfig, run_dir: Path) -> float:
         t.clip_norm,
         t.label_smoothing,
         t.normalization,
-        t.precision,
+        precision.used,
         average,
     )
     scheduler = LearningRateSchedule(optimizer, t)
@@ -151,7 +155,7 @@ def train(cfg: DictConfig, run_dir: Path) -> float:
             return progress.best_bleu
         if ranks.is_main:
             carry_best_checkpoint(Path(t.resume).expanduser(), checkpoints)
-    reporter = Reporter(run_dir, cfg, data, model) if ranks.is_main else None
+    reporter = Reporter(run_dir, cfg, data, model, precision) if ranks.is_main else None
 
     def checkpoint_state(full: bool) -> dict[str, Any]:
         state: dict[str, Any] = {
@@ -160,6 +164,7 @@ def train(cfg: DictConfig, run_dir: Path) -> float:
             "source_spm": data.source_tokenizer.model_proto,
             "target_spm": data.target_tokenizer.model_proto,
             "progress": {**progress.__dict__, "epoch": sampler.epoch},  # the sampler counts epochs
+            "precision": {"asked": precision.asked, "used": precision.used},
         }
         if full:
             state.update(
@@ -189,10 +194,10 @@ def train(cfg: DictConfig, run_dir: Path) -> float:
         result = None
         with average.swapped_in() if average else contextlib.nullcontext():
             if ranks.is_main:
-                result = evaluate_split(cfg, model, data, "dev", device)
+                result = evaluate_split(cfg, model, data, "dev", device, precision.used)
                 if "word_order" in data.splits:  # can it tell 我爱你 from 你爱我? beside dev BLEU
                     result.metrics |= word_order_metrics(
-                        evaluate_split(cfg, model, data, "word_order", device)
+                        evaluate_split(cfg, model, data, "word_order", device, precision.used)
                     )
             bleu = broadcast_from_main(result.metrics["bleu"] if result else 0.0, ranks)
             if bleu > progress.best_bleu:
@@ -301,7 +306,7 @@ def train(cfg: DictConfig, run_dir: Path) -> float:
     if not reporter:  # torchrun: the other ranks are done; rank 0 scores the test splits
         return progress.best_bleu
 
-    final = final_test(cfg, model, data, device, checkpoints / "best.pt", reporter)
+    final = final_test(cfg, model, data, device, precision.used, checkpoints / "best.pt", reporter)
     final.update(
         best_dev_bleu=progress.best_bleu,
         best_step=progress.best_step,
@@ -310,6 +315,8 @@ def train(cfg: DictConfig, run_dir: Path) -> float:
         train_tokens_per_sec=progress.train_tokens / max(progress.train_seconds, 1e-9),
         parameters=count_parameters(model),
         stop_reason=stop_reason,
+        precision={"asked": precision.asked, "used": precision.used},
+        hardware=hardware_summary(device),
     )
     atomic_write_bytes(run_dir / "metrics.json", json.dumps(final, indent=2).encode())
     reporter.close(final)
@@ -325,6 +332,15 @@ def load_resume_checkpoint(cfg: DictConfig) -> dict[str, Any]:
         )
     check_resume_config(cfg.trainer.resume, saved["config"], config_to_dict(cfg))
     return saved
+
+
+def warn_on_precision_change(path: str, saved: dict[str, Any], precision: PrecisionChoice) -> None:
+    """A run resumed on another kind of machine may compute in another precision (``auto``)."""
+    before = saved.get("precision", {}).get("used", saved["config"]["trainer"]["precision"])
+    if before != precision.used:
+        log.warning(
+            "%s trained in %s; it continues in %s (%s)", path, before, precision.used, precision
+        )
 
 
 def checkpoint_tokenizers(state: dict[str, Any]) -> tuple[SubwordTokenizer, SubwordTokenizer]:
@@ -377,7 +393,12 @@ def stop_condition(t: DictConfig, progress: TrainingProgress, epoch: int) -> str
 
 
 def evaluate_split(
-    cfg: DictConfig, model: Seq2Seq, data: TrainingData, split: str, device: torch.device
+    cfg: DictConfig,
+    model: Seq2Seq,
+    data: TrainingData,
+    split: str,
+    device: torch.device,
+    precision: str,
 ) -> EvalResult:
     return evaluate(
         model,
@@ -393,7 +414,7 @@ def evaluate_split(
         beam_size=cfg.trainer.eval_beam,
         length_penalty=cfg.trainer.length_penalty,
         beam_stop=cfg.trainer.beam_stop,
-        precision=cfg.trainer.precision,
+        precision=precision,
         with_alignment=data.has_gold_alignments and model.has_attention_weights,
         word_order=split == "word_order",
     )
@@ -409,6 +430,7 @@ def final_test(
     model: Seq2Seq,
     data: TrainingData,
     device: torch.device,
+    precision: str,
     best_path: Path,
     reporter: Reporter,
 ) -> dict[str, Any]:
@@ -418,7 +440,7 @@ def final_test(
     for split in ("test", "long", "word_order"):
         if split not in data.splits:
             continue
-        result = evaluate_split(cfg, model, data, split, device)
+        result = evaluate_split(cfg, model, data, split, device, precision)
         reporter.test(split, result)
         final[split] = {
             **result.metrics,
