@@ -74,6 +74,19 @@ class EncoderConfig:
 
 
 @dataclass
+class DecoderConfig:
+    """Which decoder; the sizes of the Transformer one (the RNN's are model.decoder_hidden etc.)."""
+
+    name: str = "rnn"
+    layers: int = 3
+    heads: int = 4
+    ff_size: int = 1024
+    max_positions: int = 256
+    tie_embeddings: bool = False
+    alignment_layer: int | None = None
+
+
+@dataclass
 class ModelConfig:
     name: str = MISSING
     rnn: str = "gru"
@@ -85,9 +98,12 @@ class ModelConfig:
     decoder_style: str = "bahdanau"
     input_feeding: bool = True
     dropout: float = 0.2
+    attention_dropout: float | None = None
+    activation_dropout: float | None = None
     param_init: float = 0.0
     positions: str = "sinusoidal"
     encoder: EncoderConfig = field(default_factory=EncoderConfig)
+    decoder: DecoderConfig = field(default_factory=DecoderConfig)
     attention: AttentionConfig = field(default_factory=AttentionConfig)
 
 

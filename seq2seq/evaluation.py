@@ -125,29 +125,32 @@ def teacher_forced_pass(
     device: torch.device,
     batch_size: int,
     precision: str = "fp32",
-) -> tuple[float, dict[int, np.ndarray]]:
-    """Mean token loss over the split, and the attention weights on each reference.
+) -> tuple[float, list[dict[int, np.ndarray]]]:
+    """Mean token loss over the split, and the attention weights on each reference per decoder
+    layer (an RNN decoder has one, a Transformer one per layer).
 
-    Weights are (reference pieces + EOS, source pieces + EOS), averaged over heads; empty
+    Weights are (reference pieces + EOS, source pieces + EOS), averaged over heads; no layers
     for a model without attention.
     """
     model.eval()
     total, tokens = 0.0, 0
-    weights: dict[int, np.ndarray] = {}
+    layers: list[dict[int, np.ndarray]] = []
     for batch in split.eval_batches(batch_size):
         batch = batch.to(device)
         with autocast(device, precision):
-            logits, attention = model(batch)
+            logits, attention = model.decoder.run_layers(batch.tgt_in, model.encode(batch))
         total += float(sequence_loss(logits.float(), batch.tgt_out))
         tokens += batch.target_tokens
-        if attention is None:
+        if attention[0] is None:
             continue
-        mean_heads = attention.mean(dim=2).float().cpu().numpy()  # (batch, tgt, src)
-        for row, index in enumerate(batch.indices):
-            tgt_len = len(split.target_ids[index]) + 1
-            src_len = int(batch.src_lengths[row])
-            weights[index] = mean_heads[row, :tgt_len, :src_len]
-    return total / max(tokens, 1), weights
+        layers = layers or [{} for _ in attention]
+        for weights, layer in zip(layers, attention, strict=True):
+            mean_heads = layer.mean(dim=2).float().cpu().numpy()  # (batch, tgt, src)
+            for row, index in enumerate(batch.indices):
+                tgt_len = len(split.target_ids[index]) + 1
+                src_len = int(batch.src_lengths[row])
+                weights[index] = mean_heads[row, :tgt_len, :src_len]
+    return total / max(tokens, 1), layers
 
 
 def alignment_error_rate(
@@ -189,10 +192,28 @@ def evaluate(
     precision: str = "fp32",
     word_order: bool = False,
     beam_stop: str = "exact",
+    choose_alignment_layer: bool = False,
 ) -> EvalResult:
     """Everything a validation or the final test reports for one split (with ``word_order``,
-    a split of word-order pairs: its exact-match accuracies too)."""
-    loss, weights = teacher_forced_pass(model, split, device, batch_size, precision)
+    a split of word-order pairs: its exact-match accuracies too).
+
+    With several decoder layers (a Transformer) and ``with_alignment``, each layer's AER is
+    reported as ``aer_layer<k>`` and ``aer`` is the alignment layer's; ``choose_alignment_layer``
+    (on dev only) first makes the layer with the lowest AER the alignment layer, which the
+    heatmaps, translate.py --alignments and checkpoints then use.
+    """
+    loss, layers = teacher_forced_pass(model, split, device, batch_size, precision)
+    metrics: dict[str, float] = {"loss": loss}
+    if with_alignment and layers:
+        aers = [
+            alignment_error_rate(split, weights, source_tokenizer, target_tokenizer)
+            for weights in layers
+        ]
+        if len(aers) > 1:
+            metrics |= {f"aer_layer{k}": aer for k, aer in enumerate(aers)}
+            if choose_alignment_layer:
+                model.decoder.alignment_layer.fill_(int(np.argmin(aers)))
+        metrics["aer"] = aers[model.decoder.alignment_index]
     translations = translate_split(
         model,
         split,
@@ -207,9 +228,7 @@ def evaluate(
         beam_stop,
     )
     scores, by_length = score_translations(translations, split, target_lang, length_buckets)
-    metrics = {"loss": loss, "bleu": float(scores["bleu"]), "chrf": float(scores["chrf"])}
-    if with_alignment and weights:
-        metrics["aer"] = alignment_error_rate(split, weights, source_tokenizer, target_tokenizer)
+    metrics |= {"bleu": float(scores["bleu"]), "chrf": float(scores["chrf"])}
     if word_order:
         metrics |= word_order_scores(translations, split)
     return EvalResult(loss, metrics, by_length, str(scores["bleu_signature"]), translations)

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
 from seq2seq.data.batching import Batch
 from seq2seq.data.tokenizer import BOS_ID, EOS_ID
 from seq2seq.device import autocast
-from seq2seq.model.decoder import DecoderMemory, DecoderState, RNNDecoder
-from seq2seq.model.seq2seq import Seq2Seq
+from seq2seq.model.seq2seq import Decoder, Seq2Seq
 
 # When beam search ends a sentence: "exact" once nothing can beat its finished hypotheses;
 # "best_ends" also as soon as a step's best candidate ends (OpenNMT-py's rule: fewer steps).
@@ -40,16 +40,16 @@ def gnmt_length_penalty(length: int, alpha: float) -> float:
 
 
 def next_word(
-    decoder: RNNDecoder, previous: torch.Tensor, state: DecoderState, memory: DecoderMemory
-) -> tuple[DecoderState, torch.Tensor, torch.Tensor | None]:
+    decoder: Decoder, previous: torch.Tensor, state: Any, memory: Any
+) -> tuple[Any, torch.Tensor, torch.Tensor | None]:
     """One decoder step after the words ``previous``: (new state, log-probabilities, weights).
 
-    The log-probabilities are float32 even under bf16 autocast, which on CPU would compute
-    them in bfloat16 (three significant digits: ties and misranked candidates).
+    ``state`` and ``memory`` are the decoder's own (an RNN's hidden state, a Transformer's
+    cached keys and values); search only selects their rows. The log-probabilities are float32
+    even under bf16 autocast, which on CPU would compute them in bfloat16 (three significant
+    digits: ties and misranked candidates).
     """
-    embedded, input_gates = decoder.embed(previous)
-    state, context, weights = decoder.step(input_gates, state, memory)
-    logits = decoder.logits(state.hidden, context, embedded, state.attentional)
+    state, logits, weights = decoder.next_logits(previous, state, memory)
     return state, torch.log_softmax(logits.float(), dim=-1), weights
 
 

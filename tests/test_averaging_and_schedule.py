@@ -121,11 +121,16 @@ def test_the_plateau_schedule_cuts_on_dev_bleu_only() -> None:
     ("overrides", "message"),
     [
         ({"lr_schedule": "step"}, "trainer.lr_schedule must be one of"),
-        ({"warmup_steps": 100}, "need trainer.lr_schedule=linear or cosine"),
+        ({"warmup_steps": 100}, "need trainer.lr_schedule=linear, cosine or inverse_sqrt"),
         ({"lr_schedule": "cosine"}, "needs 0 <= trainer.warmup_steps < trainer.lr_decay_steps"),
         (
             {"lr_schedule": "linear", "warmup_steps": 50, "lr_decay_steps": 50},
             "lr_decay_steps",
+        ),
+        ({"lr_schedule": "inverse_sqrt"}, "inverse_sqrt needs trainer.warmup_steps >= 1"),
+        (
+            {"lr_schedule": "inverse_sqrt", "warmup_steps": 10, "lr_decay_steps": 50},
+            "no trainer.lr_decay_steps",
         ),
     ],
 )

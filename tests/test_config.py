@@ -15,6 +15,7 @@ from seq2seq.config import (
     PROJECT_ROOT,
     AttentionConfig,
     DataConfig,
+    DecoderConfig,
     EncoderConfig,
     ModelConfig,
     TrainerConfig,
@@ -44,8 +45,19 @@ def test_every_data_and_model_option_composes(data: str, model: str) -> None:
     with initialize_config_dir(str(CONFIGS), version_base="1.3"):
         cfg = compose("config", overrides=overrides)
     assert cfg.data.name == data
-    assert cfg.model.attention.name == ("none" if model == "distracted" else "bahdanau")
+    expected = {"distracted": ("none", "rnn"), "transformer": ("multihead", "transformer")}
+    assert (cfg.model.attention.name, cfg.model.decoder.name) == expected.get(
+        model, ("bahdanau", "rnn")
+    )
     assert Path(cfg.data.cache_dir).is_absolute()
+
+
+@pytest.mark.parametrize("model", options("model"))
+@pytest.mark.parametrize("decoder", options("model/decoder"))
+def test_decoder_switch(model: str, decoder: str) -> None:
+    with initialize_config_dir(str(CONFIGS), version_base="1.3"):
+        cfg = compose("config", overrides=[f"model={model}", f"model/decoder={decoder}"])
+    assert cfg.model.decoder.name == decoder
 
 
 @pytest.mark.parametrize("attention", options("model/attention"))
@@ -84,12 +96,22 @@ SCHEMA = {
     "model": ModelConfig,
     "model/attention": AttentionConfig,
     "model/encoder": EncoderConfig,
+    "model/decoder": DecoderConfig,
     "trainer": TrainerConfig,
     "viz": VizConfig,
 }
 # What a corpus preset (data=synthetic, data=tatoeba) sets for its corpus: where it lives and
 # the vocabulary and length buckets that suit it. Every other key keeps the schema's default.
 CORPUS_KEYS = {"dir", "url", "src_vocab_size", "tgt_vocab_size", "length_buckets"}
+# What the Transformer preset (model=transformer) sets for itself: Vaswani et al.'s dropouts and a
+# cross-attention as wide as the model, which the RNN presets' defaults do not suit.
+TRANSFORMER_KEYS = {
+    "dropout",
+    "attention_dropout",
+    "activation_dropout",
+    "attention.size",
+    "encoder.layers",
+}
 
 
 def yaml_differences(yaml: dict[str, Any], default: dict[str, Any], prefix: str = "") -> list[str]:
@@ -120,6 +142,8 @@ def test_every_yaml_default_equals_its_dataclass_default(path: str) -> None:
     differences = yaml_differences(yaml, default)
     if group == "data" and path != "data/tsv.yaml":  # tsv is the generic reader: no preset
         differences = [d for d in differences if d.split(":")[0] not in CORPUS_KEYS]
+    if path == "model/transformer.yaml":
+        differences = [d for d in differences if d.split(":")[0] not in TRANSFORMER_KEYS]
     assert not differences, f"configs/{path} differs from seq2seq/config.py: {differences}"
 
 

@@ -26,7 +26,8 @@ import torch
 from torch import nn
 
 from seq2seq.device import product_dtype
-from seq2seq.model.encoder import EncoderOutput
+from seq2seq.model.dropout import Dropout
+from seq2seq.model.encoding import EncoderOutput
 from seq2seq.model.stepwise import StepwiseProducts, mix, project
 
 
@@ -98,6 +99,27 @@ def at_least_float32(x: torch.Tensor) -> torch.Tensor:
 def masked_softmax(scores: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """Softmax over the last dimension with exactly zero weight where ``mask`` is False."""
     return torch.softmax(scores.masked_fill(~mask, float("-inf")), dim=-1)
+
+
+def scaled_dot_product(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    mask: torch.Tensor | None,
+    dropout: nn.Module | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """softmax(q kᵀ / √d_k) v for every head at once (Vaswani et al. 2017, eq. 1).
+
+    The attention of multi-head scorers, of the self-attention encoder and of the Transformer
+    decoder's self- and cross-attention: q (..., q_len, d_k), k and v (..., k_len, d_k); ``mask``
+    broadcasts to (..., q_len, k_len), True where a query may look (None: everywhere). Returns
+    the contexts (..., q_len, d_k) and the weights (..., q_len, k_len), exactly zero where
+    ``mask`` is False; ``dropout`` drops weights (attention dropout) only on the way to v.
+    """
+    scores = torch.matmul(q, k.transpose(-1, -2)) / math.sqrt(q.size(-1))
+    weights = torch.softmax(scores, dim=-1) if mask is None else masked_softmax(scores, mask)
+    mixed = weights if dropout is None else dropout(weights)
+    return torch.matmul(mixed, v), weights
 
 
 class NoAttention(Attention):
@@ -200,12 +222,20 @@ class MultiHeadAttention(Attention):
     """Vaswani et al. 2017: H heads of scaled dot attention on learned projections.
 
     Keys and values are projected once per batch. Weights come back per head,
-    (batch, heads, src_len); plots show their mean.
+    (batch, heads, src_len); plots show their mean. ``dropout`` drops weights on the way to the
+    values (the Transformer's attention dropout); the weights returned are the undropped ones.
     """
 
     mixes_values = False
 
-    def __init__(self, query_size: int, value_size: int, attention_size: int, heads: int) -> None:
+    def __init__(
+        self,
+        query_size: int,
+        value_size: int,
+        attention_size: int,
+        heads: int,
+        dropout: float = 0.0,
+    ) -> None:
         super().__init__()
         if attention_size % heads:
             raise ValueError(
@@ -217,6 +247,7 @@ class MultiHeadAttention(Attention):
         self.key_proj = nn.Linear(value_size, attention_size, bias=False)
         self.value_proj = nn.Linear(value_size, attention_size, bias=False)
         self.output_proj = nn.Linear(attention_size, attention_size, bias=False)
+        self.dropout = Dropout(dropout)
         self.context_size = attention_size
 
     def _split_heads(self, x: torch.Tensor) -> torch.Tensor:
@@ -235,10 +266,9 @@ class MultiHeadAttention(Attention):
         q = project(self.query_proj, query, memory.products)
         group = queries_per_row(query, memory)
         q = q.view(batch, group, self.heads, self.head_size).transpose(1, 2)  # (b, heads, g, head)
-        scores = torch.matmul(q, memory.keys.transpose(-1, -2))  # (batch, heads, g, src)
         mask = memory.mask[:, None, None, :]
-        weights = masked_softmax(scores / math.sqrt(self.head_size), mask)
-        context = torch.matmul(weights, memory.values).transpose(1, 2)  # (batch, g, heads, head)
+        context, weights = scaled_dot_product(q, memory.keys, memory.values, mask, self.dropout)
+        context = context.transpose(1, 2)  # (batch, g, heads, head); weights (batch, heads, g, src)
         context = project(self.output_proj, context.reshape(rows, -1), memory.products)
         return context, weights.transpose(1, 2).reshape(rows, self.heads, src_len)
 
@@ -247,9 +277,14 @@ ATTENTION_TYPES = ("none", "bahdanau", "dot", "general", "scaled_dot", "multihea
 
 
 def build_attention(
-    name: str, query_size: int, value_size: int, attention_size: int, heads: int
+    name: str,
+    query_size: int,
+    value_size: int,
+    attention_size: int,
+    heads: int,
+    dropout: float = 0.0,
 ) -> Attention:
-    """The scorer named by ``model.attention.name``."""
+    """The scorer named by ``model.attention.name`` (``dropout``: multihead's on its weights)."""
     if name == "none":
         return NoAttention(value_size)
     if name == "bahdanau":
@@ -261,5 +296,5 @@ def build_attention(
     if name == "general":
         return GeneralAttention(query_size, value_size)
     if name == "multihead":
-        return MultiHeadAttention(query_size, value_size, attention_size, heads)
+        return MultiHeadAttention(query_size, value_size, attention_size, heads, dropout)
     raise ValueError(f"model.attention.name must be one of {ATTENTION_TYPES}, got {name!r}")

@@ -24,7 +24,7 @@ from torch import nn
 
 from seq2seq.data.tokenizer import PAD_ID
 from seq2seq.model.additive_gru_loops import bahdanau_gru_loop, luong_gru_loop
-from seq2seq.model.attention import Attention, AttentionMemory, BahdanauAttention
+from seq2seq.model.attention import Attention, AttentionMemory, BahdanauAttention, NoAttention
 from seq2seq.model.dropout import Dropout
 from seq2seq.model.encoder import EncoderOutput
 from seq2seq.model.recurrence import gru_update, lstm_update
@@ -110,11 +110,34 @@ class RNNDecoder(nn.Module):
             return lstm_update(x, h, state.cell)
         return gru_update(x, h, state.hidden), None
 
+    # The RNN decoder has one attention: it is the alignment (a Transformer has one per layer).
+    alignment_index = 0
+
+    @property
+    def has_attention_weights(self) -> bool:
+        return not isinstance(self.attention, NoAttention)
+
+    def run_layers(
+        self, tgt_in: torch.Tensor, encoder: EncoderOutput
+    ) -> tuple[torch.Tensor, list[torch.Tensor | None]]:
+        """:meth:`forward`, its weights as the list of one layer's (as a Transformer's)."""
+        logits, weights = self(tgt_in, encoder)
+        return logits, [weights]
+
     def step(
         self, input_gates: torch.Tensor, state: DecoderState, memory: DecoderMemory
     ) -> tuple[DecoderState, torch.Tensor, torch.Tensor | None]:
         """One output word: (new state, context C_i, attention weights or None)."""
         raise NotImplementedError
+
+    def next_logits(
+        self, previous: torch.Tensor, state: DecoderState, memory: DecoderMemory
+    ) -> tuple[DecoderState, torch.Tensor, torch.Tensor | None]:
+        """One output word after the words ``previous`` (rows,), as search runs it: the new
+        state, the logits (rows, vocab) and the attention weights (rows, heads, src) or None."""
+        embedded, input_gates = self.embed(previous)
+        state, context, weights = self.step(input_gates, state, memory)
+        return state, self.logits(state.hidden, context, embedded, state.attentional), weights
 
     def logits(
         self,

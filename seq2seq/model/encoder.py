@@ -7,30 +7,18 @@ compares every word with every other in one step, in parallel.
 
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass
-
 import torch
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from seq2seq.data.tokenizer import PAD_ID
+from seq2seq.model.attention import scaled_dot_product
 from seq2seq.model.dropout import Dropout
+from seq2seq.model.encoding import EncoderOutput
 from seq2seq.model.positions import POSITIONS, AbsolutePositions, RotaryPositions
 from seq2seq.model.recurrence import run_encoder_rnn
 
 RNN_TYPES = {"gru": nn.GRU, "lstm": nn.LSTM}
-
-
-@dataclass
-class EncoderOutput:
-    states: torch.Tensor  # (batch, src_len, directions*hidden) annotations h_j, zero on padding
-    summary: torch.Tensor  # (batch, output) C: RNN's final top-layer states, or mean of h_j
-    mask: torch.Tensor  # (batch, src_len) True on real source tokens
-
-    def select(self, index: torch.Tensor) -> EncoderOutput:
-        """Rows ``index`` of the batch (beam search expands and reorders with this)."""
-        return EncoderOutput(self.states[index], self.summary[index], self.mask[index])
 
 
 class RNNEncoder(nn.Module):
@@ -94,18 +82,33 @@ class RNNEncoder(nn.Module):
 ENCODER_TYPES = ("rnn", "self_attention")
 
 
+def feed_forward(size: int, ff_size: int, activation_dropout: float) -> nn.Sequential:
+    """Vaswani et al.'s position-wise block, W_2 ReLU(W_1 x), applied to every position alike."""
+    return nn.Sequential(
+        nn.Linear(size, ff_size), nn.ReLU(), Dropout(activation_dropout), nn.Linear(ff_size, size)
+    )
+
+
 class SelfAttentionLayer(nn.Module):
     """One Transformer encoder layer (Vaswani et al. 2017, sec. 3.1), layer norm first:
 
     x ← x + MultiHead(LN(x)),  MultiHead: softmax(Q Kᵀ / √d_k) V per head, over real tokens only;
     x ← x + W_2 ReLU(W_1 LN(x)).
 
-    Layer norm before each block (Xiong et al. 2020) trains without a learning-rate warm-up,
-    which the trainer's plain Adam schedule does not have.
+    Layer norm before each block (Xiong et al. 2020) trains without a learning-rate warm-up.
+    ``dropout`` drops each block's output before the residual sum, ``attention_dropout`` the
+    weights on their way to the values, ``activation_dropout`` the ReLU's output.
     """
 
     def __init__(
-        self, size: int, heads: int, ff_size: int, dropout: float, rotary: RotaryPositions | None
+        self,
+        size: int,
+        heads: int,
+        ff_size: int,
+        dropout: float,
+        rotary: RotaryPositions | None,
+        attention_dropout: float,
+        activation_dropout: float,
     ) -> None:
         super().__init__()
         self.heads, self.head_size = heads, size // heads
@@ -113,10 +116,9 @@ class SelfAttentionLayer(nn.Module):
         self.qkv_proj = nn.Linear(size, 3 * size)  # W_Q, W_K, W_V of all heads in one product
         self.output_proj = nn.Linear(size, size)  # W_O
         self.feed_forward_norm = nn.LayerNorm(size)
-        self.feed_forward = nn.Sequential(
-            nn.Linear(size, ff_size), nn.ReLU(), Dropout(dropout), nn.Linear(ff_size, size)
-        )
+        self.feed_forward = feed_forward(size, ff_size, activation_dropout)
         self.dropout = Dropout(dropout)
+        self.attention_dropout = Dropout(attention_dropout)
         self.rotary = rotary
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -130,9 +132,8 @@ class SelfAttentionLayer(nn.Module):
         q, k, v = qkv.permute(2, 0, 3, 1, 4)  # each (batch, heads, src_len, head_size)
         if self.rotary is not None:
             q, k = self.rotary(q), self.rotary(k)
-        scores = torch.matmul(q, k.transpose(-1, -2)) / math.sqrt(self.head_size)
-        weights = torch.softmax(scores.masked_fill(~mask[:, None, None, :], float("-inf")), -1)
-        context = torch.matmul(self.dropout(weights), v)  # (batch, heads, src_len, head_size)
+        mask = mask[:, None, None, :]
+        context, weights = scaled_dot_product(q, k, v, mask, self.attention_dropout)
         context = context.transpose(1, 2).reshape(batch, length, size)
         x = x + self.dropout(self.output_proj(context))
         x = x + self.dropout(self.feed_forward(self.feed_forward_norm(x)))
@@ -161,7 +162,10 @@ class SelfAttentionEncoder(nn.Module):
         dropout: float,
         positions: str,
         max_positions: int,
+        attention_dropout: float | None = None,
+        activation_dropout: float | None = None,
     ) -> None:
+        """``attention_dropout`` and ``activation_dropout`` default to ``dropout``."""
         super().__init__()
         if positions not in POSITIONS:
             raise ValueError(f"model.positions must be one of {POSITIONS}, got {positions!r}")
@@ -178,7 +182,16 @@ class SelfAttentionEncoder(nn.Module):
         )
         rotary = RotaryPositions(embed_size // heads) if positions == "rotary" else None
         self.layers = nn.ModuleList(
-            SelfAttentionLayer(embed_size, heads, ff_size, dropout, rotary) for _ in range(layers)
+            SelfAttentionLayer(
+                embed_size,
+                heads,
+                ff_size,
+                dropout,
+                rotary,
+                dropout if attention_dropout is None else attention_dropout,
+                dropout if activation_dropout is None else activation_dropout,
+            )
+            for _ in range(layers)
         )
         self.final_norm = nn.LayerNorm(embed_size)
         self.dropout = Dropout(dropout)

@@ -37,25 +37,28 @@ def sinusoids(length: int, size: int, base: float = 10000.0) -> torch.Tensor:
 class AbsolutePositions(nn.Module):
     """Adds a position vector to each embedding: sinusoidal (fixed) or learned."""
 
-    def __init__(self, kind: str, size: int, max_positions: int) -> None:
+    def __init__(
+        self, kind: str, size: int, max_positions: int, setting: str = "model.encoder.max_positions"
+    ) -> None:
+        """``setting``: the config key of ``max_positions``, for the error on a longer input."""
         super().__init__()
         assert kind in ("sinusoidal", "learned"), f"not an absolute scheme: {kind!r}"
-        self.max_positions = max_positions
+        self.max_positions, self.setting = max_positions, setting
         self.learned = kind == "learned"
         if self.learned:
             self.table = nn.Embedding(max_positions, size)
         else:  # a buffer, not a parameter: fixed, and rebuilt rather than stored in checkpoints
             self.register_buffer("sinusoids", sinusoids(max_positions, size), persistent=False)
 
-    def forward(self, embedded: torch.Tensor) -> torch.Tensor:
-        """``embedded``: (batch, src_len, size)."""
-        length = embedded.size(1)
-        if length > self.max_positions:
+    def forward(self, embedded: torch.Tensor, offset: int = 0) -> torch.Tensor:
+        """``embedded``: (batch, length, size), the words at positions offset, offset + 1, ..."""
+        end = offset + embedded.size(1)
+        if end > self.max_positions:
             raise ValueError(
-                f"a source of {length} tokens is longer than model.encoder.max_positions="
-                f"{self.max_positions}; raise it (or lower data.max_length)"
+                f"a sequence of {end} tokens is longer than {self.setting}={self.max_positions}; "
+                "raise it (or lower data.max_length)"
             )
-        table = self.table.weight[:length] if self.learned else self.sinusoids[:length]
+        table = self.table.weight[offset:end] if self.learned else self.sinusoids[offset:end]
         return embedded + table.to(embedded.dtype)
 
 
@@ -72,10 +75,10 @@ class RotaryPositions(nn.Module):
         inverse = base ** (-torch.arange(0, head_size, 2, dtype=torch.float32) / head_size)
         self.register_buffer("inverse_frequency", inverse, persistent=False)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """``x``: (batch, heads, length, head_size), rotated by position along ``length``."""
+    def forward(self, x: torch.Tensor, offset: int = 0) -> torch.Tensor:
+        """``x``: (batch, heads, length, head_size) at positions offset, offset + 1, ..."""
         length = x.size(2)
-        position = torch.arange(length, device=x.device, dtype=torch.float32)
+        position = torch.arange(offset, offset + length, device=x.device, dtype=torch.float32)
         angle = torch.outer(position, self.inverse_frequency)  # (length, head_size/2)
         cos, sin = angle.cos().to(x.dtype), angle.sin().to(x.dtype)
         even, odd = x[..., 0::2], x[..., 1::2]

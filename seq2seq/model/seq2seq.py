@@ -9,7 +9,7 @@ from torch import nn
 
 from seq2seq.config import ModelConfig
 from seq2seq.data.batching import Batch
-from seq2seq.model.attention import NoAttention, build_attention
+from seq2seq.model.attention import build_attention
 from seq2seq.model.decoder import BahdanauDecoder, LuongDecoder, RNNDecoder
 from seq2seq.model.encoder import (
     ENCODER_TYPES,
@@ -17,8 +17,11 @@ from seq2seq.model.encoder import (
     RNNEncoder,
     SelfAttentionEncoder,
 )
+from seq2seq.model.transformer import TransformerDecoder
 
 Encoder = RNNEncoder | SelfAttentionEncoder
+Decoder = RNNDecoder | TransformerDecoder
+DECODER_TYPES = ("rnn", "transformer")
 
 log = logging.getLogger(__name__)
 
@@ -27,14 +30,14 @@ SIZED_SCORERS = ("bahdanau", "multihead")
 
 
 class Seq2Seq(nn.Module):
-    def __init__(self, encoder: Encoder, decoder: RNNDecoder) -> None:
+    def __init__(self, encoder: Encoder, decoder: Decoder) -> None:
         super().__init__()
         self.encoder = encoder
         self.decoder = decoder
 
     @property
     def has_attention_weights(self) -> bool:
-        return not isinstance(self.decoder.attention, NoAttention)
+        return self.decoder.has_attention_weights
 
     def encode(self, batch: Batch) -> EncoderOutput:
         return self.encoder(batch.src, batch.src_lengths)
@@ -52,8 +55,24 @@ def ineffective_options(cfg: ModelConfig) -> list[str]:
     """
     default = ModelConfig()
     attention = cfg.attention
+    transformer = cfg.decoder.name == "transformer"
     notes = []
-    if cfg.decoder_style == "bahdanau" and cfg.input_feeding != default.input_feeding:
+    if transformer:
+        notes += [
+            f"model.{key}={cfg[key]} has no effect with model.decoder.name=transformer; it is "
+            "for the RNN decoder"
+            for key in ("decoder_hidden", "decoder_style", "input_feeding")
+            if cfg[key] != getattr(default, key)
+        ]
+    else:
+        notes += [
+            f"model.decoder.{key}={cfg.decoder[key]} has no effect with the RNN decoder; it is "
+            "for model.decoder.name=transformer"
+            for key in ("layers", "heads", "ff_size", "max_positions", "tie_embeddings")
+            if cfg.decoder[key] != getattr(default.decoder, key)
+        ]
+    rnn_bahdanau = not transformer and cfg.decoder_style == "bahdanau"
+    if rnn_bahdanau and cfg.input_feeding != default.input_feeding:
         notes.append(
             f"model.input_feeding={cfg.input_feeding} has no effect with "
             "model.decoder_style=bahdanau (its context always enters the RNN); it is for luong"
@@ -68,10 +87,10 @@ def ineffective_options(cfg: ModelConfig) -> list[str]:
             f"model.attention.size={attention.size} has no effect with "
             f"model/attention={attention.name}; only {' and '.join(SIZED_SCORERS)} read it"
         )
-    if cfg.encoder.name == "rnn" and cfg.positions != default.positions:
+    if cfg.encoder.name == "rnn" and not transformer and cfg.positions != default.positions:
         notes.append(
-            f"model.positions={cfg.positions} has no effect with model/encoder=rnn (the "
-            "recurrence itself knows the order); it is for self_attention"
+            f"model.positions={cfg.positions} has no effect with model/encoder=rnn and an RNN "
+            "decoder (the recurrence itself knows the order); it is for self-attention"
         )
     return notes
 
@@ -98,6 +117,8 @@ def build_encoder(cfg: ModelConfig, src_vocab_size: int) -> Encoder:
             cfg.dropout,
             cfg.positions,
             cfg.encoder.max_positions,
+            cfg.attention_dropout,
+            cfg.activation_dropout,
         )
     raise ValueError(f"model.encoder.name must be one of {ENCODER_TYPES}, got {cfg.encoder.name!r}")
 
@@ -106,10 +127,26 @@ def build_model(cfg: ModelConfig, src_vocab_size: int, tgt_vocab_size: int) -> S
     for note in ineffective_options(cfg):
         log.warning("%s", note)
     encoder = build_encoder(cfg, src_vocab_size)
+    if cfg.decoder.name == "rnn":
+        decoder: Decoder = build_rnn_decoder(cfg, tgt_vocab_size, encoder.output_size)
+    elif cfg.decoder.name == "transformer":
+        decoder = build_transformer_decoder(cfg, tgt_vocab_size, encoder.output_size)
+    else:
+        raise ValueError(
+            f"model.decoder.name must be one of {DECODER_TYPES}, got {cfg.decoder.name!r}"
+        )
+    model = Seq2Seq(encoder, decoder)
+    if cfg.param_init > 0:
+        initialize_uniform(model, cfg.param_init)
+    return model
+
+
+def build_rnn_decoder(cfg: ModelConfig, tgt_vocab_size: int, value_size: int) -> RNNDecoder:
+    """``model.decoder_style``: where the context enters the recurrence (Bahdanau or Luong)."""
     attention = build_attention(
         cfg.attention.name,
         query_size=cfg.decoder_hidden,
-        value_size=encoder.output_size,
+        value_size=value_size,
         attention_size=cfg.attention.size,
         heads=cfg.attention.heads,
     )
@@ -117,24 +154,53 @@ def build_model(cfg: ModelConfig, src_vocab_size: int, tgt_vocab_size: int) -> S
         tgt_vocab_size,
         cfg.embed_size,
         cfg.decoder_hidden,
-        encoder.output_size,
+        value_size,
         cfg.rnn,
         cfg.dropout,
         attention,
     )
-    decoder: RNNDecoder
     if cfg.decoder_style == "bahdanau":
-        decoder = BahdanauDecoder(*args)
-    elif cfg.decoder_style == "luong":
-        decoder = LuongDecoder(*args, input_feeding=cfg.input_feeding)
-    else:
-        raise ValueError(
-            f"model.decoder_style must be 'bahdanau' or 'luong', got {cfg.decoder_style!r}"
+        return BahdanauDecoder(*args)
+    if cfg.decoder_style == "luong":
+        return LuongDecoder(*args, input_feeding=cfg.input_feeding)
+    raise ValueError(
+        f"model.decoder_style must be 'bahdanau' or 'luong', got {cfg.decoder_style!r}"
+    )
+
+
+def build_transformer_decoder(
+    cfg: ModelConfig, tgt_vocab_size: int, value_size: int
+) -> TransformerDecoder:
+    """Width ``model.embed_size``; each layer's cross-attention is ``model/attention``'s scorer
+    (multihead in the Transformer preset), queried by that layer's stream."""
+    attention_dropout = cfg.dropout if cfg.attention_dropout is None else cfg.attention_dropout
+    activation_dropout = cfg.dropout if cfg.activation_dropout is None else cfg.activation_dropout
+    cross_attention = [
+        build_attention(
+            cfg.attention.name,
+            query_size=cfg.embed_size,
+            value_size=value_size,
+            attention_size=cfg.attention.size,
+            heads=cfg.attention.heads,
+            dropout=attention_dropout,
         )
-    model = Seq2Seq(encoder, decoder)
-    if cfg.param_init > 0:
-        initialize_uniform(model, cfg.param_init)
-    return model
+        for _ in range(cfg.decoder.layers)
+    ]
+    return TransformerDecoder(
+        tgt_vocab_size,
+        cfg.embed_size,
+        cfg.decoder.layers,
+        cfg.decoder.heads,
+        cfg.decoder.ff_size,
+        cross_attention,
+        cfg.dropout,
+        attention_dropout,
+        activation_dropout,
+        cfg.positions,
+        cfg.decoder.max_positions,
+        cfg.decoder.tie_embeddings,
+        cfg.decoder.alignment_layer,
+    )
 
 
 def initialize_uniform(model: nn.Module, bound: float) -> None:

@@ -22,10 +22,18 @@ from torch.utils.tensorboard.summary import hparams
 from seq2seq.config import PROJECT_ROOT
 from seq2seq.data.batching import collate
 from seq2seq.data.tokenizer import EOS_ID
+from seq2seq.files import atomic_write_bytes
 from seq2seq.metrics.alignment import piece_word_indices_by_boundaries, piece_word_indices_by_spans
 from seq2seq.metrics.word_order import WORD_ORDER_METRICS
 from seq2seq.model.encoder import SelfAttentionEncoder
-from seq2seq.viz.heatmap import figure_to_png, plot_alignment, png_to_image_array, save_alignment
+from seq2seq.model.transformer import TransformerDecoder
+from seq2seq.viz.heatmap import (
+    figure_to_png,
+    plot_alignment,
+    plot_attention_grid,
+    png_to_image_array,
+    save_alignment,
+)
 
 if TYPE_CHECKING:
     from seq2seq.data.dataset import TrainingData
@@ -43,6 +51,7 @@ HPARAM_KEYS = (
     "model.name",
     "model.attention.name",
     "model.encoder.name",
+    "model.decoder.name",
     "model.positions",
     "model.rnn",
     "model.embed_size",
@@ -73,6 +82,9 @@ class Reporter:
         self.precision = precision
         self.data = data
         self.writer = SummaryWriter(log_dir=str(run_dir))
+        self.model = model
+        # A Transformer decoder's cross-attention per layer and head (alignment_heads/<n>).
+        self.transformer = model.decoder if isinstance(model.decoder, TransformerDecoder) else None
         self.draws_alignments = model.has_attention_weights
         if not self.draws_alignments:
             log.info(
@@ -147,8 +159,43 @@ class Reporter:
                     labels[1],
                     png,
                 )
+                if self.transformer is not None:
+                    self.layer_heads(step, n, translations[index], labels, directory)
             except Exception:  # a plot must never stop training
                 log.exception("could not draw the alignment of dev example %d", index)
+
+    @torch.no_grad()
+    def layer_heads(
+        self,
+        step: int,
+        n: int,
+        translation: Translation,
+        labels: tuple[list[str], list[str]],
+        directory: Path,
+    ) -> None:
+        """A Transformer's cross-attention, every layer × head, on the output it wrote
+        (teacher-forcing it gives the weights the search saw): ``alignment_heads/<n>``."""
+        (ids,) = self.data.source_tokenizer.encode([translation.source])
+        tokens = translation.output.tokens
+        batch = collate([ids], [tokens[:-1]], [0]).to(next(self.model.parameters()).device)
+        assert self.transformer is not None, "no Transformer decoder"
+        layers = self.transformer.cross_attention(batch.tgt_in, self.model.encode(batch))
+        grid = torch.stack([layer[0] for layer in layers]).transpose(1, 2)  # (L, heads, tgt, src)
+        grid = grid[:, :, : len(tokens)].float().cpu().numpy()
+        chosen = self.transformer.alignment_index
+        fig = plot_attention_grid(
+            grid,
+            labels[0],
+            labels[1],
+            font=self.cfg.viz.font,
+            title=f"dev {translation.index + 1}, step {step}: cross-attention per layer and head\n"
+            f"(alignment/{n} shows layer {chosen}, mean of its heads)",
+        )
+        png = figure_to_png(fig)
+        self.writer.add_image(
+            f"alignment_heads/{n}", png_to_image_array(png), step, dataformats="HWC"
+        )
+        atomic_write_bytes(directory / f"dev_{translation.index + 1}_heads.png", png)
 
     @torch.no_grad()
     def self_attention(self, step: int, translations: Sequence[Translation]) -> None:

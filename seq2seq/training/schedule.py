@@ -3,7 +3,10 @@
 ``plateau`` (the default) halves the rate after ``lr_patience`` validations without a dev BLEU
 gain. ``linear`` and ``cosine`` warm up linearly over ``warmup_steps`` updates to ``lr`` and then
 anneal to ``min_lr`` at update ``lr_decay_steps``, staying there after it: small steps at the
-end of a fixed budget let the weights settle instead of wandering at the peak rate. Being a
+end of a fixed budget let the weights settle instead of wandering at the peak rate.
+``inverse_sqrt`` (Vaswani et al. 2017, eq. 3, as fairseq writes it) warms up the same way and
+then falls as lr · √(warmup_steps / step): a Transformer's attention needs the warm-up, and the
+rate keeps falling however long the run goes (no ``lr_decay_steps`` to guess). Being a
 function of the update count alone, the same config and seed give the same rates on any machine,
 and a resumed run continues them exactly.
 """
@@ -16,7 +19,7 @@ from typing import Any
 import torch
 from omegaconf import DictConfig
 
-LR_SCHEDULES = ("plateau", "linear", "cosine")
+LR_SCHEDULES = ("plateau", "linear", "cosine", "inverse_sqrt")
 
 
 def step_lr(
@@ -25,6 +28,8 @@ def step_lr(
     """The learning rate of update ``step`` (1 for the first update)."""
     if step <= warmup_steps:
         return peak * step / warmup_steps
+    if shape == "inverse_sqrt":
+        return peak * math.sqrt(warmup_steps / step)
     progress = min(1.0, (step - warmup_steps) / (decay_steps - warmup_steps))
     remaining = 1.0 - progress if shape == "linear" else 0.5 * (1.0 + math.cos(math.pi * progress))
     return floor + (peak - floor) * remaining
@@ -47,11 +52,19 @@ class LearningRateSchedule:
             if t.warmup_steps or t.lr_decay_steps:
                 raise ValueError(
                     "trainer.warmup_steps and trainer.lr_decay_steps need "
-                    "trainer.lr_schedule=linear or cosine (plateau cuts the rate on dev BLEU)"
+                    "trainer.lr_schedule=linear, cosine or inverse_sqrt (plateau cuts the rate "
+                    "on dev BLEU)"
                 )
             self.plateau = torch.optim.lr_scheduler.ReduceLROnPlateau(
                 optimizer, mode="max", factor=t.lr_factor, patience=t.lr_patience, min_lr=t.min_lr
             )
+        elif self.shape == "inverse_sqrt":
+            if t.warmup_steps < 1 or t.lr_decay_steps:
+                raise ValueError(
+                    "trainer.lr_schedule=inverse_sqrt needs trainer.warmup_steps >= 1 (the rate "
+                    f"peaks there) and no trainer.lr_decay_steps (got {t.warmup_steps} and "
+                    f"{t.lr_decay_steps}): it falls as 1/sqrt(update) for as long as the run goes"
+                )
         elif not 0 <= t.warmup_steps < t.lr_decay_steps:
             raise ValueError(
                 f"trainer.lr_schedule={self.shape} needs 0 <= trainer.warmup_steps < "

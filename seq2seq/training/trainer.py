@@ -417,6 +417,8 @@ def evaluate_split(
         precision=precision,
         with_alignment=data.has_gold_alignments and model.has_attention_weights,
         word_order=split == "word_order",
+        # model.decoder.alignment_layer=null: the Transformer layer aligning best on dev.
+        choose_alignment_layer=split == "dev" and cfg.model.decoder.alignment_layer is None,
     )
 
 

@@ -178,6 +178,53 @@ def plot_alignment(
     return fig
 
 
+def plot_attention_grid(
+    weights: ArrayLike,
+    source_labels: Sequence[str],
+    target_labels: Sequence[str],
+    *,
+    font: str | None = None,
+    title: str | None = None,
+) -> Figure:
+    """Every layer × head of a Transformer's cross-attention, one small heatmap each.
+
+    ``weights``: (layers, heads, len(target_labels), len(source_labels)). Rows are layers (first
+    at the top), columns heads; labels only on the outer panels, so heads that align and heads
+    that look elsewhere (at </s>, at the previous word) can be told apart at a glance.
+    """
+    weights = np.asarray(weights, dtype=float)
+    if weights.ndim != 4:
+        raise ValueError(f"expected (layers, heads, target, source) weights, got {weights.shape}")
+    layers, heads = weights.shape[:2]
+    n_source, n_target = len(source_labels), len(target_labels)
+    _check_shape(weights[0, 0], n_source, n_target)
+    panel = _figure_size(n_source, n_target)
+    scale = min(1.0, _MAX_FIGSIZE[0] / (panel[0] * heads), _MAX_FIGSIZE[1] / (panel[1] * layers))
+    fig = Figure(
+        figsize=(panel[0] * heads * scale, panel[1] * layers * scale), layout="constrained"
+    )
+    FigureCanvasAgg(fig)
+    props = cjk_font_properties(font) or FontProperties()
+    text = {"fontproperties": props, "fontsize": _FONT_SIZE_RANGE[0], "parse_math": False}
+    axes = fig.subplots(layers, heads, squeeze=False)
+    with _missing_glyph_warnings_silenced():
+        for layer in range(layers):
+            for head in range(heads):
+                ax = axes[layer][head]
+                ax.imshow(weights[layer, head], cmap="Blues", vmin=0.0, vmax=1.0, aspect="equal")
+                ax.set_xticks(range(n_source), labels=list(source_labels) if layer == 0 else [])
+                ax.set_yticks(range(n_target), labels=list(target_labels) if head == 0 else [])
+                ax.xaxis.tick_top()
+                ax.tick_params(length=0, labelsize=text["fontsize"])
+                for label in [*ax.get_xticklabels(), *ax.get_yticklabels()]:
+                    label.set_fontproperties(props)
+                    label.set_fontsize(text["fontsize"])
+                ax.set_title(f"layer {layer}, head {head}", fontsize=8, y=-0.12)
+        if title:
+            fig.suptitle(title, fontproperties=props, parse_math=False)
+    return fig
+
+
 def figure_to_png(fig: Figure, dpi: int = 100) -> bytes:
     """Render ``fig`` to PNG bytes, then clear it so its artists can be freed."""
     buffer = io.BytesIO()
