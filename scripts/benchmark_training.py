@@ -105,7 +105,9 @@ def main() -> None:
     report = {
         "model": cfg.model.name,
         "attention": cfg.model.attention.name,
+        "decoder": cfg.model.decoder.name,
         "decoder_style": cfg.model.decoder_style,
+        "parameters": sum(p.numel() for p in model.parameters()),
         "device": str(device),
         "processes": ranks.world_size,
         "threads": args.threads,

@@ -36,6 +36,7 @@ TESTS = [
     "tests/test_resume.py",
     "tests/test_private_ops.py",
     "tests/test_precision.py",
+    "tests/test_transformer.py",
     "-k",
     "not sigkill",
 ]
@@ -48,6 +49,7 @@ A, D, E, S, W, R, L = (
     "seq2seq/model/recurrence.py",
     "seq2seq/model/additive_gru_loops.py",
 )
+T = "seq2seq/model/transformer.py"
 # (file, original, mutated, label)
 MUTANTS = [
     (A, "hidden = (grouped + memory.keys.unsqueeze(1)).tanh_()",
@@ -163,6 +165,22 @@ MUTANTS = [
      "scheduler not restored on resume"),
     ("seq2seq/training/resume.py", '    sampler.load_state_dict(state["sampler"])\n', "",
      "sampler not restored on resume"),
+    (T, "causal = torch.ones(steps, steps, dtype=torch.bool, device=x.device).tril_()",
+     "causal = torch.ones(steps, steps, dtype=torch.bool, device=x.device)",
+     "transformer decoder sees future words"),
+    (T, "q, k = self.rotary(q, start), self.rotary(k, start)",
+     "q, k = self.rotary(q), self.rotary(k)", "cached step rotated as position 0"),
+    (T, "x = self.embed(previous.unsqueeze(1), state.length)",
+     "x = self.embed(previous.unsqueeze(1))", "cached step embedded at position 0"),
+    (T, "return logits, weights[self.alignment_index]", "return logits, weights[-1]",
+     "alignment layer ignored"),
+    (A, "scores = torch.matmul(q, k.transpose(-1, -2)) / math.sqrt(q.size(-1))",
+     "scores = torch.matmul(q, k.transpose(-1, -2))", "scaled dot product not scaled"),
+    ("seq2seq/evaluation.py", "model.decoder.alignment_layer.fill_(int(np.argmin(aers)))",
+     "model.decoder.alignment_layer.fill_(int(np.argmax(aers)))",
+     "alignment layer chosen by the highest AER"),
+    ("seq2seq/training/schedule.py", "return peak * math.sqrt(warmup_steps / step)",
+     "return peak * warmup_steps / step", "inverse_sqrt falls as 1/step"),
 ]  # fmt: skip
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from hydra import compose, initialize_config_dir
@@ -15,6 +16,7 @@ from seq2seq.checkpoint import load_checkpoint
 from seq2seq.config import PROJECT_ROOT, DecoderConfig, EncoderConfig, ModelConfig, register_configs
 from seq2seq.data.batching import Batch, collate
 from seq2seq.data.tokenizer import BOS_ID, PAD_ID
+from seq2seq.inference import load_translator
 from seq2seq.model.seq2seq import Seq2Seq, build_model
 from seq2seq.search import beam_search, greedy_search
 from seq2seq.training.schedule import step_lr
@@ -241,3 +243,43 @@ def test_transformer_trains_and_shows_each_layers_alignment(tmp_path: Path) -> N
         assert [image.step for image in accumulator.Images(tag)] == [4, 8]
     assert (run_dir / "alignments" / "step_0000008" / "dev_1_heads.png").is_file()
     assert "aer_layer0" in json.loads((run_dir / "metrics.json").read_text())["test"]
+
+    # translate.py --alignments reads the chosen layer's cross-attention from best.pt alone.
+    translator = load_translator(run_dir / "checkpoints" / "best.pt", "cpu", "fp32")
+    assert translator.model.decoder.alignment_index == chosen
+    source = "我爱你。"
+    (hypothesis,) = translator.translate([source], beam_size=3)[0][:1]
+    alignment = translator.alignment(source, hypothesis)
+    assert alignment.weights.shape == (len(hypothesis.tokens), len(alignment.source_labels))
+    np.testing.assert_allclose(alignment.weights.sum(axis=1), 1.0, rtol=1e-5)
+
+
+TINY_TRANSFORMER = [
+    "model=transformer",
+    "model.attention.heads=2",
+    "model.encoder.heads=2",
+    "model.encoder.ff_size=32",
+    "model.decoder.heads=2",
+    "model.decoder.ff_size=32",
+    "model.decoder.tie_embeddings=true",
+    "trainer.lr_schedule=inverse_sqrt",
+    "trainer.warmup_steps=2",
+    "trainer.ema_decay=0.9",
+]
+
+
+@pytest.mark.slow
+def test_transformer_resumes_exactly(tmp_path: Path) -> None:
+    from test_training import run  # the tiny TSV corpus and its run helper
+
+    straight = run(tmp_path, "straight", *TINY_TRANSFORMER)
+    half = run(tmp_path, "half", *TINY_TRANSFORMER, "trainer.max_steps=3")
+    resumed = run(
+        tmp_path, "resumed", *TINY_TRANSFORMER, f"trainer.resume={half / 'checkpoints' / 'last.pt'}"
+    )
+    expected = load_checkpoint(straight / "checkpoints" / "last.pt")
+    continued = load_checkpoint(resumed / "checkpoints" / "last.pt")
+    for name, tensor in expected["model"].items():
+        torch.testing.assert_close(continued["model"][name], tensor, msg=name)
+    for name, tensor in expected["ema"]["average"].items():
+        torch.testing.assert_close(continued["ema"]["average"][name], tensor, msg=name)
