@@ -41,6 +41,7 @@ class DataConfig:
     test: str | None = None
     word_order: str | None = None
     url: str = ""
+    sha256: str = ""
     columns: list[str] = field(default_factory=lambda: ["zh", "en"])
     source_lang: str = "zh"
     target_lang: str = "en"
