@@ -128,6 +128,7 @@ class TrainerConfig:
     log_every: int = 50
     progress: bool = True
     resume: str | None = None
+    overwrite: bool = False
     ddp_timeout_minutes: float = 30.0
 
 

@@ -48,6 +48,7 @@ CHANGEABLE_ON_RESUME = frozenset(
         "trainer.log_every",
         "trainer.progress",
         "trainer.resume",
+        "trainer.overwrite",
     }
 )
 CHANGEABLE_PREFIXES = ("viz.",)

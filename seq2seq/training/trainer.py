@@ -55,6 +55,7 @@ from seq2seq.training.resume import (
     check_resume_config,
     restore_training_state,
 )
+from seq2seq.training.run_dir import claim_run_dir
 from seq2seq.training.schedule import LearningRateSchedule
 from seq2seq.training.signals import StopRequests, TrainingInterrupted
 from seq2seq.training.step import TrainingStep, build_optimizer
@@ -100,6 +101,7 @@ def train(cfg: DictConfig, run_dir: Path) -> float:
     if t.beam_stop not in BEAM_STOPS:  # checked now, not at the first validation
         raise ValueError(f"trainer.beam_stop must be one of {BEAM_STOPS}, got {t.beam_stop!r}")
     ranks = current_ranks()
+    claim_run_dir(run_dir, t, ranks.is_main)
     random.seed(t.seed)
     torch.manual_seed(t.seed)
     if t.threads > 0:
