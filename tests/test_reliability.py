@@ -137,3 +137,32 @@ def test_a_run_removes_stale_temporaries_of_the_run_it_resumes(tmp_path: Path) -
     stale.write_bytes(b"half a checkpoint")
     run(tmp_path, "again", f"trainer.resume={first / 'checkpoints' / 'last.pt'}")
     assert not stale.exists()
+
+
+@pytest.mark.slow
+def test_a_job_that_fails_on_a_user_error_does_not_end_the_sweep(tmp_path: Path) -> None:
+    sweep = tmp_path / "sweep"
+    overrides = [
+        *tiny_overrides(tmp_path / "cache"),
+        "trainer.max_steps=2",
+        "trainer.eval_every=2",
+        "trainer.lr=0.001,-1,0.002",
+        f"hydra.sweep.dir={sweep}",
+        "hydra.sweep.subdir=${hydra.job.num}",
+    ]
+    result = subprocess.run(
+        [sys.executable, str(PROJECT_ROOT / "train.py"), "-m", *overrides],
+        capture_output=True,
+        text=True,
+        env=ENVIRONMENT,
+        timeout=300,
+    )
+    assert result.returncode == 2, result.stderr[-3000:]
+    assert "Traceback" not in result.stderr
+    for job in ("0", "2"):  # lr 0.001 and 0.002
+        assert (sweep / job / "metrics.json").is_file(), result.stderr[-3000:]
+    assert not (sweep / "1" / "metrics.json").exists()
+    errors = [line for line in result.stderr.splitlines() if line.startswith("train.py: error")]
+    assert len(errors) == 2 and "-1" in errors[0], result.stderr[-3000:]
+    assert errors[1] == "train.py: error: 1 job(s) of the sweep failed:"
+    assert f"\n  {sweep / '1'}: Invalid learning rate" in result.stderr.split(errors[1])[1]
