@@ -16,6 +16,7 @@ from test_training import events, run, tiny_overrides
 from seq2seq.checkpoint import load_checkpoint
 from seq2seq.config import PROJECT_ROOT, register_configs
 from seq2seq.files import remove_orphaned_temporaries_in
+from seq2seq.training.settings import check_settings
 
 ENVIRONMENT = {**os.environ, "PYTHONWARNINGS": "ignore", "HYDRA_FULL_ERROR": "0"}
 
@@ -166,3 +167,67 @@ def test_a_job_that_fails_on_a_user_error_does_not_end_the_sweep(tmp_path: Path)
     assert len(errors) == 2 and "-1" in errors[0], result.stderr[-3000:]
     assert errors[1] == "train.py: error: 1 job(s) of the sweep failed:"
     assert f"\n  {sweep / '1'}: Invalid learning rate" in result.stderr.split(errors[1])[1]
+
+
+def test_every_preset_is_in_range_and_each_bad_value_is_named() -> None:
+    register_configs()
+    presets = [[f"+experiment={p.stem}"] for p in (PROJECT_ROOT / "configs/experiment").iterdir()]
+    bad = {
+        "trainer.eval_every=0": "trainer.eval_every=0 is out of range: it must be more than 0",
+        "trainer.batch_size=-4": "trainer.batch_size=-4 is out of range",
+        "model.decoder_hidden=0": "model.decoder_hidden=0 is out of range",
+        "trainer.max_minutes=-1": "trainer.max_minutes=-1.0 is out of range: it must be 0 or more",
+        "trainer.log_every=0": "trainer.log_every=0 is out of range",
+        "trainer.lr=nan": "trainer.lr=nan is out of range",
+        "model.dropout=1.0": "model.dropout=1.0 is out of range: it must be from 0.0 to less than",
+        "data.src_vocab_size=0": "data.src_vocab_size=0 is out of range",
+        "trainer.length_penalty=1000": "trainer.length_penalty=1000.0 is out of range",
+        "+trainer.foo=1": "trainer.foo: not a setting",
+        "+model.attention.bar=2": "model.attention.bar: not a setting",
+    }
+    with initialize_config_dir(str(PROJECT_ROOT / "configs"), version_base="1.3"):
+        for overrides in [[], ["data=tatoeba", "model=distracted"], *presets]:
+            check_settings(compose("config", overrides=overrides))
+        for override, message in bad.items():
+            with pytest.raises(ValueError, match=re.escape(message)):
+                check_settings(compose("config", overrides=[override]))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("case", "message"),
+    [
+        ("eval_every=0", "trainer.eval_every=0 is out of range"),
+        ("added key", "trainer.foo: not a setting"),
+        ("offline", "could not download the Tatoeba corpus from data.url=file:"),
+        ("own corpus", "lacks dev.tsv and is not empty"),
+    ],
+)
+def test_start_up_errors_end_train_py_with_one_line_and_exit_2(
+    tmp_path: Path, case: str, message: str
+) -> None:
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    tatoeba = ["data=tatoeba", f"data.dir={corpus}", f"data.url={(tmp_path / 'no.zip').as_uri()}"]
+    overrides = {
+        "eval_every=0": ["trainer.eval_every=0"],
+        "added key": ["+trainer.foo=1"],
+        "offline": tatoeba,
+        "own corpus": tatoeba,
+    }[case]
+    if case == "own corpus":
+        for split in ("train", "test"):
+            (corpus / f"{split}.tsv").write_text(f"我的{split}\tmy {split}\n", encoding="utf-8")
+    result = subprocess.run(
+        [sys.executable, str(PROJECT_ROOT / "train.py"), *overrides, f"hydra.run.dir={tmp_path}/r"],
+        capture_output=True,
+        text=True,
+        env=ENVIRONMENT,
+        timeout=300,
+    )
+    assert result.returncode == 2, result.stderr[-2000:]
+    (line,) = [line for line in result.stderr.splitlines() if "error" in line]
+    assert message in line and "Traceback" not in result.stderr
+    if case == "own corpus":
+        assert sorted(p.name for p in corpus.iterdir()) == ["test.tsv", "train.tsv"]
+        assert (corpus / "train.tsv").read_text(encoding="utf-8") == "我的train\tmy train\n"

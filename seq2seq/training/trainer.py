@@ -57,6 +57,7 @@ from seq2seq.training.resume import (
 )
 from seq2seq.training.run_dir import claim_run_dir
 from seq2seq.training.schedule import LearningRateSchedule
+from seq2seq.training.settings import check_settings
 from seq2seq.training.signals import SignalReceived, StopRequests, TrainingInterrupted
 from seq2seq.training.step import TrainingStep, build_optimizer
 
@@ -97,6 +98,7 @@ def train(cfg: DictConfig, run_dir: Path) -> float:
     Under torchrun every rank runs this (see seq2seq/training/distributed.py); rank 0 alone
     writes ``run_dir``, validates and scores the test splits.
     """
+    check_settings(cfg)
     t = cfg.trainer
     if t.beam_stop not in BEAM_STOPS:  # checked now, not at the first validation
         raise ValueError(f"trainer.beam_stop must be one of {BEAM_STOPS}, got {t.beam_stop!r}")
