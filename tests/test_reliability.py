@@ -166,7 +166,9 @@ def test_a_job_that_fails_on_a_user_error_does_not_end_the_sweep(tmp_path: Path)
     errors = [line for line in result.stderr.splitlines() if line.startswith("train.py: error")]
     assert len(errors) == 2 and "-1" in errors[0], result.stderr[-3000:]
     assert errors[1] == "train.py: error: 1 job(s) of the sweep failed:"
-    assert f"\n  {sweep / '1'}: Invalid learning rate" in result.stderr.split(errors[1])[1]
+    assert (
+        f"\n  {sweep / '1'}: trainer.lr=-1.0 is out of range" in result.stderr.split(errors[1])[1]
+    )
 
 
 def test_every_preset_is_in_range_and_each_bad_value_is_named() -> None:

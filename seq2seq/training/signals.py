@@ -22,8 +22,10 @@ class TrainingInterrupted(Exception):
         self.exit_code = 128 + signum  # the shell's convention: 130 for SIGINT, 143 for SIGTERM
 
 
-class SignalReceived(Exception):
-    """Raised by the handler inside :meth:`StopRequests.at_once`: the work stops mid-way."""
+class SignalReceived(BaseException):
+    """Raised by the handler inside :meth:`StopRequests.at_once`: the work stops mid-way.
+
+    A BaseException, as KeyboardInterrupt: no ``except Exception`` on the way swallows it."""
 
     def __init__(self, signum: int) -> None:
         super().__init__(f"{signal.Signals(signum).name} received")
