@@ -59,6 +59,29 @@ def test_a_run_directory_that_holds_a_run_is_refused_unless_told_to_start_over(
     assert len(list(run_dir.glob("events.out.tfevents.*"))) == 1
 
 
+@pytest.mark.slow
+def test_train_py_refuses_a_run_directory_before_hydra_writes_into_it(tmp_path: Path) -> None:
+    """The earlier run's .hydra/ record and train.log stay as they were."""
+    run_dir = run(tmp_path, "run", "trainer.max_steps=3")
+    record = run_dir / ".hydra" / "overrides.yaml"
+    record.parent.mkdir()
+    record.write_text("- trainer.max_steps=3\n")
+    overrides = [*tiny_overrides(tmp_path / "cache"), f"hydra.run.dir={run_dir}"]
+    result = subprocess.run(
+        [sys.executable, str(PROJECT_ROOT / "train.py"), *overrides],
+        capture_output=True,
+        text=True,
+        env=ENVIRONMENT,
+        timeout=300,
+    )
+    assert result.returncode == 2, result.stderr[-2000:]
+    (line,) = result.stderr.splitlines()
+    assert line.startswith(f"train.py: error: {run_dir} already holds a run")
+    assert record.read_text() == "- trainer.max_steps=3\n"
+    assert sorted(p.name for p in record.parent.iterdir()) == ["overrides.yaml"]
+    assert not (run_dir / "train.log").exists()
+
+
 def test_default_run_and_sweep_directories_differ_within_a_second() -> None:
     register_configs()
     with initialize_config_dir(str(PROJECT_ROOT / "configs"), version_base="1.3"):
