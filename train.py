@@ -17,6 +17,7 @@ from seq2seq.config import register_configs
 from seq2seq.training.distributed import leave_process_group
 from seq2seq.training.reporting import tensorboard_hint
 from seq2seq.training.signals import TrainingInterrupted
+from seq2seq.training.sweeps import FailedJob
 from seq2seq.training.trainer import train
 
 register_configs()
@@ -27,6 +28,7 @@ def main(cfg: DictConfig) -> float:
     """Hydra task: returns the best dev BLEU so sweepers can optimise it."""
     hydra_cfg = HydraConfig.get()
     run_dir = Path(hydra_cfg.runtime.output_dir)
+    multirun = hydra_cfg.mode == RunMode.MULTIRUN
     try:
         best_bleu = train(cfg, run_dir)
     except TrainingInterrupted as interrupted:
@@ -38,9 +40,10 @@ def main(cfg: DictConfig) -> float:
             raise
         logging.getLogger("train").error("%s", error)
         print(f"train.py: error: {error} (HYDRA_FULL_ERROR=1 shows the trace)", file=sys.stderr)
+        if multirun:  # the other jobs run; SweepSummary lists the failed ones and exits 2
+            return FailedJob(str(error))
         sys.exit(2)
     # -m: the whole sweep, so its runs show side by side.
-    multirun = hydra_cfg.mode == RunMode.MULTIRUN
     logging.getLogger("train").info(
         "%s", tensorboard_hint(Path(hydra_cfg.sweep.dir).absolute() if multirun else run_dir)
     )

@@ -27,6 +27,7 @@ from seq2seq.inference import (
     write_alignment,
 )
 from seq2seq.search import BEAM_STOPS, Hypothesis
+from seq2seq.training.settings import LENGTH_PENALTY_RANGE
 
 USER_ERRORS = (CheckpointError, CorpusError, InferenceError, OSError)
 PROMPT = "> "
@@ -61,6 +62,10 @@ def translate_main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.nbest > args.beam:
         parser.error(f"--nbest {args.nbest} needs --beam {args.nbest} or more")
+    if sys.stdout is None:  # started with >&-: print() would drop every translation silently
+        return fail(parser.prog, InferenceError("standard output is closed: nowhere to write"))
+    if args.input is None and sys.stdin is None:
+        return fail(parser.prog, InferenceError("standard input is closed: give --input FILE"))
     utf8_stdout()
     keep_freed_memory()
     try:
@@ -171,6 +176,8 @@ def evaluate_main(argv: Sequence[str] | None = None) -> int:
         atomic_write_bytes(out / "report.json", text.encode())
     except USER_ERRORS as error:
         return fail(parser.prog, error)
+    except KeyboardInterrupt:  # as translate: nothing half-written, no traceback
+        return 130
     print(json.dumps(report, ensure_ascii=False))
     return 0
 
@@ -181,7 +188,7 @@ def add_search_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--length-penalty",
-        type=float,
+        type=length_penalty_alpha,
         metavar="ALPHA",
         help="GNMT length penalty: beam search ranks by log-probability / ((5+len)/6)^ALPHA; "
         "0: none (default: the checkpoint's trainer.length_penalty)",
@@ -216,6 +223,18 @@ def length_penalty(args: argparse.Namespace, translator: Translator) -> float:
 def beam_stop(args: argparse.Namespace, translator: Translator) -> str:
     """--beam-stop, else the checkpoint's trainer.beam_stop."""
     return str(args.beam_stop or translator.config.trainer.beam_stop)
+
+
+def length_penalty_alpha(text: str) -> float:
+    """A finite α in range: a huge one overflows, NaN would reach report.json (invalid JSON)."""
+    low, high = LENGTH_PENALTY_RANGE
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not low <= value <= high:  # NaN fails this too
+        raise argparse.ArgumentTypeError(f"must be from {low} to {high}, got {text}")
+    return value
 
 
 def positive_int(text: str) -> int:

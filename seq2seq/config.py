@@ -41,6 +41,7 @@ class DataConfig:
     test: str | None = None
     word_order: str | None = None
     url: str = ""
+    sha256: str = ""
     columns: list[str] = field(default_factory=lambda: ["zh", "en"])
     source_lang: str = "zh"
     target_lang: str = "en"
@@ -143,6 +144,7 @@ class TrainerConfig:
     log_every: int = 50
     progress: bool = True
     resume: str | None = None
+    overwrite: bool = False
     ddp_timeout_minutes: float = 30.0
 
 

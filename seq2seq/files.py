@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import os
+import re
 import uuid
 from pathlib import Path
+
+# The temporary file of atomic_write_bytes: ``.<name>.<pid>.<uuid4 hex>.tmp``.
+TEMPORARY = re.compile(r"\.(?P<name>.+)\.(?P<pid>\d+)\.[0-9a-f]{32}\.tmp")
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     """Write via a temporary file in the same directory and a rename: never half-written.
 
     A process killed mid-write leaves its temporary file behind; the next write of the same
-    file removes those of processes that no longer run, so they do not accumulate.
+    file (or the next run in that folder) removes those of processes that no longer run.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -31,11 +35,28 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
 
 
 def remove_orphaned_temporaries(path: Path) -> None:
-    """Delete ``.<name>.<pid>.<hex>.tmp`` siblings of ``path`` whose writing process is gone."""
-    for temporary in path.parent.glob(f".{path.name}.*.tmp"):
-        pid = temporary.name[len(path.name) + 2 :].split(".", 1)[0]
-        if pid.isdigit() and not process_exists(int(pid)):
-            temporary.unlink(missing_ok=True)
+    """Delete the temporary siblings of ``path`` whose writing process is gone."""
+    remove_orphaned_temporaries_in(path.parent, path.name)
+
+
+def remove_orphaned_temporaries_in(directory: Path, name: str | None = None) -> None:
+    """Delete the ``.<name>.<pid>.<hex>.tmp`` files in ``directory`` whose writing process is
+    gone (only those of file ``name``, if given).
+
+    Called when a run starts or resumes too: a folder no process writes to again would keep
+    them forever. Nothing else is touched: not a file of another pattern, not a live writer's.
+    """
+    if not directory.is_dir():
+        return
+    for candidate in directory.iterdir():
+        match = TEMPORARY.fullmatch(candidate.name)
+        if (
+            match
+            and (name is None or match["name"] == name)
+            and candidate.is_file()
+            and not process_exists(int(match["pid"]))
+        ):
+            candidate.unlink(missing_ok=True)
 
 
 def process_exists(pid: int) -> bool:

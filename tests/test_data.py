@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
 import zipfile
 from pathlib import Path
@@ -76,24 +77,67 @@ def test_tatoeba_split_keeps_shared_sentences_together() -> None:
         assert not {s for pair in splits[name] for s in pair} & train_sentences
 
 
-def test_tatoeba_download_from_archive(tmp_path: Path) -> None:
+def cmn_eng_zip(path: Path, pairs: int = 3000) -> Path:
+    """An archive laid out like manythings.org's cmn-eng.zip."""
     lines = "".join(
-        f"Sentence {i}.\t句子{i}。\tCC-BY 2.0 (France) Attribution\n" for i in range(3000)
+        f"Sentence {i}.\t句子{i}。\tCC-BY 2.0 (France) Attribution\n" for i in range(pairs)
     )
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w") as archive:
         archive.writestr("cmn.txt", lines)
-    zip_path = write(tmp_path / "cmn-eng.zip", buffer.getvalue())
+    return write(path, buffer.getvalue())
+
+
+def test_tatoeba_download_from_archive(tmp_path: Path) -> None:
+    zip_path = cmn_eng_zip(tmp_path / "cmn-eng.zip")
     target = tmp_path / "tatoeba"
-    ensure_tatoeba(target, zip_path.as_uri())
+    target.mkdir()  # empty: downloaded into
+    ensure_tatoeba(target, zip_path.as_uri(), hashlib.sha256(zip_path.read_bytes()).hexdigest())
     test_lines = (target / "test.tsv").read_text(encoding="utf-8").splitlines()
     assert len(test_lines) == 1500 and test_lines[0].split("\t")[0].startswith("句子")
     assert len((target / "train.tsv").read_text(encoding="utf-8").splitlines()) == 500
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cmn-eng.zip", "tatoeba"]
+
+
+def test_tatoeba_download_never_writes_over_a_users_corpus(tmp_path: Path) -> None:
+    """train.tsv and test.tsv of one's own, dev.tsv missing: stop, naming what is missing."""
+    zip_path = cmn_eng_zip(tmp_path / "cmn-eng.zip")
+    corpus = tmp_path / "mine"
+    corpus.mkdir()
+    write(corpus / "train.tsv", "我的\tmine\n".encode())
+    write(corpus / "test.tsv", "你的\tyours\n".encode())
+    with pytest.raises(CorpusError, match=r"lacks dev.tsv and is not empty") as error:
+        ensure_tatoeba(corpus, zip_path.as_uri())
+    assert "\n" not in str(error.value)
+    assert sorted(p.name for p in corpus.iterdir()) == ["test.tsv", "train.tsv"]
+    assert (corpus / "train.tsv").read_text(encoding="utf-8") == "我的\tmine\n"
+
+
+@pytest.mark.parametrize(
+    ("archive", "sha256", "message"),
+    [
+        (b"PK not really a zip", "", "not a readable cmn-eng zip archive"),
+        (None, "0" * 64, "has sha256 .* not data.sha256=0000"),
+    ],
+)
+def test_tatoeba_a_bad_or_changed_archive_stops_with_one_line_and_writes_nothing(
+    tmp_path: Path, archive: bytes | None, sha256: str, message: str
+) -> None:
+    zip_path = tmp_path / "cmn-eng.zip"
+    if archive is None:
+        cmn_eng_zip(zip_path)
+    else:
+        write(zip_path, archive)
+    with pytest.raises(CorpusError, match=message) as error:
+        ensure_tatoeba(tmp_path / "t", zip_path.as_uri(), sha256)
+    assert "\n" not in str(error.value)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cmn-eng.zip"]
 
 
 def test_tatoeba_offline_message_says_what_to_do(tmp_path: Path) -> None:
-    with pytest.raises(RuntimeError, match="train.tsv, dev.tsv and test.tsv"):
+    with pytest.raises(CorpusError, match="train.tsv, dev.tsv and test.tsv") as error:
         ensure_tatoeba(tmp_path / "t", (tmp_path / "missing.zip").as_uri())
+    assert "\n" not in str(error.value)
 
 
 def test_sentencepiece_model_is_cached(tmp_path: Path, tiny_tsv_dir: Path) -> None:

@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -306,3 +307,66 @@ def test_a_simplifying_checkpoint_converts_traditional_input_in_translate_and_ev
         reports.append(json.loads(result.stdout.splitlines()[-1]))
     assert reports[0]["bleu"] == reports[1]["bleu"]
     assert reports[0]["sentences"] == reports[1]["sentences"] == len({zh for zh, _ in pairs})
+
+
+@pytest.mark.parametrize("alpha", ["1000", "nan", "inf", "-1"])
+@pytest.mark.parametrize("main", [translate_main, evaluate_main])
+def test_a_length_penalty_out_of_range_is_a_usage_error(
+    main: Callable[[list[str]], int],
+    alpha: str,
+    tiny_checkpoint: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """1000 overflowed in beam search; NaN and inf reached report.json as invalid JSON."""
+    args = [str(tiny_checkpoint), "--beam", "2", "--length-penalty", alpha, "--device", "cpu"]
+    if main is evaluate_main:
+        args[1:1] = [str(TINY / "test.tsv"), "--out", str(tmp_path / "out")]
+    else:
+        args += ["--input", str(TINY / "test.tsv")]
+    with pytest.raises(SystemExit) as exit_info:
+        main(args)
+    assert exit_info.value.code == 2
+    assert f"--length-penalty: must be from 0.0 to 10.0, got {alpha}" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize(
+    ("redirect", "message"),
+    [("<&-", "standard input is closed"), (">&-", "standard output is closed")],
+)
+def test_translate_with_a_closed_standard_stream_says_so_in_one_line(
+    tiny_checkpoint: Path, redirect: str, message: str
+) -> None:
+    script = PROJECT_ROOT / "scripts" / "translate.py"
+    result = subprocess.run(
+        f"'{sys.executable}' '{script}' '{tiny_checkpoint}' --device cpu {redirect}",
+        shell=True,
+        capture_output=redirect == "<&-",
+        stderr=subprocess.PIPE if redirect == ">&-" else None,
+        text=True,
+        env={**os.environ, "PYTHONWARNINGS": "ignore", "PYTHONPATH": str(PROJECT_ROOT)},
+        timeout=300,
+    )
+    assert result.returncode == 2, result.stderr
+    (line,) = result.stderr.splitlines()
+    assert line == f"translate.py: error: {message}" + (
+        ": give --input FILE" if "input" in message else ": nowhere to write"
+    )
+
+
+def test_ctrl_c_in_evaluate_exits_130_without_a_traceback(
+    tiny_checkpoint: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from seq2seq import cli
+
+    def interrupted(*args: object, **kwargs: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, "evaluate_tsv", interrupted)
+    args = [str(tiny_checkpoint), str(TINY / "test.tsv"), "--out", str(tmp_path / "out")]
+    try:
+        code: int | str = evaluate_main([*args, "--device", "cpu"])
+    except KeyboardInterrupt:
+        code = "KeyboardInterrupt escaped"
+    assert code == 130 and not (tmp_path / "out").exists()

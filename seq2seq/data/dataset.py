@@ -24,7 +24,7 @@ def load_corpus(cfg: DataConfig) -> Corpus:
         if not cfg.dir:
             raise ValueError("data=tatoeba needs data.dir")
         directory = Path(cfg.dir).expanduser()
-        ensure_tatoeba(directory, cfg.url)
+        ensure_tatoeba(directory, cfg.url, cfg.sha256)
         paths = {split: directory / f"{split}.tsv" for split in SPLITS}
     elif cfg.name == "tsv":
         missing = [split for split in SPLITS if not getattr(cfg, split)]

@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
 import logging
+import os
 import random
+import shutil
 import urllib.error
 import urllib.request
+import uuid
 import zipfile
 from pathlib import Path
 
 from tqdm import tqdm
 
+from seq2seq.data.corpus import SPLITS, CorpusError
 from seq2seq.files import atomic_write_bytes
 
 log = logging.getLogger(__name__)
@@ -20,26 +25,58 @@ SPLIT_SIZES = {"dev": 1000, "test": 1500}
 SPLIT_SEED = 20150901
 
 
-def ensure_tatoeba(directory: Path, url: str) -> None:
-    """Make sure ``directory`` holds train/dev/test.tsv, downloading and splitting if needed."""
-    if all((directory / f"{split}.tsv").is_file() for split in ("train", "dev", "test")):
+def ensure_tatoeba(directory: Path, url: str, sha256: str = "") -> None:
+    """Make sure ``directory`` holds train/dev/test.tsv, downloading and splitting if needed.
+
+    Downloads only into a missing or empty directory, and moves the three files in at once: a
+    user's own files are never written over, and an interrupted download leaves nothing half
+    done. An archive whose sha256 differs from ``sha256`` (unless empty) is refused.
+    """
+    files = [f"{split}.tsv" for split in SPLITS]
+    present = [name for name in files if (directory / name).exists()]
+    if len(present) == len(files):
         return
+    if directory.is_dir() and any(directory.iterdir()):
+        missing = ", ".join(name for name in files if name not in present)
+        raise CorpusError(
+            f"data.dir={directory} lacks {missing} and is not empty, so the Tatoeba download "
+            f"will not write there: add the missing file(s), or point data.dir at a missing or "
+            f"empty directory to download into"
+        )
     log.info("%s has no train/dev/test.tsv: downloading %s", directory, url)
     try:
         archive = download(url)
-    except (urllib.error.URLError, OSError) as error:
-        raise RuntimeError(
-            f"Could not download the Tatoeba corpus from {url} ({error}).\n"
-            f"Offline? Download the archive by hand (it holds cmn.txt: English<TAB>Chinese<TAB>"
-            f"attribution), then either set data.url=file:///path/to/cmn-eng.zip, or put "
-            f"train.tsv, dev.tsv and test.tsv (Chinese<TAB>English) in {directory} "
-            f"(or point data.dir at a directory that has them)."
+    except (urllib.error.URLError, OSError, ValueError) as error:
+        raise CorpusError(
+            f"could not download the Tatoeba corpus from data.url={url} ({error}); offline? "
+            f"set data.url=file:///path/to/cmn-eng.zip (and data.sha256= for another archive), "
+            f"or put train.tsv, dev.tsv and test.tsv (Chinese<TAB>English) in {directory}"
         ) from error
-    pairs = read_archive(archive)
-    for split, split_pairs in split_pairs_by_group(pairs, SPLIT_SIZES, SPLIT_SEED).items():
-        text = "".join(f"{zh}\t{en}\n" for zh, en in split_pairs)
-        atomic_write_bytes(directory / f"{split}.tsv", text.encode("utf-8"))
-        log.info("wrote %d pairs to %s", len(split_pairs), directory / f"{split}.tsv")
+    check_sha256(archive, url, sha256)
+    pairs = read_archive(archive, url)
+    staging = directory.with_name(f".{directory.name}.{os.getpid()}.{uuid.uuid4().hex}.tmp")
+    try:
+        for split, split_pairs in split_pairs_by_group(pairs, SPLIT_SIZES, SPLIT_SEED).items():
+            text = "".join(f"{zh}\t{en}\n" for zh, en in split_pairs)
+            atomic_write_bytes(staging / f"{split}.tsv", text.encode("utf-8"))
+            log.info("%s: %d pairs", directory / f"{split}.tsv", len(split_pairs))
+        # Replaces only a missing or empty directory: a file that appeared meanwhile survives.
+        os.rename(staging, directory)
+    except OSError as error:
+        raise CorpusError(f"could not write the Tatoeba splits to {directory} ({error})") from error
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def check_sha256(archive: bytes, url: str, expected: str) -> None:
+    """A changed or corrupt archive would silently change the splits: ``expected`` (data.sha256)
+    pins it; empty, for an archive of the user's own, checks nothing."""
+    actual = hashlib.sha256(archive).hexdigest()
+    if expected and actual != expected.lower():
+        raise CorpusError(
+            f"the archive at data.url={url} has sha256 {actual}, not data.sha256={expected}: "
+            f"download it again, or set data.sha256= (empty) to accept another archive"
+        )
 
 
 def download(url: str) -> bytes:
@@ -55,13 +92,16 @@ def download(url: str) -> bytes:
     return buffer.getvalue()
 
 
-def read_archive(archive: bytes) -> list[tuple[str, str]]:
+def read_archive(archive: bytes, url: str) -> list[tuple[str, str]]:
     """(Chinese, English) pairs from the cmn-eng zip (its ``cmn.txt``: en, zh, attribution)."""
-    with zipfile.ZipFile(io.BytesIO(archive)) as zipped:
-        name = next((n for n in zipped.namelist() if n.endswith("cmn.txt")), None)
-        if name is None:
-            raise RuntimeError(f"the archive holds no cmn.txt (found {zipped.namelist()})")
-        lines = zipped.read(name).decode("utf-8").splitlines()
+    try:
+        with zipfile.ZipFile(io.BytesIO(archive)) as zipped:
+            name = next((n for n in zipped.namelist() if n.endswith("cmn.txt")), None)
+            if name is None:
+                raise CorpusError(f"{url}: the archive holds no cmn.txt ({zipped.namelist()})")
+            lines = zipped.read(name).decode("utf-8").splitlines()
+    except (zipfile.BadZipFile, UnicodeDecodeError) as error:
+        raise CorpusError(f"{url}: not a readable cmn-eng zip archive ({error})") from error
     pairs = []
     for line in lines:
         fields = line.split("\t")

@@ -48,6 +48,7 @@ CHANGEABLE_ON_RESUME = frozenset(
         "trainer.log_every",
         "trainer.progress",
         "trainer.resume",
+        "trainer.overwrite",
     }
 )
 CHANGEABLE_PREFIXES = ("viz.",)
@@ -67,6 +68,7 @@ class TrainingProgress:
     last_eval_step: int = -1
     skipped_updates: int = 0  # updates whose loss or gradient was not finite
     skipped_in_a_row: int = 0
+    test_pending: bool = False  # training ended, but a signal stopped the final test
 
 
 def flatten(config: dict[str, Any], prefix: str = "") -> dict[str, Any]:

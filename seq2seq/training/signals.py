@@ -5,6 +5,8 @@ from __future__ import annotations
 import logging
 import signal
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from types import FrameType, TracebackType
 
 log = logging.getLogger(__name__)
@@ -20,6 +22,16 @@ class TrainingInterrupted(Exception):
         self.exit_code = 128 + signum  # the shell's convention: 130 for SIGINT, 143 for SIGTERM
 
 
+class SignalReceived(BaseException):
+    """Raised by the handler inside :meth:`StopRequests.at_once`: the work stops mid-way.
+
+    A BaseException, as KeyboardInterrupt: no ``except Exception`` on the way swallows it."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(f"{signal.Signals(signum).name} received")
+        self.signum = signum
+
+
 class StopRequests:
     """While active, SIGINT/SIGTERM only set :attr:`signum`; the loop checks it between updates.
 
@@ -29,6 +41,7 @@ class StopRequests:
 
     def __init__(self) -> None:
         self.signum: int | None = None
+        self._at_once = False
         self._previous: dict[int, object] = {}
 
     @property
@@ -51,10 +64,22 @@ class StopRequests:
             signal.signal(signum, handler)  # type: ignore[arg-type]
         self._previous.clear()
 
+    @contextmanager
+    def at_once(self) -> Iterator[None]:
+        """Within, a signal raises :class:`SignalReceived` at once instead of waiting: for work
+        with nothing to save mid-way (the final test), so nothing to wait for."""
+        self._at_once = True
+        try:
+            yield
+        finally:
+            self._at_once = False
+
     def _handle(self, signum: int, frame: FrameType | None) -> None:
         if self.signum is not None and signum == signal.SIGINT:
             raise KeyboardInterrupt
         self.signum = signum
+        if self._at_once:
+            raise SignalReceived(signum)
         log.warning(
             "%s received: finishing the current update, then saving checkpoints/last.pt "
             "(Ctrl-C again aborts without saving)",

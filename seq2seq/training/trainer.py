@@ -55,8 +55,10 @@ from seq2seq.training.resume import (
     check_resume_config,
     restore_training_state,
 )
+from seq2seq.training.run_dir import claim_run_dir
 from seq2seq.training.schedule import LearningRateSchedule
-from seq2seq.training.signals import StopRequests, TrainingInterrupted
+from seq2seq.training.settings import check_settings
+from seq2seq.training.signals import SignalReceived, StopRequests, TrainingInterrupted
 from seq2seq.training.step import TrainingStep, build_optimizer
 
 log = logging.getLogger(__name__)
@@ -96,10 +98,12 @@ def train(cfg: DictConfig, run_dir: Path) -> float:
     Under torchrun every rank runs this (see seq2seq/training/distributed.py); rank 0 alone
     writes ``run_dir``, validates and scores the test splits.
     """
+    check_settings(cfg)
     t = cfg.trainer
     if t.beam_stop not in BEAM_STOPS:  # checked now, not at the first validation
         raise ValueError(f"trainer.beam_stop must be one of {BEAM_STOPS}, got {t.beam_stop!r}")
     ranks = current_ranks()
+    claim_run_dir(run_dir, t, ranks.is_main)
     random.seed(t.seed)
     torch.manual_seed(t.seed)
     if t.threads > 0:
@@ -142,19 +146,24 @@ def train(cfg: DictConfig, run_dir: Path) -> float:
 
     progress = TrainingProgress()
     checkpoints = run_dir / "checkpoints"
+    stop_reason = None  # set on resume when only the final test is left to do
     if saved is not None:
         progress = restore_training_state(saved, model, update, scheduler, sampler, ranks, average)
         log.info("resumed from %s at step %d", t.resume, progress.step)
-        finished = stop_condition(t, progress, sampler.epoch)
-        if finished:
+        stop_reason = stop_condition(t, progress, sampler.epoch)
+        if stop_reason and not progress.test_pending:
             log.warning(
                 "%s already finished (%s): nothing to train; raise that budget to continue",
                 t.resume,
-                finished,
+                stop_reason,
             )
             return progress.best_bleu
+        if stop_reason:
+            log.info("%s finished training (%s): running its final test", t.resume, stop_reason)
+        progress.test_pending = False
         if ranks.is_main:
             carry_best_checkpoint(Path(t.resume).expanduser(), checkpoints)
+    resumed_into_test = stop_reason is not None
     reporter = Reporter(run_dir, cfg, data, model, precision) if ranks.is_main else None
 
     def checkpoint_state(full: bool) -> dict[str, Any]:
@@ -178,11 +187,12 @@ def train(cfg: DictConfig, run_dir: Path) -> float:
                 state["ema"] = average.state_dict()
         return state
 
-    def save_last() -> None:
-        """``last.pt``; under torchrun every rank calls this (its RNG joins), rank 0 writes."""
+    def save_last(every_rank: bool = True) -> None:
+        """``last.pt``; under torchrun every rank calls this (its RNG joins), rank 0 writes.
+        Around the final test rank 0 is alone (``every_rank=False``): its RNG state only."""
         state = checkpoint_state(full=True)
-        rng_by_rank = gather_from_all(state["rng"], ranks)
-        if ranks.distributed:
+        rng_by_rank = gather_from_all(state["rng"], ranks) if every_rank else [state["rng"]]
+        if ranks.distributed and every_rank:
             state["rng_by_rank"] = rng_by_rank
         if ranks.is_main:
             save_checkpoint(checkpoints / "last.pt", state)
@@ -221,10 +231,9 @@ def train(cfg: DictConfig, run_dir: Path) -> float:
                 progress.best_bleu,
                 progress.best_step,
             )
-        save_last()
         progress.last_eval_step = progress.step
+        save_last()
 
-    stop_reason = None
     start = time.monotonic() - progress.train_seconds
     bar = tqdm(
         total=t.max_steps or None,
@@ -289,24 +298,47 @@ def train(cfg: DictConfig, run_dir: Path) -> float:
                     break
             else:
                 stop_reason = stop_condition(t, progress, sampler.epoch)
-    bar.close()
-    log.info("stopping after step %d: %s", progress.step, stop_reason)
-    if signum:
-        save_last()
-        if reporter:
-            reporter.close_interrupted()
-        resume_from = (checkpoints / "last.pt").resolve()
-        raise TrainingInterrupted(
-            signum,
-            f"{stop_reason} at step {progress.step}: saved {resume_from}; continue with the "
-            f"same overrides and trainer.resume={resume_from}",
-        )
-    if progress.last_eval_step != progress.step:
-        validate()
-    if not reporter:  # torchrun: the other ranks are done; rank 0 scores the test splits
-        return progress.best_bleu
+        bar.close()
+        log.info("stopping after step %d: %s", progress.step, stop_reason)
+        if signum:
+            save_last()
+            if reporter:
+                reporter.close_interrupted()
+            raise TrainingInterrupted(
+                signum,
+                f"{stop_reason} at step {progress.step}: saved {last_pt_path(checkpoints)}; "
+                f"continue with the same overrides and trainer.resume={last_pt_path(checkpoints)}",
+            )
+        if progress.last_eval_step != progress.step:
+            validate()
+        if not reporter:  # torchrun: the other ranks are done; rank 0 scores the test splits
+            return progress.best_bleu
 
-    final = final_test(cfg, model, data, device, precision.used, checkpoints / "best.pt", reporter)
+        # The final test is part of the run: a signal stops it at once, and last.pt (the trained
+        # weights, not best.pt's that the test loads) resumes into it.
+        trained = {name: tensor.clone() for name, tensor in model.state_dict().items()}
+        signum = stop_requests.signum or 0  # one received during the final validation
+        if not signum:
+            try:
+                with stop_requests.at_once():
+                    final = final_test(
+                        cfg, model, data, device, precision.used, checkpoints / "best.pt", reporter
+                    )
+            except SignalReceived as received:
+                signum = received.signum
+            model.load_state_dict(trained)
+        if signum:
+            progress.test_pending = True
+            save_last(every_rank=False)
+            reporter.close_interrupted()
+            raise TrainingInterrupted(
+                signum,
+                f"{signal.Signals(signum).name} received during the final test: saved "
+                f"{last_pt_path(checkpoints)}; test it with the same overrides and "
+                f"trainer.resume={last_pt_path(checkpoints)}",
+            )
+    if resumed_into_test:
+        save_last(every_rank=False)  # this run's own last.pt, no longer test_pending
     final.update(
         best_dev_bleu=progress.best_bleu,
         best_step=progress.best_step,
@@ -321,6 +353,11 @@ def train(cfg: DictConfig, run_dir: Path) -> float:
     atomic_write_bytes(run_dir / "metrics.json", json.dumps(final, indent=2).encode())
     reporter.close(final)
     return progress.best_bleu
+
+
+def last_pt_path(checkpoints: Path) -> Path:
+    """Where to resume from, absolute: the log line is copied into another shell."""
+    return (checkpoints / "last.pt").resolve()
 
 
 def load_resume_checkpoint(cfg: DictConfig) -> dict[str, Any]:

@@ -1,0 +1,90 @@
+"""One run per directory: a new run never replaces or mixes with the results of another."""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import sys
+from pathlib import Path
+from typing import Any
+
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig
+
+from seq2seq.files import remove_orphaned_temporaries_in
+
+log = logging.getLogger(__name__)
+
+# What the trainer writes into a run directory (Hydra's .hydra/ and train.log aside, which Hydra
+# writes before the run starts): any of these means the directory holds a run.
+RUN_OUTPUTS = ("checkpoints", "spm", "alignments", "metrics.json")
+
+
+def previous_outputs(run_dir: Path) -> list[Path]:
+    """The outputs of an earlier run in ``run_dir``, TensorBoard event files included."""
+    outputs = [run_dir / name for name in RUN_OUTPUTS if (run_dir / name).exists()]
+    return outputs + sorted(run_dir.glob("events.out.tfevents.*"))
+
+
+def resumes_in_place(run_dir: Path, resume: str | None) -> bool:
+    """``trainer.resume`` names this directory's own ``checkpoints/last.pt``."""
+    if not resume:
+        return False
+    return Path(resume).expanduser().resolve().parent.parent == run_dir.resolve()
+
+
+def refuse_another_run(run_dir: Path, t: DictConfig) -> list[Path]:
+    """Raise ValueError if ``run_dir`` holds another run that this one neither continues
+    (``trainer.resume`` of its own last.pt) nor starts over (``trainer.overwrite``); else
+    return the earlier outputs that starting over removes."""
+    outputs = previous_outputs(run_dir)
+    if not outputs or resumes_in_place(run_dir, t.resume):
+        return []
+    if not t.overwrite:
+        names = ", ".join(path.name for path in outputs[:4])
+        last = run_dir / "checkpoints" / "last.pt"
+        resume = f"continue it with trainer.resume={last}, " if last.is_file() else ""
+        raise ValueError(
+            f"{run_dir} already holds a run ({names}{', …' if len(outputs) > 4 else ''}): "
+            f"{resume}start over there with trainer.overwrite=true, or choose another "
+            f"hydra.run.dir"
+        )
+    return outputs
+
+
+def claim_run_dir(run_dir: Path, t: DictConfig, is_main: bool = True) -> None:
+    """Refuse a directory that holds another run (see :func:`refuse_another_run`), or empty it
+    of that run's outputs where ``trainer.overwrite`` says so; then remove the temporary files
+    of killed writers from this run's folders and from the folder it resumes from.
+
+    Checked before anything is written. Only the main process removes files.
+    """
+    outputs = refuse_another_run(run_dir, t)
+    if not is_main:
+        return
+    if outputs:
+        log.warning("trainer.overwrite=true: removing the earlier run's outputs in %s", run_dir)
+    for path in outputs:
+        if path.is_dir():
+            shutil.rmtree(path)
+        else:
+            path.unlink()
+    for folder in (run_dir / "checkpoints", run_dir / "spm"):
+        remove_orphaned_temporaries_in(folder)
+    if t.resume:
+        remove_orphaned_temporaries_in(Path(t.resume).expanduser().parent)
+
+
+class RunDirectoryCallback(Callback):
+    """Hydra callback (``hydra.callbacks`` in configs/config.yaml): refuses a run directory that
+    holds another run before Hydra rewrites its ``.hydra/`` and appends to its ``train.log``.
+
+    :func:`claim_run_dir` checks again inside the task, for sweep jobs and direct callers.
+    """
+
+    def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
+        try:
+            refuse_another_run(Path(config.hydra.run.dir), config.trainer)
+        except ValueError as error:
+            print(f"{Path(sys.argv[0]).name}: error: {error}", file=sys.stderr)
+            sys.exit(2)
