@@ -1,0 +1,336 @@
+"""The explorer's page, built with Gradio: one column per checkpoint, side by side.
+
+Import this module only after :func:`seq2seq.explorer.cli.prepare_environment`: Gradio reads
+its temporary directory and analytics switch from the environment when it is imported.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import gradio as gr
+import numpy as np
+import plotly.graph_objects as go
+
+from seq2seq.explorer.figures import alignment_figure, attention_grid_figure, step_figure
+from seq2seq.explorer.predict import (
+    MAX_CHARACTERS,
+    NO_WEIGHTS,
+    Explanation,
+    LoadedModel,
+    SearchSettings,
+    explain,
+    to_words,
+)
+from seq2seq.inference import InferenceError
+from seq2seq.viz.fonts import bundled_cjk_font
+
+EXAMPLES = (
+    ("我爱你。", "the synthetic 我爱你 family"),
+    ("她喜欢猫。", "the synthetic 我爱你 family"),
+    ("你爱我。", "word order: 我爱你 / 你爱我"),
+    ("我爱你。你爱我。他们喜欢她的猫，她也喜欢他们的狗。", "a long sentence"),
+)
+STEP_TEXT = (
+    "**Position {i}: `{piece}`.** The decoder's state so far is the *query*; it is compared "
+    "with every source annotation h_j (*similarity* e_ij), a *softmax* turns the similarities "
+    "into the weights a_ij drawn here (they sum to 1), and their *weighted sum* "
+    "C_i = Σ_j a_ij h_j is the context from which the next word is predicted."
+)
+STEP_TEXT_NO_WEIGHTS = (
+    "**Position {i}: `{piece}`.** " + NO_WEIGHTS + " Only the previous word and the decoder's "
+    "state change from one position to the next."
+)
+
+
+@dataclass
+class Column:
+    """The components of one checkpoint's column, in the order the handlers fill them."""
+
+    translation: gr.Markdown
+    notice: gr.Markdown
+    heatmap: gr.Plot
+    heads: gr.Plot
+    encoder: gr.Plot
+    position: gr.Slider
+    step_text: gr.Markdown
+    step_plot: gr.Plot
+    top_words: gr.Dataframe
+    beam: gr.Dataframe
+    save: gr.Button
+    files: gr.File
+
+    def outputs(self) -> list[Any]:
+        return [
+            self.translation,
+            self.notice,
+            self.heatmap,
+            self.heads,
+            self.encoder,
+            self.position,
+            *self.step_outputs(),
+        ]
+
+    def step_outputs(self) -> list[Any]:
+        return [self.step_text, self.step_plot, self.top_words, self.beam]
+
+
+def build(models: Sequence[LoadedModel], temp_dir: Path) -> gr.Blocks:
+    """The page; ``temp_dir`` receives the matrices people download (and nothing else)."""
+    first = models[0].translator
+    with gr.Blocks(title="seq2seq attention explorer", analytics_enabled=False) as page:
+        gr.Markdown(
+            "# Watch each word find its source\n"
+            f"Type a sentence ({first.source_lang}) and press Enter: every checkpoint translates "
+            "it, side by side. Hover a cell of a heatmap for the source piece, the output piece "
+            "and the weight; move the slider to step through the decoding."
+        )
+        with gr.Row():
+            source = gr.Textbox(
+                label=f"sentence ({first.source_lang})",
+                placeholder="我爱你。",
+                max_length=MAX_CHARACTERS,
+                elem_id="source",
+                scale=4,
+            )
+            go_button = gr.Button("Translate", variant="primary", elem_id="translate", scale=1)
+        with gr.Row():
+            search = gr.Radio(["greedy", "beam"], value="greedy", label="search")
+            beam_size = gr.Slider(2, 10, value=5, step=1, label="beam size")
+            length_penalty = gr.Number(
+                value=float(first.config.trainer.length_penalty),
+                label="length penalty α",
+                info="beam ranks by log-probability / ((5+len)/6)^α",
+            )
+            nbest = gr.Slider(1, 10, value=1, step=1, label="n-best (beam widens to fit)")
+            units = gr.Radio(["pieces", "words"], value="pieces", label="heatmap units")
+        with gr.Row():
+            gr.Markdown("Examples:")
+            example_buttons = [
+                (gr.Button(f"{text}  ({what})", size="sm"), text) for text, what in EXAMPLES
+            ]
+        explanations = gr.State([])
+        columns = []
+        with gr.Row(equal_height=False):
+            for index, model in enumerate(models):
+                with gr.Column():
+                    gr.Markdown(f"## {model.name}\n{model.describe()}")
+                    columns.append(_column(index))
+
+        def translate(
+            text: str, mode: str, beam: float, alpha: float | None, best: float, unit: str
+        ) -> list[Any]:
+            greedy = mode == "greedy"
+            settings = SearchSettings(
+                beam_size=1 if greedy else int(beam),
+                nbest=1 if greedy else int(best),
+                length_penalty=float(alpha or 0.0),
+            )
+            try:
+                results = [explain(model.translator, text, settings) for model in models]
+            except InferenceError as error:
+                raise gr.Error(str(error), print_exception=False) from error
+            updates: list[Any] = [results]
+            for model, result in zip(models, results, strict=True):
+                updates += _column_values(model, result, unit)
+            return updates
+
+        inputs = [source, search, beam_size, length_penalty, nbest, units]
+        outputs = [explanations, *(item for column in columns for item in column.outputs())]
+        source.submit(translate, inputs, outputs)
+        go_button.click(translate, inputs, outputs)
+        for button, text in example_buttons:
+            button.click(lambda text=text: text, None, source).then(translate, inputs, outputs)
+
+        def redraw(results: list[Explanation], unit: str) -> list[Any]:
+            updates: list[Any] = []
+            for model, result in zip(models, results, strict=True):
+                updates += _column_values(model, result, unit)
+            return updates
+
+        units.change(
+            redraw,
+            [explanations, units],
+            [item for column in columns for item in column.outputs()],
+        )
+        for index, column in enumerate(columns):
+
+            def step(results: list[Explanation], position: float, index: int = index) -> list:
+                if not results:
+                    return [gr.update()] * 4
+                return _step_values(results[index], int(position))
+
+            column.position.change(step, [explanations, column.position], column.step_outputs())
+
+            def save(results: list[Explanation], unit: str, index: int = index) -> list[str]:
+                if not results:
+                    raise gr.Error("translate a sentence first", print_exception=False)
+                return _save_matrix(models[index], results[index], unit, temp_dir, index)
+
+            column.save.click(save, [explanations, units], column.files)
+    return page
+
+
+def _column(index: int) -> Column:
+    translation = gr.Markdown(elem_id=f"translation-{index}")
+    notice = gr.Markdown(visible=False, elem_id=f"notice-{index}")
+    heatmap = gr.Plot(
+        label="alignment: output (rows) × source (columns)",
+        visible=False,
+        elem_id=f"heatmap-{index}",
+    )
+    heads = gr.Plot(label="attention per head", visible=False, elem_id=f"heads-{index}")
+    encoder = gr.Plot(label="encoder self-attention", visible=False, elem_id=f"encoder-{index}")
+    position = gr.Slider(
+        0, 1, value=0, step=1, label="output position i", elem_id=f"position-{index}"
+    )
+    step_text = gr.Markdown(elem_id=f"step-{index}")
+    step_plot = gr.Plot(label="a_i·", visible=False, elem_id=f"step-plot-{index}")
+    top_words = gr.Dataframe(
+        headers=["next piece", "probability"], label="top next pieces", interactive=False
+    )
+    beam = gr.Dataframe(
+        headers=["live prefix", "log-probability"], label="beam after step i", interactive=False
+    )
+    save = gr.Button("Download this matrix (.npz with labels, .png)", size="sm")
+    files = gr.File(label="files", file_count="multiple", elem_id=f"files-{index}")
+    return Column(
+        translation,
+        notice,
+        heatmap,
+        heads,
+        encoder,
+        position,
+        step_text,
+        step_plot,
+        top_words,
+        beam,
+        save,
+        files,
+    )
+
+
+def _matrix(
+    model: LoadedModel, result: Explanation, unit: str
+) -> tuple[np.ndarray, list[str], list[str]] | None:
+    """The best output's (target, source) heatmap in ``unit``, with its labels; None if none."""
+    best = result.outputs[0]
+    if best.alignment is None:
+        return None
+    if unit == "words":
+        translator = model.translator
+        return to_words(
+            best.alignment,
+            result.source_labels,
+            best.target_labels,
+            translator.source_lang,
+            translator.target_lang,
+        )
+    return best.alignment, result.source_labels, best.target_labels
+
+
+def _column_values(model: LoadedModel, result: Explanation, unit: str) -> list[Any]:
+    """Values of :meth:`Column.outputs` for one checkpoint's explanation."""
+    lines = [
+        f"{rank}. **{output.text or '(empty)'}**  <small>score {output.score:.3f}</small>"
+        for rank, output in enumerate(result.outputs, start=1)
+    ]
+    translation = "\n".join(lines) + f"\n\n<small>{result.seconds * 1000:.0f} ms</small>"
+    matrix = _matrix(model, result, unit)
+    notice = gr.update(value="\n\n".join(result.notes), visible=bool(result.notes))
+    heatmap = heads = gr.update(visible=False, value=None)
+    if matrix is not None:
+        heatmap = gr.update(visible=True, value=alignment_figure(*matrix))
+        weights = result.outputs[0].weights
+        assert weights is not None, "an output with an alignment has weights"
+        if weights.shape[1] > 1:
+            heads = gr.update(visible=True, value=_grid(model, result, weights, unit, False))
+    encoder = gr.update(visible=False, value=None)
+    if result.encoder_attention is not None:
+        grid = _grid(model, result, result.encoder_attention, unit, True)
+        encoder = gr.update(visible=True, value=grid)
+    last = max(len(result.steps) - 1, 1)
+    position = gr.update(minimum=0, maximum=last, value=0)
+    return [translation, notice, heatmap, heads, encoder, position, *_step_values(result, 0)]
+
+
+def _grid(
+    model: LoadedModel, result: Explanation, maps: np.ndarray, unit: str, self_attention: bool
+) -> go.Figure:
+    """Per-layer, per-head heatmaps: encoder self-attention or the decoder's attention."""
+    translator = model.translator
+    source = result.source_labels
+    rows = source if self_attention else result.outputs[0].target_labels
+    row_lang = translator.source_lang if self_attention else translator.target_lang
+    if unit == "words":
+        maps, source, rows = to_words(maps, source, rows, translator.source_lang, row_lang)
+    if self_attention:
+        return attention_grid_figure(
+            maps, rows, source, "encoder self-attention by layer and head", ("key", "query")
+        )
+    return attention_grid_figure(maps, rows, source, "attention by head", ("source", "output"))
+
+
+def _step_values(result: Explanation, position: int) -> list[Any]:
+    """Values of :meth:`Column.step_outputs` for output position ``position``."""
+    if not result.steps:
+        return ["", gr.update(visible=False), [], []]
+    position = min(max(position, 0), len(result.steps) - 1)
+    step = result.steps[position]
+    words = [[piece, round(probability, 4)] for piece, probability in step.top_words]
+    beam = [[prefix, round(score, 4)] for prefix, score in step.beam]
+    if step.weights is None:
+        text = STEP_TEXT_NO_WEIGHTS.format(i=position, piece=step.piece)
+        return [text, gr.update(visible=False, value=None), words, beam]
+    title = f"a_{position}· while choosing {step.piece!r}"
+    plot = gr.update(visible=True, value=step_figure(step.weights, result.source_labels, title))
+    return [STEP_TEXT.format(i=position, piece=step.piece), plot, words, beam]
+
+
+def _save_matrix(
+    model: LoadedModel, result: Explanation, unit: str, temp_dir: Path, index: int
+) -> list[str]:
+    """Write the current heatmap as .npz (weights and labels) and .png under ``temp_dir``."""
+    from seq2seq.viz.heatmap import figure_to_png, plot_alignment, save_alignment
+
+    matrix = _matrix(model, result, unit)
+    if matrix is None:
+        raise gr.Error(NO_WEIGHTS, print_exception=False)
+    weights, source_labels, target_labels = matrix
+    font = model.translator.config.viz.font
+    png = figure_to_png(plot_alignment(weights, source_labels, target_labels, font=font))
+    directory = temp_dir / uuid.uuid4().hex
+    name = f"alignment-{index + 1}-{unit}"
+    save_alignment(directory, name, weights, source_labels, target_labels, png)
+    return [str(directory / f"{name}.npz"), str(directory / f"{name}.png")]
+
+
+def page_css() -> str:
+    """Serve the bundled Noto Sans SC to the browser, so Chinese labels render everywhere."""
+    font = bundled_cjk_font()
+    if font is None:
+        return ""
+    return (
+        "@font-face { font-family: 'Noto Sans SC'; "
+        f"src: url('/gradio_api/file={font}') format('opentype'); }}"
+    )
+
+
+def font_paths() -> list[str]:
+    """The files the page may serve besides Gradio's own: the bundled font."""
+    font = bundled_cjk_font()
+    return [] if font is None else [str(font)]
+
+
+def theme() -> gr.themes.Base:
+    """Gradio's default look with Noto Sans SC after its Latin font, for the Chinese text.
+
+    Its fonts are served by the app itself (Gradio's LocalFont), never fetched from the web.
+    """
+    return gr.themes.Default(
+        font=[gr.themes.LocalFont("Source Sans Pro"), "Noto Sans SC", "ui-sans-serif", "sans-serif"]
+    )
