@@ -18,7 +18,7 @@ from plotly.subplots import make_subplots
 FONT_FAMILY = "Noto Sans SC, sans-serif"
 COLOR_SCALE = "Blues"
 _CELL_PIXELS = 34  # side of one cell before the figure hits its size bounds
-_MAX_PIXELS = 900
+_MAX_PIXELS = 900  # tallest heatmap; longer sentences shrink their rows
 
 
 def _text(labels: Sequence[str]) -> list[str]:
@@ -27,10 +27,9 @@ def _text(labels: Sequence[str]) -> list[str]:
 
 def _hover_labels(row_labels: Sequence[str], column_labels: Sequence[str]) -> np.ndarray:
     """(rows, columns, 2) the row and column label of every cell, for the hover text."""
-    rows = np.broadcast_to(
-        np.asarray(row_labels, dtype=object)[:, None], (len(row_labels), len(column_labels))
-    )
-    columns = np.broadcast_to(np.asarray(column_labels, dtype=object)[None, :], rows.shape)
+    shape = (len(row_labels), len(column_labels))
+    rows = np.broadcast_to(np.asarray(_text(row_labels), dtype=object)[:, None], shape)
+    columns = np.broadcast_to(np.asarray(_text(column_labels), dtype=object)[None, :], shape)
     return np.stack([rows, columns], axis=-1)
 
 
