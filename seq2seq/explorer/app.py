@@ -6,6 +6,7 @@ its temporary directory and analytics switch from the environment when it is imp
 
 from __future__ import annotations
 
+import html
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -236,10 +237,11 @@ def _matrix(
 def _column_values(model: LoadedModel, result: Explanation, unit: str) -> list[Any]:
     """Values of :meth:`Column.outputs` for one checkpoint's explanation."""
     lines = [
-        f"{rank}. **{output.text or '(empty)'}**  <small>score {output.score:.3f}</small>"
+        f"{rank}. **{escape(output.text) or '(empty)'}**  <small>score {output.score:.3f}</small>"
         for rank, output in enumerate(result.outputs, start=1)
     ]
-    translation = "\n".join(lines) + f"\n\n<small>{result.seconds * 1000:.0f} ms</small>"
+    took = f"{escape(result.source)} in {result.seconds * 1000:.0f} ms"
+    translation = "\n".join(lines) + f"\n\n<small>{took}</small>"
     matrix = _matrix(model, result, unit)
     notice = gr.update(value="\n\n".join(result.notes), visible=bool(result.notes))
     heatmap = heads = gr.update(visible=False, value=None)
@@ -307,6 +309,11 @@ def _save_matrix(
     name = f"alignment-{index + 1}-{unit}"
     save_alignment(directory, name, weights, source_labels, target_labels, png)
     return [str(directory / f"{name}.npz"), str(directory / f"{name}.png")]
+
+
+def escape(text: str) -> str:
+    """Typed and translated text shown as text, never read as Markdown or HTML."""
+    return html.escape(text, quote=False).replace("*", "\\*").replace("_", "\\_")
 
 
 def page_css() -> str:

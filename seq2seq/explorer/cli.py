@@ -10,7 +10,9 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import os
+import sys
 import tempfile
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -71,8 +73,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             return fail(parser.prog, error)
         print(f"seq2seq-explore: open http://{HOST}:{args.port} (Ctrl-C stops)", flush=True)
         try:
-            page.block_thread()
+            # Not Gradio's block_thread, which swallows Ctrl-C: the exit status says 130.
+            while True:
+                time.sleep(1.0)
         except KeyboardInterrupt:
+            print("seq2seq-explore: stopped", file=sys.stderr)
             return 130
         finally:
             page.close()

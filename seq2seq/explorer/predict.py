@@ -86,6 +86,7 @@ class Output:
 class Explanation:
     """Everything the page shows for one checkpoint and one sentence."""
 
+    source: str
     source_labels: list[str]  # source pieces and "</s>"
     outputs: list[Output]  # n-best, best first
     steps: list[Step]  # for outputs[0]
@@ -134,7 +135,7 @@ def explain(translator: Translator, source: str, settings: SearchSettings) -> Ex
         steps.append(Step(target[i], row, words, beam))
     notes = [] if model.has_attention_weights else [NO_WEIGHTS]
     seconds = time.perf_counter() - start
-    return Explanation(source_labels, outputs, steps, encoder_attention, seconds, notes)
+    return Explanation(source, source_labels, outputs, steps, encoder_attention, seconds, notes)
 
 
 def checked_source_ids(translator: Translator, source: str) -> list[int]:
