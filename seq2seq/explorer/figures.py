@@ -76,7 +76,7 @@ def alignment_figure(
         _heatmap(weights, target_labels, source_labels, ("source", "target"), show_scale=True)
     )
     figure.update_layout(
-        title=title or None,
+        title=html.escape(title, quote=False) or None,
         height=_height(len(target_labels)),
         font={"family": FONT_FAMILY},
         margin={"l": 10, "r": 10, "t": 80 if title else 50, "b": 10},
@@ -136,7 +136,7 @@ def attention_grid_figure(
         autorange="reversed", tickvals=list(range(len(row_labels))), ticktext=_text(row_labels)
     )
     figure.update_layout(
-        title=title,
+        title=html.escape(title, quote=False),
         height=int(np.clip(110 + layers * (18 * len(row_labels) + 50), 260, 1400)),
         font={"family": FONT_FAMILY, "size": 11},
         margin={"l": 10, "r": 10, "t": 80, "b": 10},
@@ -163,7 +163,7 @@ def step_figure(weights: np.ndarray, source_labels: Sequence[str], title: str) -
         )
     )
     figure.update_layout(
-        title=title,
+        title=html.escape(title, quote=False),
         height=300,
         font={"family": FONT_FAMILY},
         margin={"l": 10, "r": 10, "t": 60, "b": 10},
