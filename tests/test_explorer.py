@@ -6,10 +6,19 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
+from seq2seq.data.batching import collate
 from seq2seq.explorer.cli import load_models
 from seq2seq.explorer.figures import alignment_figure, attention_grid_figure, step_figure
-from seq2seq.explorer.predict import NO_WEIGHTS, SearchSettings, explain, to_words
+from seq2seq.explorer.predict import (
+    NO_WEIGHTS,
+    SearchSettings,
+    beam_trace,
+    explain,
+    prefix_text,
+    to_words,
+)
 from seq2seq.inference import InferenceError, Translator, load_translator
 
 SENTENCE = "我爱你。"
@@ -56,6 +65,16 @@ def test_alignment_rows_sum_to_one_and_steps_replay_the_search(translator: Trans
         assert probabilities == sorted(probabilities, reverse=True) and 0 < sum(probabilities) <= 1
     for i, step in enumerate(result.steps[:-1]):  # the last step ends the sentence: no live prefix
         assert [prefix for prefix, _ in step.beam] == [" ".join(best.target_labels[: i + 1])]
+    # Greedy's trace, read off the replay, is the beam trace of beam size 1 (until greedy ends).
+    (ids,) = translator.encode_sources([SENTENCE])
+    batch = collate([ids], None, [0])
+    with torch.no_grad():
+        encoder = translator.model.encode(batch)
+        memory = translator.model.decoder.prepare(encoder)
+        trace = beam_trace(translator.model.decoder, encoder, memory, 1, len(result.steps))
+    for step, live in zip(result.steps[:-1], trace[:-1], strict=True):
+        assert [p for p, _ in step.beam] == [prefix_text(translator, t) for t, _ in live]
+        np.testing.assert_allclose([s for _, s in step.beam], [s for _, s in live], atol=1e-4)
     assert result.encoder_attention is None and result.notes == []
 
 

@@ -116,8 +116,12 @@ def explain(translator: Translator, source: str, settings: SearchSettings) -> Ex
     batch = collate([source_ids], None, [0]).to(translator.device)
     with torch.no_grad(), autocast(translator.device, translator.precision):
         encoder = model.encode(batch)
-        forced = forced_steps(model.decoder, encoder, best.tokens)
-        beams = beam_trace(model.decoder, encoder, beam_size, len(best.tokens))
+        memory = model.decoder.prepare(encoder)
+        forced = forced_steps(model.decoder, encoder, memory, best.tokens)
+        if beam_size == 1:  # greedy search's one live prefix is the output so far
+            beams = greedy_trace(best.tokens, [log_probs for log_probs, _ in forced])
+        else:
+            beams = beam_trace(model.decoder, encoder, memory, beam_size, len(best.tokens))
         maps = getattr(model.encoder, "attention_maps", None)
         encoder_attention = None
         if maps is not None:  # (layers, heads, src, src) for the one sentence
@@ -181,11 +185,10 @@ def decoder_step(
 
 
 def forced_steps(
-    decoder: RNNDecoder, encoder: EncoderOutput, tokens: Sequence[int]
+    decoder: RNNDecoder, encoder: EncoderOutput, memory: DecoderMemory, tokens: Sequence[int]
 ) -> list[tuple[torch.Tensor, torch.Tensor | None]]:
     """Feed ``tokens`` one by one: at each position the log-probabilities over the vocabulary
     (vocab,) and the attention weights (heads, src) the decoder had before choosing it."""
-    memory = decoder.prepare(encoder)
     state = decoder.init_state(encoder)
     previous = torch.tensor([BOS_ID], device=encoder.states.device)
     steps = []
@@ -196,8 +199,24 @@ def forced_steps(
     return steps
 
 
+def greedy_trace(
+    tokens: Sequence[int], log_probs: Sequence[torch.Tensor]
+) -> list[list[tuple[list[int], float]]]:
+    """:func:`beam_trace` of beam size 1 for greedy search's ``tokens``, from the log-probs
+    the forced replay already computed: one decoder pass instead of two."""
+    trace, score = [], 0.0
+    for i, token in enumerate(tokens):
+        score += float(log_probs[i][token])
+        trace.append([] if token == EOS_ID else [(list(tokens[: i + 1]), score)])
+    return trace
+
+
 def beam_trace(
-    decoder: RNNDecoder, encoder: EncoderOutput, beam_size: int, steps: int
+    decoder: RNNDecoder,
+    encoder: EncoderOutput,
+    memory: DecoderMemory,
+    beam_size: int,
+    steps: int,
 ) -> list[list[tuple[list[int], float]]]:
     """The live prefixes (tokens, log-probability) after each of ``steps`` steps, best first.
 
@@ -205,7 +224,6 @@ def beam_trace(
     prefix is extended by every word, the ``beam_size`` best that do not end go on. With beam
     size 1 this is greedy search. Finished hypotheses are not listed: they are the n-best.
     """
-    memory = decoder.prepare(encoder)
     state = decoder.init_state(encoder)
     device = encoder.states.device
     previous = torch.tensor([BOS_ID], device=device)
