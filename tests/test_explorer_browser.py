@@ -15,6 +15,7 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -46,12 +47,33 @@ from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
 WAIT_SECONDS = 60  # a loaded 2-core machine; a quiet one answers in about a second
 
 
+# Runs scripts/explore.py with an audit hook that logs every socket connection and name lookup
+# to a host outside the loopback: the app must make none (no analytics, no version check).
+NETWORK_WATCH = """
+import runpy, sys
+log = open(sys.argv.pop(1), "a", buffering=1)
+LOCAL = ("127.", "::1", "localhost", "0.0.0.0")
+def watch(event, args):
+    if event == "socket.connect" and isinstance(args[1], tuple):
+        if not str(args[1][0]).startswith(LOCAL):
+            log.write(f"connect {args[1]}\\n")
+    elif event == "socket.getaddrinfo" and args[0] is not None:
+        host = args[0].decode() if isinstance(args[0], bytes) else str(args[0])
+        if not host.startswith(LOCAL):
+            log.write(f"lookup {host}\\n")
+sys.addaudithook(watch)
+sys.argv = sys.argv[1:]
+runpy.run_path(sys.argv[0], run_name="__main__")
+"""
+
+
 @dataclass
 class Server:
-    process: subprocess.Popen[str]
+    process: subprocess.Popen[bytes]
     url: str
     temp_root: Path  # the TMPDIR the app was given: its temporary directory lives here
     workdir: Path  # the app's working directory, which it must leave untouched
+    network_log: Path  # connections and lookups of hosts outside the loopback, one a line
 
 
 def free_port() -> int:
@@ -64,25 +86,29 @@ def start_server(checkpoints: list[Path], tmp: Path) -> Server:
     temp_root, workdir = tmp / "tmp", tmp / "cwd"
     temp_root.mkdir()
     workdir.mkdir()
+    output, network_log = tmp / "explore.log", tmp / "network.log"
     port = free_port()
-    process = subprocess.Popen(
-        [sys.executable, str(PROJECT_ROOT / "scripts" / "explore.py"), *map(str, checkpoints)]
-        + ["--port", str(port)],
-        cwd=workdir,
-        env={**os.environ, "TMPDIR": str(temp_root)},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    assert process.stdout is not None
-    lines = []
-    for line in process.stdout:  # the app prints the URL once it serves
-        lines.append(line)
-        if "http://" in line:
-            url = line.split("open ", 1)[1].split()[0]
-            assert url == f"http://127.0.0.1:{port}", line
-            return Server(process, url, temp_root, workdir)
-    raise AssertionError(f"the explorer exited before serving:\n{''.join(lines)}")
+    script = str(PROJECT_ROOT / "scripts" / "explore.py")
+    with output.open("wb") as sink:
+        process = subprocess.Popen(
+            [sys.executable, "-c", NETWORK_WATCH, str(network_log), script]
+            + [*map(str, checkpoints), "--port", str(port)],
+            cwd=workdir,
+            env={**os.environ, "TMPDIR": str(temp_root)},
+            stdin=subprocess.DEVNULL,
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+        )
+    deadline = time.monotonic() + 3 * WAIT_SECONDS
+    while time.monotonic() < deadline and process.poll() is None:
+        for line in output.read_text(encoding="utf-8").splitlines():
+            if "http://" in line:  # the app prints the URL once it serves
+                url = line.split("open ", 1)[1].split()[0]
+                assert url == f"http://127.0.0.1:{port}", line
+                return Server(process, url, temp_root, workdir, network_log)
+        time.sleep(0.2)
+    process.kill()
+    raise AssertionError(f"the explorer did not serve:\n{output.read_text(encoding='utf-8')}")
 
 
 @pytest.fixture(scope="module")
@@ -241,3 +267,5 @@ def test_ctrl_c_stops_cleanly_and_leaves_no_files(
     assert list(server.workdir.iterdir()) == [], "the app wrote into its working directory"
     with socket.socket() as probe:
         assert probe.connect_ex(("127.0.0.1", int(server.url.rsplit(":", 1)[1]))) != 0
+    reached = server.network_log.read_text() if server.network_log.exists() else ""
+    assert reached == "", f"the app reached beyond the loopback:\n{reached}"
