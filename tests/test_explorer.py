@@ -56,14 +56,14 @@ def test_alignment_rows_sum_to_one_and_steps_replay_the_search(translator: Trans
     np.testing.assert_allclose(alignment.sum(axis=1), 1.0, atol=1e-5)
     assert (alignment >= 0).all()
     # The step-by-step replay sees the weights and the words greedy search saw.
-    assert [step.piece for step in result.steps] == best.target_labels
-    for i, step in enumerate(result.steps):
+    assert [step.piece for step in best.steps] == best.target_labels
+    for i, step in enumerate(best.steps):
         assert step.weights is not None
         np.testing.assert_allclose(step.weights, alignment[i], atol=1e-5)
         assert len(step.top_words) == 3 and step.top_words[0][0] == step.piece
         probabilities = [p for _, p in step.top_words]
         assert probabilities == sorted(probabilities, reverse=True) and 0 < sum(probabilities) <= 1
-    for i, step in enumerate(result.steps[:-1]):  # the last step ends the sentence: no live prefix
+    for i, step in enumerate(best.steps[:-1]):  # the last step ends the sentence: no live prefix
         assert [prefix for prefix, _ in step.beam] == [" ".join(best.target_labels[: i + 1])]
     # Greedy's trace, read off the replay, is the beam trace of beam size 1 (until greedy ends).
     (ids,) = translator.encode_sources([SENTENCE])
@@ -71,8 +71,8 @@ def test_alignment_rows_sum_to_one_and_steps_replay_the_search(translator: Trans
     with torch.no_grad():
         encoder = translator.model.encode(batch)
         memory = translator.model.decoder.prepare(encoder)
-        trace = beam_trace(translator.model.decoder, encoder, memory, 1, len(result.steps))
-    for step, live in zip(result.steps[:-1], trace[:-1], strict=True):
+        trace = beam_trace(translator.model.decoder, encoder, memory, 1, len(best.steps))
+    for step, live in zip(best.steps[:-1], trace[:-1], strict=True):
         assert [p for p, _ in step.beam] == [prefix_text(translator, t) for t, _ in live]
         np.testing.assert_allclose([s for _, s in step.beam], [s for _, s in live], atol=1e-4)
     assert result.encoder_attention is None and result.notes == []
@@ -85,10 +85,19 @@ def test_beam_gives_nbest_and_a_live_beam_per_step(translator: Translator) -> No
     assert [o.text for o in result.outputs] == [translator.detokenize(h) for h in expected]
     scores = [output.score for output in result.outputs]
     assert scores == sorted(scores, reverse=True)
-    assert 1 <= len(result.steps[0].beam) <= 3
-    for step in result.steps:
-        log_probs = [score for _, score in step.beam]
-        assert log_probs == sorted(log_probs, reverse=True) and all(s <= 0 for s in log_probs)
+    assert 1 <= len(result.outputs[0].steps[0].beam) <= 3
+    for output in result.outputs:  # each translation's steps replay its own words and weights
+        assert [step.piece for step in output.steps] == output.target_labels
+        assert output.alignment is not None
+        for i, step in enumerate(output.steps):
+            np.testing.assert_allclose(step.weights, output.alignment[i], atol=1e-5)
+            log_probs = [score for _, score in step.beam]
+            assert log_probs == sorted(log_probs, reverse=True) and all(s <= 0 for s in log_probs)
+    # Every kept translation was a live prefix of the beam one step before it ended.
+    for output in result.outputs:
+        if len(output.steps) > 1:
+            live = [prefix for prefix, _ in output.steps[-2].beam]
+            assert " ".join(output.target_labels[:-1]) in live
 
 
 def test_distracted_model_reports_no_weights(variant_checkpoints: dict[str, Path]) -> None:
@@ -96,7 +105,8 @@ def test_distracted_model_reports_no_weights(variant_checkpoints: dict[str, Path
     result = explain(translator, SENTENCE, SearchSettings(beam_size=2, nbest=2))
     assert all(output.weights is None and output.alignment is None for output in result.outputs)
     assert result.notes == [NO_WEIGHTS] and "same context C" in NO_WEIGHTS
-    assert result.steps and all(step.weights is None and step.top_words for step in result.steps)
+    steps = result.outputs[0].steps
+    assert steps and all(step.weights is None and step.top_words for step in steps)
 
 
 def test_self_attention_encoder_maps_per_layer_and_head(

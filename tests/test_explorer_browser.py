@@ -38,6 +38,7 @@ if BROWSER is None or DRIVER is None:
     )
 
 from selenium import webdriver  # noqa: E402 (only where a browser exists)
+from selenium.common.exceptions import StaleElementReferenceException  # noqa: E402
 from selenium.webdriver.chrome.service import Service  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.common.keys import Keys  # noqa: E402
@@ -139,7 +140,11 @@ def browser(server: Server) -> Iterator[webdriver.Chrome]:
 
 
 def wait_for(driver: webdriver.Chrome, condition, message: str):  # noqa: ANN001, ANN201
-    return WebDriverWait(driver, WAIT_SECONDS).until(condition, message)
+    # Gradio redraws components after each answer: an element found a moment ago may be gone.
+    waiting = WebDriverWait(
+        driver, WAIT_SECONDS, ignored_exceptions=[StaleElementReferenceException]
+    )
+    return waiting.until(condition, message)
 
 
 def source_box(driver: webdriver.Chrome) -> WebElement:
@@ -204,6 +209,27 @@ def test_hovering_a_cell_names_source_output_and_weight(browser: webdriver.Chrom
 
     hover = wait_for(browser, hover_text, "no hover label on the heatmap")
     assert "source:" in hover and "target:" in hover and "weight:" in hover
+
+
+def test_beam_nbest_shows_the_chosen_translation(browser: webdriver.Chrome) -> None:
+    browser.find_element(By.CSS_SELECTOR, "#search input[value=beam]").click()
+    browser.find_element(By.CSS_SELECTOR, "#nbest input[type=range]").send_keys(Keys.ARROW_RIGHT)
+    translate(browser, "你爱我。")
+    wait_for(browser, lambda d: "你爱我。 in" in text_of(d, "translation-0"), "no translation")
+    second = wait_for(
+        browser,
+        lambda d: d.find_element(By.CSS_SELECTOR, "#choice-0 input[value='2']"),
+        "no choice between two translations",
+    )
+    rows = "#heatmap-0 .yaxislayer-above"
+    best_rows = wait_for(browser, lambda d: d.find_element(By.CSS_SELECTOR, rows).text, "no map")
+    second.click()
+    wait_for(
+        browser,
+        lambda d: d.find_element(By.CSS_SELECTOR, rows).text not in ("", best_rows),
+        "the heatmap still shows the best translation",
+    )
+    browser.find_element(By.CSS_SELECTOR, "#search input[value=greedy]").click()
 
 
 def test_example_buttons_and_download(browser: webdriver.Chrome, server: Server) -> None:

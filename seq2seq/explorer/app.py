@@ -23,6 +23,7 @@ from seq2seq.explorer.predict import (
     NO_WEIGHTS,
     Explanation,
     LoadedModel,
+    Output,
     SearchSettings,
     explain,
     to_words,
@@ -53,6 +54,7 @@ class Column:
     """The components of one checkpoint's column, in the order the handlers fill them."""
 
     translation: gr.Markdown
+    choice: gr.Radio  # which translation of the n-best list the views below show
     notice: gr.Markdown
     heatmap: gr.Plot
     heads: gr.Plot
@@ -68,6 +70,7 @@ class Column:
     def outputs(self) -> list[Any]:
         return [
             self.translation,
+            self.choice,
             self.notice,
             self.heatmap,
             self.heads,
@@ -100,14 +103,16 @@ def build(models: Sequence[LoadedModel], temp_dir: Path) -> gr.Blocks:
             )
             go_button = gr.Button("Translate", variant="primary", elem_id="translate", scale=1)
         with gr.Row():
-            search = gr.Radio(["greedy", "beam"], value="greedy", label="search")
+            search = gr.Radio(["greedy", "beam"], value="greedy", label="search", elem_id="search")
             beam_size = gr.Slider(2, 10, value=5, step=1, label="beam size")
             length_penalty = gr.Number(
                 value=float(first.config.trainer.length_penalty),
                 label="length penalty α",
                 info="beam ranks by log-probability / ((5+len)/6)^α",
             )
-            nbest = gr.Slider(1, 10, value=1, step=1, label="n-best (beam widens to fit)")
+            nbest = gr.Slider(
+                1, 10, value=1, step=1, label="n-best (beam widens to fit)", elem_id="nbest"
+            )
             units = gr.Radio(["pieces", "words"], value="pieces", label="heatmap units")
         with gr.Row():
             gr.Markdown("Examples:")
@@ -137,7 +142,7 @@ def build(models: Sequence[LoadedModel], temp_dir: Path) -> gr.Blocks:
                 raise gr.Error(str(error), print_exception=False) from error
             updates: list[Any] = [results]
             for model, result in zip(models, results, strict=True):
-                updates += _column_values(model, result, unit)
+                updates += _column_values(model, result, unit, None)
             return updates
 
         inputs = [source, search, beam_size, length_penalty, nbest, units]
@@ -147,37 +152,57 @@ def build(models: Sequence[LoadedModel], temp_dir: Path) -> gr.Blocks:
         for button, text in example_buttons:
             button.click(lambda text=text: text, None, source).then(translate, inputs, outputs)
 
-        def redraw(results: list[Explanation], unit: str) -> list[Any]:
+        all_outputs = [item for column in columns for item in column.outputs()]
+        choices = [column.choice for column in columns]
+
+        def redraw(results: list[Explanation], unit: str, *chosen: str) -> list[Any]:
+            if not results:
+                return [gr.update()] * len(all_outputs)
             updates: list[Any] = []
-            for model, result in zip(models, results, strict=True):
-                updates += _column_values(model, result, unit)
+            for model, result, choice in zip(models, results, chosen, strict=True):
+                updates += _column_values(model, result, unit, int(choice) - 1)
             return updates
 
-        units.change(
-            redraw,
-            [explanations, units],
-            [item for column in columns for item in column.outputs()],
-        )
+        units.change(redraw, [explanations, units, *choices], all_outputs)
         for index, column in enumerate(columns):
 
-            def step(results: list[Explanation], position: float, index: int = index) -> list:
+            def show(
+                results: list[Explanation], unit: str, choice: str, index: int = index
+            ) -> list[Any]:
+                return _column_values(models[index], results[index], unit, int(choice) - 1)
+
+            column.choice.input(show, [explanations, units, column.choice], column.outputs())
+
+            def step(
+                results: list[Explanation], position: float, choice: str, index: int = index
+            ) -> list[Any]:
                 if not results:
                     return [gr.update()] * 4
-                return _step_values(results[index], int(position))
+                output = results[index].outputs[int(choice) - 1]
+                return _step_values(results[index], output, int(position))
 
-            column.position.change(step, [explanations, column.position], column.step_outputs())
+            column.position.change(
+                step, [explanations, column.position, column.choice], column.step_outputs()
+            )
 
-            def save(results: list[Explanation], unit: str, index: int = index) -> list[str]:
+            def save(
+                results: list[Explanation], unit: str, choice: str, index: int = index
+            ) -> list[str]:
                 if not results:
                     raise gr.Error("translate a sentence first", print_exception=False)
-                return _save_matrix(models[index], results[index], unit, temp_dir, index)
+                model, result = models[index], results[index]
+                output = result.outputs[int(choice) - 1]
+                return _save_matrix(model, result, output, unit, temp_dir, index)
 
-            column.save.click(save, [explanations, units], column.files)
+            column.save.click(save, [explanations, units, column.choice], column.files)
     return page
 
 
 def _column(index: int) -> Column:
     translation = gr.Markdown(elem_id=f"translation-{index}")
+    choice = gr.Radio(
+        ["1"], value="1", label="show translation", visible=False, elem_id=f"choice-{index}"
+    )
     notice = gr.Markdown(visible=False, elem_id=f"notice-{index}")
     heatmap = gr.Plot(
         label="alignment: output (rows) × source (columns)",
@@ -201,6 +226,7 @@ def _column(index: int) -> Column:
     files = gr.File(label="files", file_count="multiple", elem_id=f"files-{index}")
     return Column(
         translation,
+        choice,
         notice,
         heatmap,
         heads,
@@ -216,57 +242,70 @@ def _column(index: int) -> Column:
 
 
 def _matrix(
-    model: LoadedModel, result: Explanation, unit: str
+    model: LoadedModel, result: Explanation, output: Output, unit: str
 ) -> tuple[np.ndarray, list[str], list[str]] | None:
-    """The best output's (target, source) heatmap in ``unit``, with its labels; None if none."""
-    best = result.outputs[0]
-    if best.alignment is None:
+    """``output``'s (target, source) heatmap in ``unit``, with its labels; None if none."""
+    if output.alignment is None:
         return None
     if unit == "words":
         translator = model.translator
         return to_words(
-            best.alignment,
+            output.alignment,
             result.source_labels,
-            best.target_labels,
+            output.target_labels,
             translator.source_lang,
             translator.target_lang,
         )
-    return best.alignment, result.source_labels, best.target_labels
+    return output.alignment, result.source_labels, output.target_labels
 
 
-def _column_values(model: LoadedModel, result: Explanation, unit: str) -> list[Any]:
-    """Values of :meth:`Column.outputs` for one checkpoint's explanation."""
+def _column_values(
+    model: LoadedModel, result: Explanation, unit: str, choice: int | None
+) -> list[Any]:
+    """Values of :meth:`Column.outputs`: the views of translation ``choice`` (from 0), or of
+    the best one with the choice reset, for a new sentence (None)."""
     lines = [
         f"{rank}. **{escape(output.text) or '(empty)'}**  <small>score {output.score:.3f}</small>"
         for rank, output in enumerate(result.outputs, start=1)
     ]
     took = f"{escape(result.source)} in {result.seconds * 1000:.0f} ms"
     translation = "\n".join(lines) + f"\n\n<small>{took}</small>"
-    matrix = _matrix(model, result, unit)
+    ranks = [str(rank) for rank in range(1, len(result.outputs) + 1)]
+    chosen = gr.update()
+    if choice is None:
+        choice = 0
+        chosen = gr.update(choices=ranks, value="1", visible=len(ranks) > 1)
+    output = result.outputs[min(choice, len(result.outputs) - 1)]
+    matrix = _matrix(model, result, output, unit)
     notice = gr.update(value="\n\n".join(result.notes), visible=bool(result.notes))
     heatmap = heads = gr.update(visible=False, value=None)
     if matrix is not None:
         heatmap = gr.update(visible=True, value=alignment_figure(*matrix))
-        weights = result.outputs[0].weights
-        assert weights is not None, "an output with an alignment has weights"
-        if weights.shape[1] > 1:
-            heads = gr.update(visible=True, value=_grid(model, result, weights, unit, False))
+        assert output.weights is not None, "an output with an alignment has weights"
+        if output.weights.shape[1] > 1:
+            grid = _grid(model, result, output, output.weights, unit, False)
+            heads = gr.update(visible=True, value=grid)
     encoder = gr.update(visible=False, value=None)
     if result.encoder_attention is not None:
-        grid = _grid(model, result, result.encoder_attention, unit, True)
+        grid = _grid(model, result, output, result.encoder_attention, unit, True)
         encoder = gr.update(visible=True, value=grid)
-    last = max(len(result.steps) - 1, 1)
-    position = gr.update(minimum=0, maximum=last, value=0)
-    return [translation, notice, heatmap, heads, encoder, position, *_step_values(result, 0)]
+    position = gr.update(minimum=0, maximum=max(len(output.steps) - 1, 1), value=0)
+    steps = _step_values(result, output, 0)
+    return [translation, chosen, notice, heatmap, heads, encoder, position, *steps]
 
 
 def _grid(
-    model: LoadedModel, result: Explanation, maps: np.ndarray, unit: str, self_attention: bool
+    model: LoadedModel,
+    result: Explanation,
+    output: Output,
+    maps: np.ndarray,
+    unit: str,
+    self_attention: bool,
 ) -> go.Figure:
     """Per-layer, per-head heatmaps: encoder self-attention or the decoder's attention."""
     translator = model.translator
     source = result.source_labels
-    rows = source if self_attention else result.outputs[0].target_labels
+    rows = source if self_attention else output.target_labels
     row_lang = translator.source_lang if self_attention else translator.target_lang
     if unit == "words":
         maps, source, rows = to_words(maps, source, rows, translator.source_lang, row_lang)
@@ -277,12 +316,12 @@ def _grid(
     return attention_grid_figure(maps, rows, source, "attention by head", ("source", "output"))
 
 
-def _step_values(result: Explanation, position: int) -> list[Any]:
-    """Values of :meth:`Column.step_outputs` for output position ``position``."""
-    if not result.steps:
+def _step_values(result: Explanation, output: Output, position: int) -> list[Any]:
+    """Values of :meth:`Column.step_outputs` for ``output``'s position ``position``."""
+    if not output.steps:
         return ["", gr.update(visible=False), [], []]
-    position = min(max(position, 0), len(result.steps) - 1)
-    step = result.steps[position]
+    position = min(max(position, 0), len(output.steps) - 1)
+    step = output.steps[position]
     words = [[piece, round(probability, 4)] for piece, probability in step.top_words]
     beam = [[prefix, round(score, 4)] for prefix, score in step.beam]
     if step.weights is None:
@@ -294,12 +333,17 @@ def _step_values(result: Explanation, position: int) -> list[Any]:
 
 
 def _save_matrix(
-    model: LoadedModel, result: Explanation, unit: str, temp_dir: Path, index: int
+    model: LoadedModel,
+    result: Explanation,
+    output: Output,
+    unit: str,
+    temp_dir: Path,
+    index: int,
 ) -> list[str]:
     """Write the current heatmap as .npz (weights and labels) and .png under ``temp_dir``."""
     from seq2seq.viz.heatmap import figure_to_png, plot_alignment, save_alignment
 
-    matrix = _matrix(model, result, unit)
+    matrix = _matrix(model, result, output, unit)
     if matrix is None:
         raise gr.Error(NO_WEIGHTS, print_exception=False)
     weights, source_labels, target_labels = matrix

@@ -57,7 +57,7 @@ class SearchSettings:
 
 @dataclass
 class Step:
-    """Output position i of the best translation, as the decoder saw it."""
+    """Output position i of one translation, as the decoder saw it."""
 
     piece: str  # the piece chosen at i ("</s>" for EOS)
     weights: np.ndarray | None  # (src pieces,) a_i·, mean over heads; None without attention
@@ -75,6 +75,7 @@ class Output:
     # (layers, heads, target pieces, source pieces) cross-attention, None without attention;
     # an RNN decoder has one layer.
     weights: np.ndarray | None
+    steps: list[Step] = field(default_factory=list)  # one per output piece
 
     @property
     def alignment(self) -> np.ndarray | None:
@@ -89,7 +90,6 @@ class Explanation:
     source: str
     source_labels: list[str]  # source pieces and "</s>"
     outputs: list[Output]  # n-best, best first
-    steps: list[Step]  # for outputs[0]
     # (layers, heads, src, src) self-attention of a self-attention encoder, else None
     encoder_attention: np.ndarray | None
     seconds: float = 0.0
@@ -111,35 +111,50 @@ def explain(translator: Translator, source: str, settings: SearchSettings) -> Ex
     )
     source_labels = [*translator.source_tokenizer.pieces(source_ids), "</s>"]
     outputs = [output_of(translator, hypothesis) for hypothesis in hypotheses]
-    best = hypotheses[0]
     model = translator.model
     batch = collate([source_ids], None, [0]).to(translator.device)
+    longest = max(len(hypothesis.tokens) for hypothesis in hypotheses)
     with torch.no_grad(), autocast(translator.device, translator.precision):
         encoder = model.encode(batch)
         memory = model.decoder.prepare(encoder)
-        forced = forced_steps(model.decoder, encoder, memory, best.tokens)
+        forced = [forced_steps(model.decoder, encoder, memory, h.tokens) for h in hypotheses]
         if beam_size == 1:  # greedy search's one live prefix is the output so far
-            beams = greedy_trace(best.tokens, [log_probs for log_probs, _ in forced])
+            beams = greedy_trace(hypotheses[0].tokens, [log_probs for log_probs, _ in forced[0]])
         else:
-            beams = beam_trace(model.decoder, encoder, memory, beam_size, len(best.tokens))
+            beams = beam_trace(model.decoder, encoder, memory, beam_size, longest)
         maps = getattr(model.encoder, "attention_maps", None)
         encoder_attention = None
         if maps is not None:  # (layers, heads, src, src) for the one sentence
             encoder_attention = torch.stack([m[0] for m in maps(batch.src)]).float().numpy()
-    target = outputs[0].target_labels
-    steps = []
-    for i, (log_probs, weights) in enumerate(forced):
-        top = log_probs.topk(min(settings.top_k, log_probs.numel()))
-        words = [
-            (piece_label(translator, int(token)), float(value))
-            for value, token in zip(top.values.exp(), top.indices, strict=True)
+    for output, replay in zip(outputs, forced, strict=True):
+        output.steps = [
+            step_of(translator, piece, log_probs, weights, beam, settings.top_k)
+            for piece, (log_probs, weights), beam in zip(
+                output.target_labels, replay, beams, strict=False
+            )
         ]
-        beam = [(prefix_text(translator, tokens), score) for tokens, score in beams[i]]
-        row = None if weights is None else weights.mean(dim=0).numpy()
-        steps.append(Step(target[i], row, words, beam))
     notes = [] if model.has_attention_weights else [NO_WEIGHTS]
     seconds = time.perf_counter() - start
-    return Explanation(source, source_labels, outputs, steps, encoder_attention, seconds, notes)
+    return Explanation(source, source_labels, outputs, encoder_attention, seconds, notes)
+
+
+def step_of(
+    translator: Translator,
+    piece: str,
+    log_probs: torch.Tensor,
+    weights: torch.Tensor | None,
+    beam: list[tuple[list[int], float]],
+    top_k: int,
+) -> Step:
+    """One position's view: the chosen piece, a_i· (mean over heads), top-k words, beam."""
+    top = log_probs.topk(min(top_k, log_probs.numel()))
+    words = [
+        (piece_label(translator, int(token)), float(value))
+        for value, token in zip(top.values.exp(), top.indices, strict=True)
+    ]
+    live = [(prefix_text(translator, tokens), score) for tokens, score in beam]
+    row = None if weights is None else weights.mean(dim=0).numpy()
+    return Step(piece, row, words, live)
 
 
 def checked_source_ids(translator: Translator, source: str) -> list[int]:
