@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from seq2seq.data.batching import collate
-from seq2seq.explorer.cli import load_models
+from seq2seq.explorer.cli import load_models, main
 from seq2seq.explorer.figures import alignment_figure, attention_grid_figure, step_figure
 from seq2seq.explorer.predict import (
     NO_WEIGHTS,
@@ -167,6 +167,15 @@ def test_figures_hover_names_both_pieces_and_escape_tags() -> None:
     assert len(grid.data) == 6 and grid.layout.annotations[-1].text == "L2 H3"
     bars = step_figure(np.array([0.2, 0.8]), ["我", "</s>"], "a_0")
     assert list(bars.data[0].y) == [0.2, 0.8]
+
+
+def test_cli_errors_are_one_line(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    assert main([str(tmp_path / "missing.pt")]) == 2
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1 and "missing.pt: checkpoint not found" in error
+    with pytest.raises(SystemExit):
+        main(["best.pt", "--port", "70000"])
+    assert "must be a port number from 1 to 65535" in capsys.readouterr().err
 
 
 def test_models_are_named_by_file_unless_names_repeat(tiny_checkpoint: Path) -> None:

@@ -279,6 +279,21 @@ def test_page_reaches_nothing_but_the_app(browser: webdriver.Chrome, server: Ser
     assert not outside, f"the page asked other hosts: {sorted(outside)[:5]}"
 
 
+def test_a_taken_port_is_a_one_line_error(server: Server, tiny_checkpoint: Path) -> None:
+    port = server.url.rsplit(":", 1)[1]
+    script = str(PROJECT_ROOT / "scripts" / "explore.py")
+    finished = subprocess.run(
+        [sys.executable, script, str(tiny_checkpoint), "--port", port],
+        capture_output=True,
+        text=True,
+        timeout=3 * WAIT_SECONDS,
+        env={**os.environ, "TMPDIR": str(server.temp_root)},
+    )
+    assert finished.returncode == 2
+    (error,) = [line for line in finished.stderr.splitlines() if "error" in line]
+    assert error.endswith(f"127.0.0.1:{port} is taken (or not ours to use): try another --port")
+
+
 def test_ctrl_c_stops_cleanly_and_leaves_no_files(
     browser: webdriver.Chrome, server: Server
 ) -> None:

@@ -16,6 +16,7 @@ import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import NoReturn
 
 import torch
 
@@ -55,9 +56,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     # busy 2-core machine one thread answered a sentence in 35 ms, two in 120-400 ms).
     torch.set_num_threads(1)
     try:
-        models = load_models(args.checkpoints, args.device)
+        serve(args.checkpoints, args.device, args.port)
     except (CheckpointError, InferenceError, OSError) as error:
         return fail(parser.prog, error)
+    except KeyboardInterrupt:  # Ctrl-C, while loading or while serving
+        print("seq2seq-explore: stopped", file=sys.stderr)
+        return 130
+
+
+def serve(checkpoints: Sequence[Path], device: str, port: int) -> NoReturn:
+    """Load the checkpoints, then serve the page until Ctrl-C (KeyboardInterrupt)."""
+    models = load_models(checkpoints, device)
     with explorer_environment() as temp_dir:
         from seq2seq.explorer.app import build, font_paths, page_css, theme
 
@@ -65,7 +74,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         try:
             page.launch(
                 server_name=HOST,
-                server_port=args.port,
+                server_port=port,
                 prevent_thread_lock=True,
                 quiet=True,
                 share=False,
@@ -74,19 +83,17 @@ def main(argv: Sequence[str] | None = None) -> int:
                 css=page_css(),
                 theme=theme(),
             )
-        except OSError as error:  # the port is taken
-            return fail(parser.prog, error)
-        print(f"seq2seq-explore: open http://{HOST}:{args.port} (Ctrl-C stops)", flush=True)
+        except OSError as error:
+            raise OSError(
+                f"{HOST}:{port} is taken (or not ours to use): try another --port"
+            ) from error
+        print(f"seq2seq-explore: open http://{HOST}:{port} (Ctrl-C stops)", flush=True)
         try:
-            # Not Gradio's block_thread, which swallows Ctrl-C: the exit status says 130.
+            # Not Gradio's block_thread, which swallows Ctrl-C: the exit status is to say 130.
             while True:
                 time.sleep(1.0)
-        except KeyboardInterrupt:
-            print("seq2seq-explore: stopped", file=sys.stderr)
-            return 130
         finally:
             page.close()
-    return 0
 
 
 def load_models(paths: Sequence[Path], device: str) -> list[LoadedModel]:
