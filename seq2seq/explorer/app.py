@@ -1,6 +1,6 @@
 """The explorer's page, built with Gradio: one column per checkpoint, side by side.
 
-Import this module only after :func:`seq2seq.explorer.cli.prepare_environment`: Gradio reads
+Import this module only after :func:`seq2seq.explorer.cli.explorer_environment`: Gradio reads
 its temporary directory and analytics switch from the environment when it is imported.
 """
 
@@ -31,11 +31,17 @@ from seq2seq.explorer.predict import (
 from seq2seq.inference import InferenceError
 from seq2seq.viz.fonts import bundled_cjk_font
 
+# Sentences of the built-in synthetic corpus (data=synthetic): its 我爱你 family, two
+# word-order pairs (the same words, roles swapped) and one of its "long" test split.
 EXAMPLES = (
-    ("我爱你。", "the synthetic 我爱你 family"),
-    ("她喜欢猫。", "the synthetic 我爱你 family"),
+    ("我爱你。", "the 我爱你 family"),
     ("你爱我。", "word order: 我爱你 / 你爱我"),
-    ("我爱你。你爱我。他们喜欢她的猫，她也喜欢他们的狗。", "a long sentence"),
+    ("汤姆帮助玛丽。", "the 我爱你 family"),
+    ("玛丽帮助汤姆。", "word order: 汤姆帮助玛丽 / 玛丽帮助汤姆"),
+    (
+        "这个朋友很好，但是刘洋的哥哥已经卖了那三个旧玩具，但是李娜和汤姆喜欢他的椅子。",
+        "a long sentence",
+    ),
 )
 STEP_TEXT = (
     "**Position {i}: `{piece}`.** The decoder's state so far is the *query*; it is compared "
