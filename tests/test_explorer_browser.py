@@ -294,6 +294,13 @@ def test_a_taken_port_is_a_one_line_error(server: Server, tiny_checkpoint: Path)
     assert error.endswith(f"127.0.0.1:{port} is taken (or not ours to use): try another --port")
 
 
+def test_kill_stops_cleanly_too(tiny_checkpoint: Path, tmp_path: Path) -> None:
+    other = start_server([tiny_checkpoint], tmp_path)
+    other.process.terminate()
+    assert other.process.wait(timeout=WAIT_SECONDS) == 143
+    assert list(other.temp_root.iterdir()) == [], "the temporary directory was left behind"
+
+
 def test_ctrl_c_stops_cleanly_and_leaves_no_files(
     browser: webdriver.Chrome, server: Server
 ) -> None:
