@@ -191,14 +191,13 @@ def build(models: Sequence[LoadedModel], temp_dir: Path) -> gr.Blocks:
                 step, [explanations, column.position, column.choice], column.step_outputs()
             )
 
-            def save(
-                results: list[Explanation], unit: str, choice: str, index: int = index
-            ) -> list[str]:
+            def save(results: list[Explanation], unit: str, choice: str, index: int = index) -> Any:
                 if not results:
                     raise gr.Error("translate a sentence first", print_exception=False)
                 model, result = models[index], results[index]
                 output = result.outputs[int(choice) - 1]
-                return _save_matrix(model, result, output, unit, temp_dir, index)
+                paths = _save_matrix(model, result, output, unit, temp_dir, index)
+                return gr.update(value=paths, visible=True)
 
             column.save.click(save, [explanations, units, column.choice], column.files)
     return page
@@ -229,7 +228,7 @@ def _column(index: int) -> Column:
         headers=["live prefix", "log-probability"], label="beam after step i", interactive=False
     )
     save = gr.Button("Download this matrix (.npz with labels, .png)", size="sm")
-    files = gr.File(label="files", file_count="multiple", elem_id=f"files-{index}")
+    files = gr.File(label="files", file_count="multiple", visible=False, elem_id=f"files-{index}")
     return Column(
         translation,
         choice,
