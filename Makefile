@@ -9,6 +9,7 @@
 #   make train ARGS="model=distracted trainer.max_minutes=2"   # any train.py overrides
 #   make test ARGS="-k attention -x"                            # any pytest options
 #   make tensorboard [LOGDIR=outputs] [PORT=6006]               # then open http://localhost:PORT
+#   make explore CKPT="a/best.pt b/best.pt" [PORT=7860]         # attention explorer, in the browser
 #   make lint                                                   # ruff, as CI runs it
 #
 # torch: pip takes torch==$(TORCH_VERSION) from its configured index (PyPI; a local CPU wheel
@@ -25,11 +26,14 @@ TORCH_INDEX ?=
 ARGS ?=
 LOGDIR ?= outputs
 PORT ?= 6006
+# make explore PORT=... sets the explorer's port; without it, 7860 (PORT's default is TensorBoard's)
+EXPLORE_PORT ?= $(if $(filter command line,$(origin PORT)),$(PORT),7860)
+CKPT ?=
 
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 
-.PHONY: setup train test tensorboard lint
+.PHONY: setup train test tensorboard explore lint
 
 train: $(INSTALLED)
 	$(BIN)/python train.py $(ARGS)
@@ -39,6 +43,10 @@ test: $(INSTALLED)
 
 tensorboard: $(INSTALLED)
 	$(BIN)/tensorboard --logdir $(LOGDIR) --port $(PORT)
+
+explore: $(INSTALLED)
+	@test -n "$(CKPT)" || { echo 'make explore: name checkpoints, e.g. CKPT="outputs/<run>/checkpoints/best.pt"' >&2; exit 2; }
+	$(BIN)/python scripts/explore.py $(CKPT) --port $(EXPLORE_PORT)
 
 lint: $(INSTALLED)
 	$(BIN)/ruff check .

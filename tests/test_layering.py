@@ -22,7 +22,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("metrics", "viz"),
     ("evaluation", "checkpoint"),
     ("training",),
-    ("inference", "cli", "comparison"),
+    ("inference", "cli", "comparison", "explorer"),
 )
 LAYER_OF = {part: rank for rank, parts in enumerate(LAYERS) for part in parts}
 

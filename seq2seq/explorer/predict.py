@@ -1,0 +1,304 @@
+"""What the explorer shows for one sentence and one checkpoint, computed without any web code.
+
+The translations come from the package's own search (:meth:`Translator.translate`); the
+step-by-step view replays the model one word at a time through the decoder interface that
+search uses (``decoder.prepare``, ``decoder.init_state`` and :func:`seq2seq.search.next_word`),
+so the top-k words, the attention row a_i· and the beam's live prefixes are the numbers the
+search itself saw.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from seq2seq.data.batching import collate
+from seq2seq.data.tokenizer import BOS_ID, EOS_ID
+from seq2seq.device import autocast
+from seq2seq.inference import InferenceError, Translator, piece_word_indices
+from seq2seq.model.decoder import DecoderMemory, DecoderState, RNNDecoder
+from seq2seq.model.encoder import EncoderOutput
+from seq2seq.search import Hypothesis, next_word
+
+# Characters accepted before tokenizing: a pasted book is refused before it costs anything.
+MAX_CHARACTERS = 2000
+NO_WEIGHTS = (
+    "No attention weights: this model has no attention (model=distracted). Every output word "
+    "gets the same context C, the encoder's summary of the whole sentence."
+)
+
+
+@dataclass
+class LoadedModel:
+    """A checkpoint loaded once at start-up, and how the page names it."""
+
+    name: str
+    translator: Translator
+
+    def describe(self) -> str:
+        model = self.translator.config.model
+        attention = "none (distracted)" if model.attention.name == "none" else model.attention.name
+        return f"attention: {attention}; encoder: {model.encoder.name}"
+
+
+@dataclass(frozen=True)
+class SearchSettings:
+    """The search controls of the page; ``beam_size`` 1 with ``nbest`` 1 is greedy search."""
+
+    beam_size: int = 1
+    nbest: int = 1
+    length_penalty: float = 0.0
+    top_k: int = 5
+
+
+@dataclass
+class Step:
+    """Output position i of one translation, as the decoder saw it."""
+
+    piece: str  # the piece chosen at i ("</s>" for EOS)
+    weights: np.ndarray | None  # (src pieces,) a_i·, mean over heads; None without attention
+    top_words: list[tuple[str, float]]  # the k most probable pieces at i and their probabilities
+    beam: list[tuple[str, float]]  # the live prefixes after step i and their log-probabilities
+
+
+@dataclass
+class Output:
+    """One translation of the n-best list."""
+
+    text: str
+    score: float  # log-probability / length penalty: what beam search ranks by
+    target_labels: list[str]  # its pieces, "</s>" for EOS
+    # (layers, heads, target pieces, source pieces) cross-attention, None without attention;
+    # an RNN decoder has one layer.
+    weights: np.ndarray | None
+    steps: list[Step] = field(default_factory=list)  # one per output piece
+
+    @property
+    def alignment(self) -> np.ndarray | None:
+        """(target, source) weights of the heatmap: the top layer, mean over heads."""
+        return None if self.weights is None else self.weights[-1].mean(axis=0)
+
+
+@dataclass
+class Explanation:
+    """Everything the page shows for one checkpoint and one sentence."""
+
+    source: str
+    source_labels: list[str]  # source pieces and "</s>"
+    outputs: list[Output]  # n-best, best first
+    # (layers, heads, src, src) self-attention of a self-attention encoder, else None
+    encoder_attention: np.ndarray | None
+    seconds: float = 0.0
+    notes: list[str] = field(default_factory=list)
+
+
+def explain(translator: Translator, source: str, settings: SearchSettings) -> Explanation:
+    """Translate ``source`` and collect the alignment, per-step and encoder views of it.
+
+    Raises :class:`InferenceError` for a blank or over-long sentence, with the cap that
+    ``seq2seq-translate`` applies (it cuts such lines at ``data.max_length`` pieces).
+    """
+    start = time.perf_counter()
+    source = source.strip()
+    source_ids = checked_source_ids(translator, source)
+    beam_size = max(settings.beam_size, settings.nbest)
+    (hypotheses,) = translator.translate(
+        [source], beam_size, settings.nbest, settings.length_penalty, batch_size=1
+    )
+    source_labels = [*translator.source_tokenizer.pieces(source_ids), "</s>"]
+    outputs = [output_of(translator, hypothesis) for hypothesis in hypotheses]
+    model = translator.model
+    batch = collate([source_ids], None, [0]).to(translator.device)
+    longest = max(len(hypothesis.tokens) for hypothesis in hypotheses)
+    with torch.no_grad(), autocast(translator.device, translator.precision):
+        encoder = model.encode(batch)
+        memory = model.decoder.prepare(encoder)
+        forced = [forced_steps(model.decoder, encoder, memory, h.tokens) for h in hypotheses]
+        if beam_size == 1:  # greedy search's one live prefix is the output so far
+            beams = greedy_trace(hypotheses[0].tokens, [log_probs for log_probs, _ in forced[0]])
+        else:
+            beams = beam_trace(model.decoder, encoder, memory, beam_size, longest)
+        maps = getattr(model.encoder, "attention_maps", None)
+        encoder_attention = None
+        if maps is not None:  # (layers, heads, src, src) for the one sentence
+            encoder_attention = torch.stack([m[0] for m in maps(batch.src)]).float().numpy()
+    for output, replay in zip(outputs, forced, strict=True):
+        output.steps = [
+            step_of(translator, piece, log_probs, weights, beam, settings.top_k)
+            for piece, (log_probs, weights), beam in zip(
+                output.target_labels, replay, beams, strict=False
+            )
+        ]
+    notes = [] if model.has_attention_weights else [NO_WEIGHTS]
+    seconds = time.perf_counter() - start
+    return Explanation(source, source_labels, outputs, encoder_attention, seconds, notes)
+
+
+def step_of(
+    translator: Translator,
+    piece: str,
+    log_probs: torch.Tensor,
+    weights: torch.Tensor | None,
+    beam: list[tuple[list[int], float]],
+    top_k: int,
+) -> Step:
+    """One position's view: the chosen piece, a_i· (mean over heads), top-k words, beam."""
+    top = log_probs.topk(min(top_k, log_probs.numel()))
+    words = [
+        (piece_label(translator, int(token)), float(value))
+        for value, token in zip(top.values.exp(), top.indices, strict=True)
+    ]
+    live = [(prefix_text(translator, tokens), score) for tokens, score in beam]
+    row = None if weights is None else weights.mean(dim=0).numpy()
+    return Step(piece, row, words, live)
+
+
+def checked_source_ids(translator: Translator, source: str) -> list[int]:
+    """The sentence's subword ids, or an error a person can act on."""
+    if not source:
+        raise InferenceError("type a sentence to translate")
+    if len(source) > MAX_CHARACTERS:
+        raise InferenceError(
+            f"the sentence has {len(source)} characters; the explorer takes at most "
+            f"{MAX_CHARACTERS}: shorten it"
+        )
+    (ids,) = translator.source_tokenizer.encode([source])
+    cap = int(translator.config.data.max_length)
+    if len(ids) > cap:
+        raise InferenceError(
+            f"the sentence has {len(ids)} subword pieces; this checkpoint was trained on at "
+            f"most data.max_length={cap} (seq2seq-translate cuts longer lines there): shorten it"
+        )
+    return ids
+
+
+def output_of(translator: Translator, hypothesis: Hypothesis) -> Output:
+    labels = [piece_label(translator, token) for token in hypothesis.tokens]
+    weights = None
+    if hypothesis.weights is not None:  # (tgt, heads, src) → (1 layer, heads, tgt, src)
+        weights = hypothesis.weights.permute(1, 0, 2).unsqueeze(0).numpy()
+    return Output(translator.detokenize(hypothesis), hypothesis.penalized_score, labels, weights)
+
+
+def piece_label(translator: Translator, token: int) -> str:
+    return "</s>" if token == EOS_ID else translator.target_tokenizer.pieces([token])[0]
+
+
+def prefix_text(translator: Translator, tokens: Sequence[int]) -> str:
+    return " ".join(piece_label(translator, token) for token in tokens)
+
+
+def decoder_step(
+    decoder: RNNDecoder, previous: torch.Tensor, state: DecoderState, memory: DecoderMemory
+) -> tuple[DecoderState, torch.Tensor, torch.Tensor | None]:
+    """The one place the explorer calls the search's step: (state, log-probs, weights)."""
+    return next_word(decoder, previous, state, memory)
+
+
+def forced_steps(
+    decoder: RNNDecoder, encoder: EncoderOutput, memory: DecoderMemory, tokens: Sequence[int]
+) -> list[tuple[torch.Tensor, torch.Tensor | None]]:
+    """Feed ``tokens`` one by one: at each position the log-probabilities over the vocabulary
+    (vocab,) and the attention weights (heads, src) the decoder had before choosing it."""
+    state = decoder.init_state(encoder)
+    previous = torch.tensor([BOS_ID], device=encoder.states.device)
+    steps = []
+    for token in tokens:
+        state, log_probs, weights = decoder_step(decoder, previous, state, memory)
+        steps.append((log_probs[0].cpu(), None if weights is None else weights[0].float().cpu()))
+        previous = torch.tensor([token], device=previous.device)
+    return steps
+
+
+def greedy_trace(
+    tokens: Sequence[int], log_probs: Sequence[torch.Tensor]
+) -> list[list[tuple[list[int], float]]]:
+    """:func:`beam_trace` of beam size 1 for greedy search's ``tokens``, from the log-probs
+    the forced replay already computed: one decoder pass instead of two."""
+    trace, score = [], 0.0
+    for i, token in enumerate(tokens):
+        score += float(log_probs[i][token])
+        trace.append([] if token == EOS_ID else [(list(tokens[: i + 1]), score)])
+    return trace
+
+
+def beam_trace(
+    decoder: RNNDecoder,
+    encoder: EncoderOutput,
+    memory: DecoderMemory,
+    beam_size: int,
+    steps: int,
+) -> list[list[tuple[list[int], float]]]:
+    """The live prefixes (tokens, log-probability) after each of ``steps`` steps, best first.
+
+    The same extension rule as :func:`seq2seq.search.beam_search` for one sentence: every
+    prefix is extended by every word, the ``beam_size`` best that do not end go on. With beam
+    size 1 this is greedy search. Finished hypotheses are not listed: they are the n-best.
+    """
+    state = decoder.init_state(encoder)
+    device = encoder.states.device
+    previous = torch.tensor([BOS_ID], device=device)
+    prefixes: list[list[int]] = [[]]
+    scores = torch.zeros(1, device=device)
+    trace = []
+    for _ in range(steps):
+        state, log_probs, _ = decoder_step(decoder, previous, state, memory)
+        vocab = log_probs.size(-1)
+        candidates = (log_probs + scores.unsqueeze(1)).view(-1)
+        ranked_scores, ranked = candidates.topk(min(2 * beam_size, candidates.numel()))
+        keep = [
+            (int(index), float(score))
+            for index, score in zip(ranked.tolist(), ranked_scores.tolist(), strict=True)
+            if index % vocab != EOS_ID and score > float("-inf")
+        ][:beam_size]
+        if not keep:
+            trace.append([])
+            break
+        parents = torch.tensor([index // vocab for index, _ in keep], device=device)
+        words = [index % vocab for index, _ in keep]
+        prefixes = [[*prefixes[index // vocab], index % vocab] for index, _ in keep]
+        scores = torch.tensor([score for _, score in keep], device=device)
+        state = state.select(parents)
+        previous = torch.tensor(words, device=device)
+        trace.append(list(zip(prefixes, scores.tolist(), strict=True)))
+    return trace + [[] for _ in range(steps - len(trace))]
+
+
+def word_groups(pieces: Sequence[str], lang: str) -> list[list[int]]:
+    """Consecutive pieces of one word, in order; pieces outside any word stand alone."""
+    groups: list[list[int]] = []
+    last = -1
+    for index, word in enumerate(piece_word_indices(pieces, lang)):
+        if word >= 0 and word == last:
+            groups[-1].append(index)
+        else:
+            groups.append([index])
+        last = word
+    return groups
+
+
+def to_words(
+    weights: np.ndarray,
+    source_labels: Sequence[str],
+    target_labels: Sequence[str],
+    source_lang: str,
+    target_lang: str,
+) -> tuple[np.ndarray, list[str], list[str]]:
+    """Piece weights (..., tgt, src) to word weights, as the hard links count them.
+
+    A source word gets the sum of its pieces' weights (the mass the decoder put on it), a
+    target word the mean of its pieces' rows, so every row still sums to 1.
+    """
+    source_groups = word_groups(source_labels, source_lang)
+    target_groups = word_groups(target_labels, target_lang)
+    columns = np.stack([weights[..., group].sum(-1) for group in source_groups], -1)
+    rows = np.stack([columns[..., group, :].mean(-2) for group in target_groups], -2)
+    return rows, join(source_labels, source_groups), join(target_labels, target_groups)
+
+
+def join(labels: Sequence[str], groups: Sequence[Sequence[int]]) -> list[str]:
+    return ["".join(labels[i] for i in group).replace("\u2581", "") or "\u2581" for group in groups]
