@@ -38,6 +38,13 @@ def variant_checkpoints(tmp_path_factory: pytest.TempPathFactory) -> dict[str, P
     runs = {
         "distracted": ("model=distracted",),
         "self_attention": ("model/encoder=self_attention", "model.encoder.heads=2"),
+        "transformer": (
+            "model=transformer",
+            "model.attention.heads=2",
+            "model.encoder.heads=2",
+            "model.decoder.heads=2",
+            "model.decoder.alignment_layer=1",
+        ),
     }
     return {
         name: run(base, name, *overrides, "trainer.max_steps=4") / "checkpoints" / "best.pt"
@@ -184,3 +191,22 @@ def test_models_are_named_by_file_unless_names_repeat(tiny_checkpoint: Path) -> 
     assert models[0].translator is not models[1].translator
     assert models[0].translator.precision == "fp32"
     assert load_models([tiny_checkpoint], "cpu")[0].name == "best.pt"
+
+
+def test_a_transformer_shows_every_layers_cross_attention(
+    variant_checkpoints: dict[str, Path],
+) -> None:
+    """(layers, heads, tgt, src) for the grid; the heatmap and the steps show the checkpoint's
+    alignment layer, the weights its search saw."""
+    translator = load_translator(variant_checkpoints["transformer"], "cpu", "fp32")
+    result = explain(translator, SENTENCE, SearchSettings(beam_size=2, top_k=2))
+    (hypothesis,) = translator.translate([SENTENCE], beam_size=2)[0]
+    best = result.outputs[0]
+    assert best.weights is not None
+    assert best.weights.shape == (3, 2, len(best.target_labels), len(result.source_labels))
+    assert best.alignment_layer == 1
+    assert hypothesis.weights is not None
+    np.testing.assert_allclose(best.alignment, hypothesis.weights.mean(dim=1).numpy(), atol=1e-5)
+    np.testing.assert_allclose(best.weights.sum(axis=-1), 1.0, atol=1e-5)
+    for i, step in enumerate(best.steps):
+        np.testing.assert_allclose(step.weights, best.alignment[i], atol=1e-5)

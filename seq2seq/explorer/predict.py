@@ -12,6 +12,7 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import torch
@@ -20,8 +21,9 @@ from seq2seq.data.batching import collate
 from seq2seq.data.tokenizer import BOS_ID, EOS_ID
 from seq2seq.device import autocast
 from seq2seq.inference import InferenceError, Translator, piece_word_indices
-from seq2seq.model.decoder import DecoderMemory, DecoderState, RNNDecoder
 from seq2seq.model.encoder import EncoderOutput
+from seq2seq.model.seq2seq import Decoder
+from seq2seq.model.transformer import TransformerDecoder
 from seq2seq.search import Hypothesis, next_word
 
 # Characters accepted before tokenizing: a pasted book is refused before it costs anything.
@@ -73,14 +75,15 @@ class Output:
     score: float  # log-probability / length penalty: what beam search ranks by
     target_labels: list[str]  # its pieces, "</s>" for EOS
     # (layers, heads, target pieces, source pieces) cross-attention, None without attention;
-    # an RNN decoder has one layer.
+    # an RNN decoder has one layer, a Transformer one per decoder layer.
     weights: np.ndarray | None
     steps: list[Step] = field(default_factory=list)  # one per output piece
+    alignment_layer: int = 0  # the layer the heatmap shows (a Transformer's, chosen on dev)
 
     @property
     def alignment(self) -> np.ndarray | None:
-        """(target, source) weights of the heatmap: the top layer, mean over heads."""
-        return None if self.weights is None else self.weights[-1].mean(axis=0)
+        """(target, source) weights of the heatmap: the alignment layer, mean over heads."""
+        return None if self.weights is None else self.weights[self.alignment_layer].mean(axis=0)
 
 
 @dataclass
@@ -118,6 +121,10 @@ def explain(translator: Translator, source: str, settings: SearchSettings) -> Ex
         encoder = model.encode(batch)
         memory = model.decoder.prepare(encoder)
         forced = [forced_steps(model.decoder, encoder, memory, h.tokens) for h in hypotheses]
+        if isinstance(model.decoder, TransformerDecoder) and model.has_attention_weights:
+            for output, hypothesis in zip(outputs, hypotheses, strict=True):
+                output.weights = cross_attention_layers(model.decoder, encoder, hypothesis.tokens)
+                output.alignment_layer = model.decoder.alignment_index
         if beam_size == 1:  # greedy search's one live prefix is the output so far
             beams = greedy_trace(hypotheses[0].tokens, [log_probs for log_probs, _ in forced[0]])
         else:
@@ -184,6 +191,17 @@ def output_of(translator: Translator, hypothesis: Hypothesis) -> Output:
     return Output(translator.detokenize(hypothesis), hypothesis.penalized_score, labels, weights)
 
 
+def cross_attention_layers(
+    decoder: TransformerDecoder, encoder: EncoderOutput, tokens: Sequence[int]
+) -> np.ndarray:
+    """Every layer's cross-attention on the output, (layers, heads, tgt, src): teacher-forcing
+    the output gives the weights its search saw (the cached steps equal the parallel pass)."""
+    tgt_in = torch.tensor([[BOS_ID, *tokens[:-1]]], device=encoder.states.device)
+    layers = decoder.cross_attention(tgt_in, encoder)
+    assert all(layer is not None for layer in layers), "a cross-attention without weights"
+    return torch.stack([layer[0] for layer in layers]).transpose(1, 2).float().cpu().numpy()
+
+
 def piece_label(translator: Translator, token: int) -> str:
     return "</s>" if token == EOS_ID else translator.target_tokenizer.pieces([token])[0]
 
@@ -193,14 +211,14 @@ def prefix_text(translator: Translator, tokens: Sequence[int]) -> str:
 
 
 def decoder_step(
-    decoder: RNNDecoder, previous: torch.Tensor, state: DecoderState, memory: DecoderMemory
-) -> tuple[DecoderState, torch.Tensor, torch.Tensor | None]:
+    decoder: Decoder, previous: torch.Tensor, state: Any, memory: Any
+) -> tuple[Any, torch.Tensor, torch.Tensor | None]:
     """The one place the explorer calls the search's step: (state, log-probs, weights)."""
     return next_word(decoder, previous, state, memory)
 
 
 def forced_steps(
-    decoder: RNNDecoder, encoder: EncoderOutput, memory: DecoderMemory, tokens: Sequence[int]
+    decoder: Decoder, encoder: EncoderOutput, memory: Any, tokens: Sequence[int]
 ) -> list[tuple[torch.Tensor, torch.Tensor | None]]:
     """Feed ``tokens`` one by one: at each position the log-probabilities over the vocabulary
     (vocab,) and the attention weights (heads, src) the decoder had before choosing it."""
@@ -227,9 +245,9 @@ def greedy_trace(
 
 
 def beam_trace(
-    decoder: RNNDecoder,
+    decoder: Decoder,
     encoder: EncoderOutput,
-    memory: DecoderMemory,
+    memory: Any,
     beam_size: int,
     steps: int,
 ) -> list[list[tuple[list[int], float]]]:
