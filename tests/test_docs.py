@@ -85,3 +85,24 @@ def test_comments_are_read_inline_continued_and_from_above(tmp_path: Path) -> No
     assert found["trainer.lr"] == ("0.002", "the peak rate, annealed")
     assert found["trainer.name"] == ('"a # b"', "chosen on dev")
     assert found["trainer.items[]"] == ("one", "first")
+
+
+def test_the_readme_names_only_scripts_targets_and_configs_that_exist() -> None:
+    prose = re.sub(r"<!--.*?-->", "", README.read_text(encoding="utf-8"), flags=re.S)
+    # The commands: fenced blocks and inline code, not the prose around them.
+    text = "\n".join(re.findall(r"```.*?```|`[^`\n]+`", prose, flags=re.S))
+    makefile = (PROJECT_ROOT / "Makefile").read_text(encoding="utf-8")
+    targets = set(re.findall(r"^([a-z]+):", makefile, flags=re.M))
+    missing = [f"make {t}" for t in re.findall(r"\bmake ([a-z]+)\b", text) if t not in targets]
+    missing += [
+        f"scripts/{s}.py"
+        for s in re.findall(r"scripts/(\w+)\.py", text)
+        if not (PROJECT_ROOT / "scripts" / f"{s}.py").is_file()
+    ]
+    for group, names in re.findall(
+        r"(?<![\w.])\+?((?:experiment|model|data)(?:/\w+)?)=([\w,]+)", text
+    ):
+        for name in filter(None, names.split(",")):
+            if not (CONFIGS / group / f"{name}.yaml").is_file():
+                missing.append(f"{group}={name}")
+    assert not missing, f"README.md names what does not exist: {missing}"
