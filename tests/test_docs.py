@@ -1,0 +1,108 @@
+"""The README and docs/ stay short, linked and current."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from seq2seq.config import PROJECT_ROOT
+from seq2seq.config_docs import CONFIGS, DOCS_PAGE, parse_yaml_comments, render
+
+README = PROJECT_ROOT / "README.md"
+PAGES = [README, *sorted((PROJECT_ROOT / "docs").glob("*.md"))]
+# [text](target) and ![alt](target); the target up to a space, a closing bracket or a #fragment.
+LINK = re.compile(r"!?\[[^\]]*\]\(([^)\s#]*)(?:#[^)\s]*)?\)")
+
+
+def test_readme_is_at_most_300_lines() -> None:
+    lines = README.read_text(encoding="utf-8").count("\n")
+    assert lines <= 300, f"README.md has {lines} lines; move detail into docs/ (at most 300)"
+
+
+@pytest.mark.parametrize("page", PAGES, ids=lambda p: p.relative_to(PROJECT_ROOT).as_posix())
+def test_relative_links_point_to_files_that_exist(page: Path) -> None:
+    text = page.read_text(encoding="utf-8")
+    targets = [t for t in LINK.findall(text) if t and not re.match(r"[a-z]+:", t)]
+    missing = [t for t in targets if not (page.parent / t).exists()]
+    assert not missing, f"{page.relative_to(PROJECT_ROOT)} links to missing files: {missing}"
+
+
+def test_the_readme_links_every_docs_page() -> None:
+    text = README.read_text(encoding="utf-8")
+    unlinked = [
+        p.name for p in PAGES[1:] if f"docs/{p.name}" not in text and p.name != "speed-history.md"
+    ]
+    assert not unlinked, f"README.md does not link {unlinked}"
+
+
+def test_configuration_page_is_current() -> None:
+    assert DOCS_PAGE.read_text(encoding="utf-8") == render(), (
+        "docs/configuration.md is stale: run python scripts/config_docs.py and commit it"
+    )
+
+
+def test_configuration_page_lists_every_setting_with_a_comment() -> None:
+    page = render()
+    for key in ["data.src_vocab_size", "model.attention.name", "trainer.ema_decay", "viz.font"]:
+        assert f"| `{key}` |" in page
+    settings = page.split("## Every YAML file")[0]
+    rows = [line for line in settings.splitlines() if line.startswith("| `")]
+    uncommented = [row.split("|")[1].strip() for row in rows if row.rstrip().endswith("|  |")]
+    assert not uncommented, f"settings without a comment in any YAML file: {uncommented}"
+
+
+@pytest.mark.parametrize(
+    "path", sorted(CONFIGS.rglob("*.yaml")), ids=lambda p: p.relative_to(CONFIGS).as_posix()
+)
+def test_every_yaml_setting_has_a_comment(path: Path) -> None:
+    _, entries = parse_yaml_comments(path)
+    bare = [e.path for e in entries if e.value and not e.comment and not e.path.startswith("hydra")]
+    assert not bare, f"configs/{path.relative_to(CONFIGS)}: keys without a comment: {bare}"
+
+
+def test_comments_are_read_inline_continued_and_from_above(tmp_path: Path) -> None:
+    path = tmp_path / "example.yaml"
+    path.write_text(
+        "# @package _global_\n"
+        "# What this file is.\n"
+        "defaults:\n"
+        "  - override /data: tatoeba  # the corpus\n"
+        "trainer:\n"
+        "  lr: 0.002    # the peak rate,\n"
+        "               # annealed\n"
+        "  # chosen on dev\n"
+        '  name: "a # b"\n'
+        "  items:\n"
+        "    - one      # first\n",
+        encoding="utf-8",
+    )
+    header, entries = parse_yaml_comments(path)
+    assert header == "What this file is."
+    found = {e.path: (e.value, e.comment) for e in entries}
+    assert found["defaults.override /data"] == ("tatoeba", "the corpus")
+    assert found["trainer.lr"] == ("0.002", "the peak rate, annealed")
+    assert found["trainer.name"] == ('"a # b"', "chosen on dev")
+    assert found["trainer.items[]"] == ("one", "first")
+
+
+def test_the_readme_names_only_scripts_targets_and_configs_that_exist() -> None:
+    prose = re.sub(r"<!--.*?-->", "", README.read_text(encoding="utf-8"), flags=re.S)
+    # The commands: fenced blocks and inline code, not the prose around them.
+    text = "\n".join(re.findall(r"```.*?```|`[^`\n]+`", prose, flags=re.S))
+    makefile = (PROJECT_ROOT / "Makefile").read_text(encoding="utf-8")
+    targets = set(re.findall(r"^([a-z]+):", makefile, flags=re.M))
+    missing = [f"make {t}" for t in re.findall(r"\bmake ([a-z]+)\b", text) if t not in targets]
+    missing += [
+        f"scripts/{s}.py"
+        for s in re.findall(r"scripts/(\w+)\.py", text)
+        if not (PROJECT_ROOT / "scripts" / f"{s}.py").is_file()
+    ]
+    for group, names in re.findall(
+        r"(?<![\w.])\+?((?:experiment|model|data)(?:/\w+)?)=([\w,]+)", text
+    ):
+        for name in filter(None, names.split(",")):
+            if not (CONFIGS / group / f"{name}.yaml").is_file():
+                missing.append(f"{group}={name}")
+    assert not missing, f"README.md names what does not exist: {missing}"
