@@ -165,6 +165,9 @@ def test_the_comparison_catches_a_different_default() -> None:
         ["+experiment=tatoeba_best"],
         ["+experiment=tatoeba_best", "model=distracted"],
         ["model.decoder_style=luong", "model.input_feeding=false"],
+        ["model=transformer"],
+        ["+experiment=tatoeba_transformer"],
+        ["+experiment=synthetic_transformer", "model=transformer"],
     ],
 )
 def test_presets_set_no_option_without_effect(overrides: list[str]) -> None:
