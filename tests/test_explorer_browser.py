@@ -241,6 +241,7 @@ def test_example_buttons_and_download(browser: webdriver.Chrome, server: Server)
     wait_for(browser, lambda d: source_box(d).get_attribute("value") == "你爱我。", "no example")
     wait_for(browser, lambda d: "你爱我。 in" in text_of(d, "translation-0"), "no translation")
     links: dict[str, str] = {}
+
     def offered(d: webdriver.Chrome) -> dict[str, str]:
         return {a.get_attribute("download"): a.get_attribute("href") for a in downloads(d)}
 
