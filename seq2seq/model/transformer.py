@@ -197,11 +197,8 @@ class TransformerDecoder(nn.Module):
         # Which layer's cross-attention is "the" alignment: a buffer, so checkpoints carry it
         # (None in the config: chosen on dev by the lowest AER where gold links exist).
         self.alignment_layer: torch.Tensor
-        self.register_buffer(
-            "alignment_layer", torch.tensor((layers - 1) if alignment_layer is None else 0)
-        )
-        if alignment_layer is not None:
-            self.alignment_layer.fill_(alignment_layer % layers)
+        chosen = layers - 1 if alignment_layer is None else alignment_layer % layers
+        self.register_buffer("alignment_layer", torch.tensor(chosen))
 
     @property
     def alignment_index(self) -> int:
