@@ -23,8 +23,9 @@ import torch
 from hydra import compose, initialize_config_dir
 
 from seq2seq.config import PROJECT_ROOT, register_configs
-from seq2seq.device import choose_precision, hardware_summary, keep_freed_memory
+from seq2seq.device import choose_precision, keep_freed_memory
 from seq2seq.model.seq2seq import build_model
+from seq2seq.provenance import provenance
 from seq2seq.training.averaging import WeightAverage
 from seq2seq.training.distributed import (
     current_ranks,
@@ -118,7 +119,7 @@ def main() -> None:
         "target_tokens_per_sec": round(tokens / seconds, 1),
         "seconds_per_step": round(seconds / args.steps, 4),
         "peak_rss_gib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 2),
-        **hardware_summary(device),
+        **provenance(device),
     }
     if ranks.is_main:
         print(json.dumps(report))

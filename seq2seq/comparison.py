@@ -27,6 +27,7 @@ from tensorboard.backend.event_processing.event_accumulator import SCALARS, Even
 from seq2seq.files import atomic_write_bytes
 
 TABLE_FILE = "comparison.md"
+BENCHMARK_FILE = "benchmarks.md"
 DEV_BLEU_VS_STEPS = "dev_bleu_vs_steps.png"
 DEV_BLEU_VS_TIME = "dev_bleu_vs_time.png"
 BLEU_BY_LENGTH = "bleu_by_length.png"
@@ -371,8 +372,88 @@ def comparison_markdown(runs: Sequence[Run], table: str, plot_files: Sequence[st
     ]
     if signatures:
         lines += ["sacrebleu signature: " + ", ".join(f"`{s}`" for s in signatures), ""]
+    lines += recorded_on([(run.label, run.metrics) for run in runs if run.metrics])
     lines += [f"![{Path(name).stem}]({name})" for name in plot_files]
     return "\n".join(lines) + "\n"
+
+
+def recorded_on(records: Sequence[tuple[str, dict[str, Any]]]) -> list[str]:
+    """Markdown lines naming the machine, torch and commit that gave each record, grouped, so
+    that a table copied elsewhere carries where it came from (records from before commits were
+    recorded say so)."""
+    groups: dict[str, list[str]] = {}
+    for label, record in records:
+        hardware = record.get("hardware", record)  # metrics.json nests it; reports are flat
+        if "cpu" not in hardware:
+            continue
+        bf16 = "native bf16" if hardware.get("native_bf16") else "no native bf16"
+        machine = f"{hardware['cpu']} (torch capability {hardware.get('cpu_capability')}, {bf16})"
+        gpu = f", GPU {hardware['gpu']}" if "gpu" in hardware else ""
+        commit = record.get("commit") or "not recorded"
+        date = str(record.get("recorded", "")).split("T")[0] or "date not recorded"
+        key = f"{machine}{gpu}, torch {hardware.get('torch')}, commit {commit}, {date}"
+        groups.setdefault(key, []).append(label)
+    if len(groups) <= 1:
+        return [f"Recorded on {key}.", ""] if groups else []
+    return [f"Recorded on {key}: {', '.join(labels)}." for key, labels in groups.items()] + [""]
+
+
+def benchmark_table(records: Sequence[dict[str, Any]]) -> str:
+    """Training throughput from ``scripts/benchmark_training.py`` JSON lines: one row per
+    configuration (model, decoder, attention, processes, threads, precision), the median of its
+    repeats with their range, and each row's ratio to the first row's median."""
+    rows: dict[tuple[Any, ...], list[dict[str, Any]]] = {}
+    for record in records:
+        key = tuple(
+            record.get(k)
+            for k in ("model", "decoder", "attention", "processes", "threads", "precision")
+        )
+        rows.setdefault(key, []).append(record)
+    header = ["model", "decoder", "attention", "processes × threads", "precision", "parameters"]
+    header += ["repeats", "tokens/s (median)", "range", "ratio"]
+    lines = [header, ["---"] * 5 + ["---:"] * 5]
+    first = None
+    for (model, decoder, attention, processes, threads, precision), group in rows.items():
+        speeds = sorted(float(r["target_tokens_per_sec"]) for r in group)
+        median = float(np.median(speeds))
+        first = first or median
+        lines.append(
+            [_cell(model), _cell(decoder), _cell(attention), f"{processes} × {threads}"]
+            + [_cell(precision), _number(group[0].get("parameters"), 0), str(len(speeds))]
+            + [_number(median, 0), f"{speeds[0]:,.0f}–{speeds[-1]:,.0f}"]
+            + [f"{median / first:.2f}×"]
+        )
+    table = "\n".join("| " + " | ".join(row) + " |" for row in lines)
+    provenance = recorded_on([(f"row {i + 1}", r) for i, r in enumerate(records)])
+    return "\n".join([table, "", *provenance]).rstrip() + "\n"
+
+
+def read_benchmarks(path: Path) -> list[dict[str, Any]]:
+    """The JSON lines ``benchmark_training.py`` printed (other lines, e.g. warnings, ignored)."""
+    if not path.is_file():
+        raise RunDirectoryError(f"{path}: no such benchmark file")
+    records = []
+    for number, line in enumerate(path.read_text().splitlines(), 1):
+        if not line.startswith("{"):
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as error:
+            raise RunDirectoryError(f"{path}:{number}: not a JSON line ({error})") from error
+        if "target_tokens_per_sec" in record:
+            records.append(record)
+    if not records:
+        raise RunDirectoryError(
+            f"{path}: no benchmark lines (JSON printed by scripts/benchmark_training.py)"
+        )
+    return records
+
+
+def compare_benchmarks(files: Sequence[Path], out: Path) -> tuple[str, Path]:
+    """Write ``out/benchmarks.md`` from benchmark JSON lines; return its text and path."""
+    table = benchmark_table([record for path in files for record in read_benchmarks(path)])
+    atomic_write_bytes(out / BENCHMARK_FILE, table.encode())
+    return table, out / BENCHMARK_FILE
 
 
 def compare(directories: Sequence[Path], out: Path) -> tuple[str, list[Path]]:

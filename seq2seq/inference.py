@@ -23,7 +23,7 @@ from seq2seq.data.batching import collate
 from seq2seq.data.corpus import read_parallel_tsv
 from seq2seq.data.dataset import tokenize_split, truncate
 from seq2seq.data.tokenizer import EOS_ID, SubwordTokenizer
-from seq2seq.device import PrecisionChoice, choose_precision, hardware_summary, select_device
+from seq2seq.device import PrecisionChoice, choose_precision, select_device
 from seq2seq.evaluation import (
     Translation,
     score_translations,
@@ -39,6 +39,7 @@ from seq2seq.metrics.alignment import (
 )
 from seq2seq.model.prepacked import prepacked_for_search
 from seq2seq.model.seq2seq import Seq2Seq, build_model
+from seq2seq.provenance import provenance
 from seq2seq.search import Hypothesis, translate_batch
 
 # Written without spaces between words: every subword piece counts as a word of its own.
@@ -295,7 +296,7 @@ def evaluate_tsv(
         "device": str(translator.device),
         "precision": translator.precision,
         "precision_asked": translator.precision_choice.asked,
-        **hardware_summary(translator.device),
+        **provenance(translator.device),
     }
     if word_order:
         report |= word_order_scores(translations, split)

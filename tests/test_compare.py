@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -19,11 +20,15 @@ from seq2seq.comparison import (
     DEV_BLEU_VS_TIME,
     Run,
     Scalar,
+    benchmark_table,
+    comparison_markdown,
     comparison_table,
     plots,
+    recorded_on,
 )
 from seq2seq.config import PROJECT_ROOT, register_configs
 from seq2seq.model.positions import POSITIONS
+from seq2seq.provenance import code_commit, provenance
 
 COMPARE = PROJECT_ROOT / "scripts" / "compare_runs.py"
 PNG_HEADER = b"\x89PNG\r\n\x1a\n"
@@ -172,6 +177,106 @@ def test_a_directory_without_runs_is_a_clear_error(tmp_path: Path) -> None:
     assert not (tmp_path / "out").exists()
 
 
+HARDWARE = {"cpu": "Zen", "cpu_capability": "AVX512", "native_bf16": True, "torch": "2.13.0"}
+
+
+def benchmark(tokens_per_sec: float, precision: str = "bf16", **extra: object) -> dict:
+    return {
+        "model": "bahdanau",
+        "decoder": "rnn",
+        "attention": "bahdanau",
+        "processes": 1,
+        "threads": 2,
+        "precision": precision,
+        "parameters": 8_300_000,
+        "target_tokens_per_sec": tokens_per_sec,
+        **HARDWARE,
+        "commit": "abc1234",
+        "recorded": "2026-12-05T10:00:00+00:00",
+        **extra,
+    }
+
+
+def test_benchmark_table_takes_the_median_of_repeats_and_ratios_to_the_first_row() -> None:
+    records = [benchmark(3000.0, "fp32"), benchmark(8000.0), benchmark(3400.0, "fp32")]
+    records.append(benchmark(9000.0))
+    records.append(benchmark(6000.0))
+    lines = benchmark_table(records).splitlines()
+    assert lines[2] == (
+        "| bahdanau | rnn | bahdanau | 1 × 2 | fp32 | 8,300,000 | 2 | 3,200 | 3,000–3,400 | 1.00× |"
+    )
+    assert lines[3] == (
+        "| bahdanau | rnn | bahdanau | 1 × 2 | bf16 | 8,300,000 | 3 | 8,000 | 6,000–9,000 | 2.50× |"
+    )
+    assert lines[5] == (
+        "Recorded on Zen (torch capability AVX512, native bf16), torch 2.13.0, commit abc1234, "
+        "2026-12-05."
+    )
+
+
+def test_every_table_says_which_machine_and_commit_gave_it() -> None:
+    run = finished_run()
+    assert run.metrics is not None
+    run.metrics.update(hardware=HARDWARE, commit="abc1234", recorded="2026-12-05T10:00:00+00:00")
+    markdown = comparison_markdown([run], comparison_table([run]), [])
+    assert "Recorded on Zen (torch capability AVX512, native bf16), torch 2.13.0, commit " in (
+        markdown
+    )
+    other = dict(HARDWARE, cpu="Xeon", native_bf16=False)
+    lines = recorded_on([("a", run.metrics), ("b", {"hardware": other})])
+    assert lines[0].endswith("commit abc1234, 2026-12-05: a.")
+    assert lines[1] == (
+        "Recorded on Xeon (torch capability AVX512, no native bf16), torch 2.13.0, commit not "
+        "recorded, date not recorded: b."
+    )
+    assert recorded_on([("old", {"test": {}})]) == []  # runs from before anything was recorded
+
+
+def test_the_commit_is_this_checkout_and_marks_uncommitted_changes(tmp_path: Path) -> None:
+    git = ["git", "-C", str(tmp_path), "-c", "user.name=t", "-c", "user.email=t@t"]
+    assert code_commit(tmp_path) is None  # not a checkout
+    subprocess.run([*git, "init", "-q"], check=True)
+    (tmp_path / "a.py").write_text("x = 1\n")
+    subprocess.run([*git, "add", "a.py"], check=True)
+    subprocess.run([*git, "commit", "-q", "-m", "a"], check=True)
+    head = subprocess.run(
+        [*git, "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True
+    ).stdout.strip()
+    assert code_commit(tmp_path) == head
+    (tmp_path / "untracked.txt").write_text("not part of the code\n")
+    assert code_commit(tmp_path) == head
+    (tmp_path / "a.py").write_text("x = 2\n")
+    assert code_commit(tmp_path) == f"{head}+changes"
+    assert {"cpu", "cpu_capability", "commit", "recorded"} <= provenance().keys()
+
+
+def test_compare_runs_writes_the_benchmark_table(tmp_path: Path) -> None:
+    lines = tmp_path / "speed.jsonl"
+    lines.write_text(
+        "a warning printed before the JSON\n"
+        + "\n".join(json.dumps(benchmark(v)) for v in (7000.0, 8000.0))
+        + "\n"
+    )
+    out = tmp_path / "out"
+    result = subprocess.run(
+        [sys.executable, str(COMPARE), "--benchmarks", str(lines), "--out", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "| 2 | 7,500 | 7,000–8,000 | 1.00× |" in (out / "benchmarks.md").read_text()
+    (tmp_path / "empty.jsonl").write_text("no JSON here\n")
+    result = subprocess.run(
+        [sys.executable, str(COMPARE), "--benchmarks", str(tmp_path / "empty.jsonl")]
+        + ["--out", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 2 and "empty.jsonl: no benchmark lines" in result.stderr
+
+
 @pytest.mark.slow
 def test_multirun_experiment_then_compare(tmp_path: Path) -> None:
     """``train.py -m +experiment=...`` gives one directory per model; compare_runs reads them."""
@@ -221,6 +326,8 @@ def test_multirun_experiment_then_compare(tmp_path: Path) -> None:
     assert "(unfinished)" not in result.stdout
     markdown = (out / "comparison.md").read_text()
     assert all(row in markdown for row in rows)
+    commit = code_commit()
+    assert f"commit {commit or 'not recorded'}, " in markdown  # one machine, one commit: one line
     for plot in (DEV_BLEU_VS_STEPS, DEV_BLEU_VS_TIME, BLEU_BY_LENGTH):
         assert (out / plot).read_bytes().startswith(PNG_HEADER), plot
         assert f"]({plot})" in markdown

@@ -15,7 +15,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "seq2seq"
 # later one. config/device/files are leaves every layer may use; viz draws what training and
 # inference hand it, and knows nothing of either.
 LAYERS: tuple[tuple[str, ...], ...] = (
-    ("config", "device", "files", "config_docs"),
+    ("config", "device", "files", "config_docs", "provenance"),
     ("data",),
     ("model",),
     ("search",),

@@ -35,6 +35,7 @@ from seq2seq.device import PrecisionChoice, choose_precision, hardware_summary, 
 from seq2seq.evaluation import EvalResult, evaluate
 from seq2seq.files import atomic_write_bytes
 from seq2seq.model.seq2seq import Seq2Seq, build_model
+from seq2seq.provenance import code_record
 from seq2seq.search import BEAM_STOPS
 from seq2seq.training.averaging import WeightAverage
 from seq2seq.training.distributed import (
@@ -349,6 +350,7 @@ def train(cfg: DictConfig, run_dir: Path) -> float:
         stop_reason=stop_reason,
         precision={"asked": precision.asked, "used": precision.used},
         hardware=hardware_summary(device),
+        **code_record(),
     )
     atomic_write_bytes(run_dir / "metrics.json", json.dumps(final, indent=2).encode())
     reporter.close(final)
