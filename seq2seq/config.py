@@ -49,6 +49,7 @@ class DataConfig:
     max_length: int = 100
     src_vocab_size: int = 4000
     tgt_vocab_size: int = 4000
+    shared_vocab_size: int | None = None
     spm_model_type: str = "unigram"
     simplify_source: bool = False
     cache_dir: str = str(PROJECT_ROOT / "data" / "cache")
@@ -102,6 +103,7 @@ class ModelConfig:
     attention_dropout: float | None = None
     activation_dropout: float | None = None
     param_init: float = 0.0
+    share_embeddings: bool = False
     positions: str = "sinusoidal"
     encoder: EncoderConfig = field(default_factory=EncoderConfig)
     decoder: DecoderConfig = field(default_factory=DecoderConfig)

@@ -11,7 +11,7 @@ from seq2seq.config import DataConfig
 from seq2seq.data.batching import Batch, collate, slice_into_batches
 from seq2seq.data.corpus import SPLITS, Corpus, CorpusError, Example, read_parallel_tsv
 from seq2seq.data.tatoeba import ensure_tatoeba
-from seq2seq.data.tokenizer import SubwordTokenizer, train_tokenizer
+from seq2seq.data.tokenizer import SHARED, SubwordTokenizer, train_tokenizer
 
 log = logging.getLogger(__name__)
 
@@ -120,9 +120,20 @@ class TrainingData:
 
 def build_tokenizers(corpus: Corpus, cfg: DataConfig) -> tuple[SubwordTokenizer, SubwordTokenizer]:
     """One sentencepiece model per language, trained on the training split only (the source's
-    converting traditional Chinese to simplified where ``data.simplify_source`` says so)."""
+    converting traditional Chinese to simplified where ``data.simplify_source`` says so); or,
+    with ``data.shared_vocab_size``, one model trained on both sides, used for both."""
     cache = Path(cfg.cache_dir).expanduser()
     train = corpus.splits["train"]
+    if cfg.shared_vocab_size is not None:
+        shared = train_tokenizer(
+            [e.source for e in train] + [e.target for e in train],
+            f"{corpus.source_lang}{SHARED}{corpus.target_lang}",
+            cfg.shared_vocab_size,
+            cfg.spm_model_type,
+            cache,
+            simplify=cfg.simplify_source,
+        )
+        return shared, shared
     source = train_tokenizer(
         [e.source for e in train],
         corpus.source_lang,

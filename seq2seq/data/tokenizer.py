@@ -23,8 +23,18 @@ log = logging.getLogger(__name__)
 PAD_ID, UNK_ID, BOS_ID, EOS_ID = 0, 1, 2, 3
 
 # Chinese keeps its exact characters (full-width punctuation included) so that decoded Chinese
-# output matches references; other languages get sentencepiece's usual NMT normalisation.
+# output matches references; other languages get sentencepiece's usual NMT normalisation. A
+# model shared by several languages ("zh+en") keeps Chinese exact, so it normalises nothing.
 _NORMALIZATION = {"zh": "identity"}
+SHARED = "+"  # joins the languages of a shared model: "zh+en"
+
+
+def normalization_rule(lang: str) -> str:
+    """sentencepiece's normalisation for a model of ``lang`` ("zh", "en", "zh+en")."""
+    rules = {_NORMALIZATION.get(part, "nmt_nfkc") for part in lang.split(SHARED)}
+    return "identity" if "identity" in rules else rules.pop()
+
+
 # Traditional → simplified characters, for data.simplify_source (see the file's header).
 T2S_TABLE = Path(__file__).with_name("t2s_characters.tsv")
 
@@ -129,7 +139,7 @@ def _train_sentencepiece(
     simplify: bool,
 ) -> None:
     with tempfile.TemporaryDirectory() as scratch:
-        normalization = {"normalization_rule_name": _NORMALIZATION.get(lang, "nmt_nfkc")}
+        normalization = {"normalization_rule_name": normalization_rule(lang)}
         if simplify:  # identity, except traditional → simplified (code points in hex)
             rules = Path(scratch) / "t2s.tsv"
             rules.write_text(
@@ -141,7 +151,7 @@ def _train_sentencepiece(
             model_writer=model,
             vocab_size=vocab_size,
             model_type=model_type,
-            character_coverage=0.9995 if lang == "zh" else 1.0,
+            character_coverage=0.9995 if "zh" in lang.split(SHARED) else 1.0,
             **normalization,
             pad_id=PAD_ID,
             unk_id=UNK_ID,

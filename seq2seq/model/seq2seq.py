@@ -136,6 +136,8 @@ def build_model(cfg: ModelConfig, src_vocab_size: int, tgt_vocab_size: int) -> S
             f"model.decoder.name must be one of {DECODER_TYPES}, got {cfg.decoder.name!r}"
         )
     model = Seq2Seq(encoder, decoder)
+    if cfg.share_embeddings:
+        share_source_and_target_embeddings(model)
     if cfg.param_init > 0:
         initialize_uniform(model, cfg.param_init)
     return model
@@ -201,6 +203,19 @@ def build_transformer_decoder(
         cfg.decoder.tie_embeddings,
         cfg.decoder.alignment_layer,
     )
+
+
+def share_source_and_target_embeddings(model: Seq2Seq) -> None:
+    """One matrix embeds both languages' pieces (``model.share_embeddings``; Press & Wolf 2017):
+    fewer parameters, and a piece both sides use (names, numbers) is learnt from both."""
+    source, target = model.encoder.embedding, model.decoder.embedding
+    if source.weight.shape != target.weight.shape:
+        raise ValueError(
+            "model.share_embeddings=true needs one vocabulary and one embedding size on both "
+            f"sides; the source embedding is {tuple(source.weight.shape)}, the target's "
+            f"{tuple(target.weight.shape)}"
+        )
+    source.weight = target.weight
 
 
 def initialize_uniform(model: nn.Module, bound: float) -> None:

@@ -42,6 +42,7 @@ RANGES: dict[str, Rule] = {
     "data.max_length": SIZE,
     "data.src_vocab_size": SIZE,
     "data.tgt_vocab_size": SIZE,
+    "data.shared_vocab_size": SIZE,
     "data.synthetic.train_size": SIZE,
     "data.synthetic.dev_size": SIZE,
     "data.synthetic.test_size": SIZE,
@@ -112,6 +113,11 @@ def check_settings(cfg: DictConfig) -> None:
                 f"{', '.join(added)}: not a setting (a typo, added with +?); the {group} "
                 f"settings are those of configs/{group}/ and seq2seq/config.py"
             )
+    if cfg.model.share_embeddings and cfg.data.shared_vocab_size is None:
+        raise ValueError(
+            "model.share_embeddings=true ties the source and target embeddings, which needs one "
+            "vocabulary for both: set data.shared_vocab_size (e.g. 8000)"
+        )
     for key, (in_range, wanted) in RANGES.items():
         value = OmegaConf.select(cfg, key)
         if value is None:
