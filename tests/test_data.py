@@ -46,6 +46,18 @@ def test_malformed_line_names_file_and_line(tmp_path: Path, line: bytes, problem
     assert skipped == 1 and [e.target for e in examples] == ["I love you."]
 
 
+def test_blank_lines_at_the_end_are_dropped_and_elsewhere_malformed(tmp_path: Path) -> None:
+    pair = "我爱你。\tI love you.\n".encode()
+    trailing = write(tmp_path / "end.tsv", pair + b"\n  \r\n\n")
+    examples, skipped = read_parallel_tsv(trailing, ["zh", "en"], "zh", "en")
+    assert skipped == 0 and [e.target for e in examples] == ["I love you."]
+    inside = write(tmp_path / "inside.tsv", pair + b"\n\n" + pair)
+    with pytest.raises(CorpusError, match=r"inside\.tsv:2: blank line \(set data.on_malformed"):
+        read_parallel_tsv(inside, ["zh", "en"], "zh", "en")
+    examples, skipped = read_parallel_tsv(inside, ["zh", "en"], "zh", "en", on_malformed="skip")
+    assert skipped == 2 and len(examples) == 2
+
+
 def test_bom_crlf_and_unicode_line_separators(tmp_path: Path) -> None:
     """A UTF-8 BOM is not part of the first sentence; CRLF ends a line; U+2028 inside a
     sentence does not (only \\n and \\r\\n end lines)."""
