@@ -210,6 +210,15 @@ def test_sampler_covers_each_example_once_with_little_padding() -> None:
     assert sampler.epoch == 1 and list(sampler) != batches  # a new epoch, a new order
 
 
+def test_a_buckets_batches_come_in_random_order_not_shortest_first() -> None:
+    """One bucket holds the whole epoch, sorted by length: served in that order, every epoch
+    would run from the shortest sentences to the longest."""
+    lengths = [(i * 7919) % 50 + 1 for i in range(320)]
+    batches = BucketBatchSampler(lengths, "sentences", 32, bucket_batches=10, seed=0)
+    longest = [max(lengths[i] for i in batch) for batch in batches]
+    assert len(longest) == 10 and longest != sorted(longest)
+
+
 def test_token_batches_respect_the_budget() -> None:
     lengths = [(i * 31) % 40 + 1 for i in range(500)]
     sampler = BucketBatchSampler(lengths, "tokens", 200, bucket_batches=5, seed=0)
