@@ -25,10 +25,16 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 TESTS = [
+    # The quick ones first: with -x a mutant they catch costs a few seconds.
+    "tests/test_translation_metrics.py",
+    "tests/test_alignment.py",
+    "tests/test_word_order.py",
+    "tests/test_averaging_and_schedule.py",
+    "tests/test_data.py",
+    "tests/test_step.py",
     "tests/test_attention.py",
     "tests/test_model.py",
     "tests/test_search.py",
-    "tests/test_step.py",
     "tests/test_stepwise.py",
     "tests/test_recurrence.py",
     "tests/test_fused_loops.py",
@@ -50,6 +56,10 @@ A, D, E, S, W, R, L = (
     "seq2seq/model/additive_gru_loops.py",
 )
 T = "seq2seq/model/transformer.py"
+# The training loop's parts and the metrics (the hand-written loops are L above: if that file
+# moves, changing L moves all of its mutants).
+B, V, P = "seq2seq/data/batching.py", "seq2seq/training/averaging.py", "seq2seq/training/step.py"
+M = "seq2seq/metrics/"
 # (file, original, mutated, label)
 MUTANTS = [
     (A, "hidden = (grouped + memory.keys.unsqueeze(1)).tanh_()",
@@ -61,8 +71,6 @@ MUTANTS = [
      "return torch.softmax(scores, dim=-1)", "padding not masked"),
     (A, "self.scale = 1.0 / math.sqrt(value_size)", "self.scale = 1.0 / value_size",
      "scaled dot divides by d"),
-    (A, "masked_softmax(scores / math.sqrt(self.head_size), mask)",
-     "masked_softmax(scores, mask)", "multi-head unscaled"),
     (A, "summary = encoder.summary.unsqueeze(1)  # (batch, 1, value)",
      "summary = encoder.states[:, :1]", "distracted context = first annotation"),
     (A, "AttentionMemory(self.key_proj(encoder.states), values, encoder.mask)",
@@ -181,6 +189,69 @@ MUTANTS = [
      "alignment layer chosen by the highest AER"),
     ("seq2seq/training/schedule.py", "return peak * math.sqrt(warmup_steps / step)",
      "return peak * warmup_steps / step", "inverse_sqrt falls as 1/step"),
+    # the hand-written loops' gradients
+    (L, "grad_values = torch.bmm(weights.permute(1, 2, 0), grad_x)  # Σ_t a_tᵀ dx_t",
+     "grad_values = torch.bmm(torch.ones_like(weights).permute(1, 2, 0), grad_x)",
+     "hand-written bahdanau loop: values' gradient ignores the weights"),
+    (L, "grad_hidden_bias = rows[:steps, :, att + size : att + 4 * size].sum((0, 1))",
+     "grad_hidden_bias = rows[1:steps, :, att + size : att + 4 * size].sum((0, 1))",
+     "hand-written luong loop: bias gradient skips step 0"),
+    # the sampler
+    (B, 'rng = random.Random(f"{self.seed}/{epoch}")', 'rng = random.Random(f"{self.seed}")',
+     "sampler draws the same order every epoch"),
+    (B, "        rng.shuffle(batches)\n", "",
+     "sampler serves buckets in order, batches unshuffled"),
+    (B, "bucket = sorted(order[start : start + self.bucket_size], key=self.lengths.__getitem__)",
+     "bucket = order[start : start + self.bucket_size]", "sampler does not sort buckets by length"),
+    (B, "yield batch[self.rank :: self.world_size]", "yield batch[self.rank :]",
+     "sampler: ranks' shares overlap"),
+    (B, "if current and size_if_added > batch_size:", "if current and size_if_added >= batch_size:",
+     "batches one sentence short of batch_size"),
+    (B, "self.epoch, self.position = int(state[\"epoch\"]), int(state[\"position\"])",
+     "self.epoch, self.position = int(state[\"epoch\"]), 0",
+     "sampler restarts its epoch on resume"),
+    # the weight average
+    (V, "torch._foreach_lerp_(self.average, self.parameters, 1.0 - self.current_decay())",
+     "torch._foreach_lerp_(self.average, self.parameters, self.current_decay())",
+     "weight average moves by d, not 1 - d"),
+    (V, "return min(self.decay, (1 + self.updates) / (10 + self.updates))",
+     "return self.decay", "weight average without its warm-up"),
+    (V, "                torch._foreach_copy_(self.parameters, own)", "                pass",
+     "weight average left in the model after validation"),
+    (V, 'self.updates = state["updates"]', "self.updates = 0",
+     "weight average's update count not restored"),
+    # clipping and the training loss's settings
+    (P, "self.parameters, self.clip_norm, torch.tensor(grad_norm), foreach=True",
+     "self.parameters, 2 * self.clip_norm, torch.tensor(grad_norm), foreach=True",
+     "clipping to twice clip_norm"),
+    (P, "return float(squares.sum().sqrt())", "return float(squares.sum())",
+     "gradient norm squared"),
+    (P, "loss_sum = sequence_loss(logits.float(), batch.tgt_out, self.label_smoothing)",
+     "loss_sum = sequence_loss(logits.float(), batch.tgt_out)",
+     "label smoothing ignored by the update"),
+    ("seq2seq/evaluation.py", "label_smoothing=label_smoothing,", "label_smoothing=0.0,",
+     "label smoothing ignored by the loss"),
+    (P, 'denominator = tokens if self.normalization == "tokens" else sentences',
+     "denominator = sentences", "normalization always per sentence"),
+    # the metrics
+    (M + "alignment.py", "p = set(possible) | s", "p = set(possible)",
+     "AER: sure links not counted as possible"),
+    (M + "alignment.py", "return 0.0 if a + s == 0 else 1.0 - (a_s + a_p) / (a + s)",
+     "return 0.0 if a + s == 0 else 1.0 - 2 * a_s / (a + s)", "AER: possible links punished"),
+    (M + "alignment.py", "totals[i] += count", "totals[i] = max(totals[i], count)",
+     "corpus AER not summed over sentences"),
+    (M + "word_order.py", "pairs = [a and b for a, b in zip(",
+     "pairs = [a or b for a, b in zip(",
+     "word-order pair right when one member is"),
+    (M + "word_order.py", "for h, r in zip(hypotheses, references, strict=True)",
+     "for h, r in zip(hypotheses, references[::-1], strict=True)",
+     "word-order sentences compared with the wrong references"),
+    (M + "translation.py", "        if reference not in refs:\n", "        if not refs:\n",
+     "multi-reference BLEU keeps only the first reference"),
+    (M + "translation.py", "width = max(len(refs) for refs in references)", "width = 1",
+     "multi-reference BLEU scores against one stream"),
+    (M + "translation.py", 'return BLEU(tokenize="zh" if target_lang == "zh" else "13a")',
+     'return BLEU(tokenize="13a")', "BLEU of Chinese output on 13a tokens"),
 ]  # fmt: skip
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 import pickle
 import random
+import re
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -46,13 +47,51 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     path = Path(path).expanduser()
     if not path.is_file():
         raise CheckpointError(f"{path}: checkpoint not found")
+    if path.stat().st_size == 0:
+        raise CheckpointError(f"{path}: the file is empty (0 bytes), not a checkpoint")
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
     except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, zipfile.BadZipFile) as error:
-        raise CheckpointError(f"{path}: not a readable checkpoint ({error})") from error
+        reason = why_unreadable(error)
+        raise CheckpointError(f"{path}: not a readable checkpoint ({reason})") from error
     if not isinstance(state, dict) or state.get("format_version") != FORMAT_VERSION:
         raise CheckpointError(f"{path}: not a seq2seq checkpoint of format {FORMAT_VERSION}")
     return state
+
+
+def why_unreadable(error: BaseException) -> str:
+    """One line on why ``torch.load`` failed. The safe loader's own message runs to several
+    lines and suggests ``weights_only=False``, which would run whatever code the file holds."""
+    text = str(error)
+    refused = re.search(r"Unsupported global: GLOBAL (\S+)", text)
+    if refused:
+        return (
+            f"it holds a Python object of type {refused.group(1)}, which safe loading refuses; "
+            "train.py writes only tensors and plain values"
+        )
+    if "WeightsUnpickler error:" in text:  # the safe loader's reason is the line after it
+        reason = text.split("WeightsUnpickler error:", 1)[1].strip().splitlines()[0]
+        return f"not a file torch.save wrote, or a damaged one: {reason}"
+    lines = text.strip().splitlines()
+    return lines[0] if lines else type(error).__name__
+
+
+def check_finite_weights(path: str | Path, weights: dict[str, Any]) -> None:
+    """Raise CheckpointError naming the tensors that hold NaN or infinity, if any: such a
+    model's every score is NaN, and search finishes no hypothesis at all."""
+    broken = [
+        name
+        for name, tensor in weights.items()
+        if isinstance(tensor, torch.Tensor)
+        and tensor.is_floating_point()
+        and not bool(tensor.isfinite().all())
+    ]
+    if broken:
+        more = f" and {len(broken) - 1} more" if len(broken) > 1 else ""
+        raise CheckpointError(
+            f"{path}: the weights hold NaN or infinite values ({broken[0]}{more}): the run "
+            "diverged; use an earlier checkpoint or train again"
+        )
 
 
 def rng_state() -> dict[str, Any]:

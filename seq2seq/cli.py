@@ -82,6 +82,14 @@ def translate(args: argparse.Namespace) -> int:
         raise InferenceError(
             f"{args.checkpoint}: a model without attention (model=distracted) has no alignments"
         )
+    if args.alignments:  # before the first translation is printed, not after
+        try:
+            args.alignments.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise InferenceError(
+                f"--alignments {args.alignments}: cannot make a directory there "
+                f"({error.strerror}); give a directory's path"
+            ) from error
     interactive = args.input is None and sys.stdin.isatty()
     name = str(args.input) if args.input else "standard input"
     opened = args.input.open("rb") if args.input else contextlib.nullcontext(sys.stdin.buffer)

@@ -13,6 +13,8 @@ from pathlib import Path
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, OmegaConf
 
+from seq2seq.files import capped_name
+
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -170,6 +172,8 @@ def register_configs() -> None:
     ConfigStore.instance().store(name="schema", node=Config)
     # ${project_root:} in YAML: the checkout, so default paths do not depend on the working dir.
     OmegaConf.register_new_resolver("project_root", lambda: str(PROJECT_ROOT), replace=True)
+    # ${capped_name:...}: a sweep job's directory name, cut to a length file systems take.
+    OmegaConf.register_new_resolver("capped_name", capped_name, replace=True)
 
 
 def config_to_dict(cfg: object) -> dict:

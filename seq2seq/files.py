@@ -2,13 +2,31 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import uuid
 from pathlib import Path
 
+# Longest directory name capped_name keeps whole; file systems allow 255 bytes.
+NAME_BYTES = 128
 # The temporary file of atomic_write_bytes: ``.<name>.<pid>.<uuid4 hex>.tmp``.
 TEMPORARY = re.compile(r"\.(?P<name>.+)\.(?P<pid>\d+)\.[0-9a-f]{32}\.tmp")
+
+
+def capped_name(name: str, limit: int = NAME_BYTES) -> str:
+    """``name`` if it fits in ``limit`` UTF-8 bytes, else its first bytes and a hash of it all.
+
+    A sweep's job directories are named after their overrides (Hydra's ``override_dirname``);
+    a dozen of them pass the file system's 255 bytes ("File name too long"). The hash keeps
+    two long names that share their beginning apart.
+    """
+    encoded = name.encode()
+    if len(encoded) <= limit:
+        return name
+    digest = hashlib.sha256(encoded).hexdigest()[:12]
+    head = encoded[: limit - len(digest) - 1].decode(errors="ignore")  # whole characters only
+    return f"{head}-{digest}"
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:

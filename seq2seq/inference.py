@@ -14,11 +14,9 @@ from typing import Any
 
 import numpy as np
 import torch
-from omegaconf import DictConfig, OmegaConf
-from omegaconf.errors import OmegaConfBaseException
+from omegaconf import DictConfig
 
-from seq2seq.checkpoint import CheckpointError, load_checkpoint
-from seq2seq.config import Config
+from seq2seq.checkpoint import CheckpointError, check_finite_weights, load_checkpoint
 from seq2seq.data.batching import collate
 from seq2seq.data.corpus import read_parallel_tsv
 from seq2seq.data.dataset import tokenize_split, truncate
@@ -41,6 +39,7 @@ from seq2seq.model.prepacked import prepacked_for_search
 from seq2seq.model.seq2seq import Seq2Seq, build_model
 from seq2seq.provenance import provenance
 from seq2seq.search import Hypothesis, translate_batch
+from seq2seq.training.settings import checkpoint_config
 
 # Written without spaces between words: every subword piece counts as a word of its own.
 UNSPACED_LANGUAGES = frozenset({"zh", "ja", "th"})
@@ -185,13 +184,13 @@ def load_translator(path: str | Path, device: str = "auto", precision: str = "au
     missing = [key for key in ("config", "model", "source_spm", "target_spm") if key not in state]
     if missing:
         raise CheckpointError(f"{path}: the checkpoint lacks {', '.join(missing)}")
+    config = checkpoint_config(path, state)
+    check_finite_weights(path, state["model"])
     try:
-        # The schema fills keys added since the checkpoint was written with their defaults.
-        config = OmegaConf.merge(OmegaConf.structured(Config), state["config"])
         source = SubwordTokenizer(state["source_spm"])
         target = SubwordTokenizer(state["target_spm"])
         model = build_model(config.model, len(source), len(target))
-    except (OmegaConfBaseException, RuntimeError, TypeError, ValueError) as error:
+    except (RuntimeError, TypeError, ValueError) as error:
         raise CheckpointError(
             f"{path}: unusable config or sentencepiece model ({error})"
         ) from error
@@ -204,7 +203,6 @@ def load_translator(path: str | Path, device: str = "auto", precision: str = "au
         raise CheckpointError(
             f"{path}: the weights do not fit the model its config describes ({problems[0]}{more})"
         ) from error
-    assert isinstance(config, DictConfig), "the schema merge gave no DictConfig"
     return Translator(
         model.to(target_device).eval(),
         source,
@@ -245,7 +243,9 @@ def evaluate_tsv(
             f"the checkpoint translates {trained[0]}-{trained[1]}, not {source_lang}-{target_lang}"
         )
     columns = list(translator.config.data.columns)
-    examples, _ = read_parallel_tsv(Path(path), columns, source_lang, target_lang)
+    # Every pair counts in a score: a bad line is fixed, not skipped as training may.
+    fix = "correct or remove that line"
+    examples, _ = read_parallel_tsv(Path(path), columns, source_lang, target_lang, "error", fix)
     if word_order and len(examples) % 2:
         raise InferenceError(
             f"{path}: {len(examples)} lines; word-order pairs take two consecutive lines each, "

@@ -46,6 +46,18 @@ def test_malformed_line_names_file_and_line(tmp_path: Path, line: bytes, problem
     assert skipped == 1 and [e.target for e in examples] == ["I love you."]
 
 
+def test_blank_lines_at_the_end_are_dropped_and_elsewhere_malformed(tmp_path: Path) -> None:
+    pair = "我爱你。\tI love you.\n".encode()
+    trailing = write(tmp_path / "end.tsv", pair + b"\n  \r\n\n")
+    examples, skipped = read_parallel_tsv(trailing, ["zh", "en"], "zh", "en")
+    assert skipped == 0 and [e.target for e in examples] == ["I love you."]
+    inside = write(tmp_path / "inside.tsv", pair + b"\n\n" + pair)
+    with pytest.raises(CorpusError, match=r"inside\.tsv:2: blank line \(set data.on_malformed"):
+        read_parallel_tsv(inside, ["zh", "en"], "zh", "en")
+    examples, skipped = read_parallel_tsv(inside, ["zh", "en"], "zh", "en", on_malformed="skip")
+    assert skipped == 2 and len(examples) == 2
+
+
 def test_bom_crlf_and_unicode_line_separators(tmp_path: Path) -> None:
     """A UTF-8 BOM is not part of the first sentence; CRLF ends a line; U+2028 inside a
     sentence does not (only \\n and \\r\\n end lines)."""
@@ -196,6 +208,15 @@ def test_sampler_covers_each_example_once_with_little_padding() -> None:
 
     assert padded(batches) < 1.2 * sum(lengths) < 0.8 * padded(unbucketed)
     assert sampler.epoch == 1 and list(sampler) != batches  # a new epoch, a new order
+
+
+def test_a_buckets_batches_come_in_random_order_not_shortest_first() -> None:
+    """One bucket holds the whole epoch, sorted by length: served in that order, every epoch
+    would run from the shortest sentences to the longest."""
+    lengths = [(i * 7919) % 50 + 1 for i in range(320)]
+    batches = BucketBatchSampler(lengths, "sentences", 32, bucket_batches=10, seed=0)
+    longest = [max(lengths[i] for i in batch) for batch in batches]
+    assert len(longest) == 10 and longest != sorted(longest)
 
 
 def test_token_batches_respect_the_budget() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import subprocess
@@ -11,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from sacrebleu.metrics import BLEU, CHRF
 
 from seq2seq.checkpoint import load_checkpoint, save_checkpoint
@@ -148,28 +150,107 @@ def write(path: Path, data: bytes) -> Path:
     return path
 
 
-@pytest.mark.parametrize(
-    "case",
-    ["missing checkpoint", "corrupt checkpoint", "truncated checkpoint", "empty input"],
-)
+def edited_checkpoint(tiny_checkpoint: Path, path: Path, edit: Callable[[dict], object]) -> Path:
+    """A copy of ``tiny_checkpoint`` changed by ``edit``, as a user might by hand."""
+    state = load_checkpoint(tiny_checkpoint)
+    edit(state)
+    save_checkpoint(path, state)
+    return path
+
+
+def unsafe_checkpoint(path: Path) -> Path:
+    """A file torch's safe loader refuses: it would have to import a class to read it."""
+    torch.save({"format_version": 1, "x": argparse.Namespace()}, path)
+    return path
+
+
+def nan_weights(state: dict) -> None:
+    state["model"]["decoder.output.weight"].fill_(float("nan"))
+
+
+# Each case: how the checkpoint is made, and what its one-line error must say.
+BROKEN_CHECKPOINTS: dict[str, tuple[Callable[[Path, Path], Path], str]] = {
+    "missing": (lambda good, tmp: tmp / "missing.pt", "checkpoint not found"),
+    "corrupt": (lambda good, tmp: write(tmp / "c.pt", b"not a checkpoint\n"), "not a readable"),
+    "truncated": (lambda good, tmp: write(tmp / "t.pt", good.read_bytes()[:5000]), "readable"),
+    "zero bytes": (lambda good, tmp: write(tmp / "zero.pt", b""), "the file is empty (0 bytes)"),
+    "unsafe object": (
+        lambda good, tmp: unsafe_checkpoint(tmp / "u.pt"),
+        "holds a Python object of type argparse.Namespace, which safe loading refuses",
+    ),
+    "NaN weights": (
+        lambda good, tmp: edited_checkpoint(good, tmp / "nan.pt", nan_weights),
+        "the weights hold NaN or infinite values (decoder.output.weight)",
+    ),
+    "bad beam_stop": (
+        lambda good, tmp: edited_checkpoint(
+            good, tmp / "b.pt", lambda s: s["config"]["trainer"].update(beam_stop="fastest")
+        ),
+        "its config is not usable: trainer.beam_stop=fastest is not a choice",
+    ),
+    "bad precision": (
+        lambda good, tmp: edited_checkpoint(
+            good, tmp / "p.pt", lambda s: s["config"]["trainer"].update(precision="fp64")
+        ),
+        "trainer.precision=fp64 is not a choice: it must be one of auto, fp32, bf16, fp16",
+    ),
+    "bad source_lang": (
+        lambda good, tmp: edited_checkpoint(
+            good, tmp / "l.pt", lambda s: s["config"]["data"].update(source_lang="fr")
+        ),
+        "data.source_lang=fr is not one of the languages of data.columns (zh, en)",
+    ),
+    "unset environment variable": (
+        lambda good, tmp: edited_checkpoint(
+            good,
+            tmp / "e.pt",
+            lambda s: s["config"]["data"].update(max_length="${oc.env:SEQ2SEQ_UNSET_VARIABLE}"),
+        ),
+        "data.max_length: Value '${oc.env:SEQ2SEQ_UNSET_VARIABLE}' of type 'str' could not be "
+        "converted to Integer",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", [*BROKEN_CHECKPOINTS, "empty input"])
 def test_translate_errors_are_one_line_and_exit_2(
     case: str, tiny_checkpoint: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    checkpoint = {
-        "missing checkpoint": tmp_path / "missing.pt",
-        "corrupt checkpoint": write(tmp_path / "corrupt.pt", b"not a checkpoint\n"),
-        "truncated checkpoint": write(
-            tmp_path / "truncated.pt", tiny_checkpoint.read_bytes()[:5000]
-        ),
-        "empty input": tiny_checkpoint,
-    }[case]
-    empty = write(tmp_path / "empty.txt", b"")
-    assert translate_main([str(checkpoint), "--input", str(empty), "--device", "cpu"]) == 2
+    make, expected = BROKEN_CHECKPOINTS.get(case, (lambda good, tmp: good, "no sentences"))
+    checkpoint = make(tiny_checkpoint, tmp_path)
+    text = write(tmp_path / "zh.txt", b"" if case == "empty input" else "我爱你。\n".encode())
+    assert translate_main([str(checkpoint), "--input", str(text), "--device", "cpu"]) == 2
     captured = capsys.readouterr()
     assert captured.out == ""
     (message,) = captured.err.splitlines()
     assert message.startswith(f"{Path(sys.argv[0]).name}: error: ")
-    assert str(empty if case == "empty input" else checkpoint) in message
+    assert str(text if case == "empty input" else checkpoint) in message
+    assert expected in message and "weights_only" not in message
+
+
+def test_a_checkpoints_config_is_read_as_text_not_resolved(
+    tiny_checkpoint: Path, tmp_path: Path
+) -> None:
+    """Training saves the config resolved: a ${...} in it was written by hand and stays text."""
+    literal = "${oc.env:SEQ2SEQ_UNSET_VARIABLE}/\\${not_a_resolver:}"
+    checkpoint = edited_checkpoint(
+        tiny_checkpoint, tmp_path / "x.pt", lambda s: s["config"]["data"].update(cache_dir=literal)
+    )
+    assert load_translator(checkpoint, "cpu").config.data.cache_dir == literal
+
+
+def test_alignments_into_a_file_fail_before_any_translation(
+    tiny_checkpoint: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    taken = write(tmp_path / "taken", b"a file of the user's\n")
+    text = write(tmp_path / "zh.txt", "我爱你。\n他来了。\n".encode())
+    args = [str(tiny_checkpoint), "--input", str(text), "--alignments", str(taken)]
+    assert translate_main([*args, "--device", "cpu"]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    (message,) = captured.err.splitlines()
+    assert f"--alignments {taken}: cannot make a directory there" in message
+    assert taken.read_bytes() == b"a file of the user's\n"
 
 
 @pytest.mark.parametrize(
@@ -193,9 +274,21 @@ def test_evaluate_errors_are_one_line_and_exit_2(
     captured = capsys.readouterr()
     (message,) = captured.err.splitlines()
     assert ": error: " in message and captured.out == ""
-    if case == "malformed TSV":
-        assert f"{tsv}:2:" in message
+    if case == "malformed TSV":  # evaluate.py has no data.on_malformed: the hint is its own
+        assert f"{tsv}:2:" in message and "data.on_malformed" not in message
     assert not (tmp_path / "out").exists()
+
+
+def test_evaluate_drops_blank_lines_at_the_end_of_a_tsv(
+    tiny_checkpoint: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    tsv = write(tmp_path / "test.tsv", (TINY / "test.tsv").read_bytes() + b"\n \r\n")
+    out = tmp_path / "out"
+    assert (
+        evaluate_main([str(tiny_checkpoint), str(tsv), "--out", str(out), "--device", "cpu"]) == 0
+    )
+    report = json.loads(capsys.readouterr().out)
+    assert report["pairs"] == len(tsv_pairs("test.tsv"))
 
 
 def test_nbest_needs_a_beam_at_least_as_large(tiny_checkpoint: Path) -> None:

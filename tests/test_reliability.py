@@ -13,9 +13,9 @@ import pytest
 from hydra import compose, initialize_config_dir
 from test_training import events, run, tiny_overrides
 
-from seq2seq.checkpoint import load_checkpoint
+from seq2seq.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from seq2seq.config import PROJECT_ROOT, register_configs
-from seq2seq.files import remove_orphaned_temporaries_in
+from seq2seq.files import NAME_BYTES, capped_name, remove_orphaned_temporaries_in
 from seq2seq.training.settings import check_settings
 
 ENVIRONMENT = {**os.environ, "PYTHONWARNINGS": "ignore", "HYDRA_FULL_ERROR": "0"}
@@ -27,6 +27,17 @@ def dead_pid() -> int:
         [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
     )
     return int(result.stdout)
+
+
+def train_py(*args: str) -> subprocess.CompletedProcess:
+    """``python train.py *args`` in a process of its own, as a user runs it."""
+    return subprocess.run(
+        [sys.executable, str(PROJECT_ROOT / "train.py"), *args],
+        capture_output=True,
+        text=True,
+        env=ENVIRONMENT,
+        timeout=300,
+    )
 
 
 def temporary_name(name: str, pid: int) -> str:
@@ -67,13 +78,7 @@ def test_train_py_refuses_a_run_directory_before_hydra_writes_into_it(tmp_path: 
     record.parent.mkdir()
     record.write_text("- trainer.max_steps=3\n")
     overrides = [*tiny_overrides(tmp_path / "cache"), f"hydra.run.dir={run_dir}"]
-    result = subprocess.run(
-        [sys.executable, str(PROJECT_ROOT / "train.py"), *overrides],
-        capture_output=True,
-        text=True,
-        env=ENVIRONMENT,
-        timeout=300,
-    )
+    result = train_py(*overrides)
     assert result.returncode == 2, result.stderr[-2000:]
     (line,) = result.stderr.splitlines()
     assert line.startswith(f"train.py: error: {run_dir} already holds a run")
@@ -174,13 +179,7 @@ def test_a_job_that_fails_on_a_user_error_does_not_end_the_sweep(tmp_path: Path)
         f"hydra.sweep.dir={sweep}",
         "hydra.sweep.subdir=${hydra.job.num}",
     ]
-    result = subprocess.run(
-        [sys.executable, str(PROJECT_ROOT / "train.py"), "-m", *overrides],
-        capture_output=True,
-        text=True,
-        env=ENVIRONMENT,
-        timeout=300,
-    )
+    result = train_py("-m", *overrides)
     assert result.returncode == 2, result.stderr[-3000:]
     assert "Traceback" not in result.stderr
     for job in ("0", "2"):  # lr 0.001 and 0.002
@@ -207,6 +206,11 @@ def test_every_preset_is_in_range_and_each_bad_value_is_named() -> None:
         "model.dropout=1.0": "model.dropout=1.0 is out of range: it must be from 0.0 to less than",
         "data.src_vocab_size=0": "data.src_vocab_size=0 is out of range",
         "trainer.length_penalty=1000": "trainer.length_penalty=1000.0 is out of range",
+        "trainer.beam_stop=fastest": "trainer.beam_stop=fastest is not a choice: it must be one",
+        "trainer.precision=fp64": "trainer.precision=fp64 is not a choice",
+        "trainer.lr_schedule=step": "trainer.lr_schedule=step is not a choice",
+        "data.source_lang=fr": "data.source_lang=fr is not one of the languages of data.columns",
+        "data.target_lang=zh": "data.source_lang and data.target_lang are both zh",
         "+trainer.foo=1": "trainer.foo: not a setting",
         "+model.attention.bar=2": "model.attention.bar: not a setting",
     }
@@ -243,16 +247,100 @@ def test_start_up_errors_end_train_py_with_one_line_and_exit_2(
     if case == "own corpus":
         for split in ("train", "test"):
             (corpus / f"{split}.tsv").write_text(f"我的{split}\tmy {split}\n", encoding="utf-8")
-    result = subprocess.run(
-        [sys.executable, str(PROJECT_ROOT / "train.py"), *overrides, f"hydra.run.dir={tmp_path}/r"],
-        capture_output=True,
-        text=True,
-        env=ENVIRONMENT,
-        timeout=300,
-    )
+    result = train_py(*overrides, f"hydra.run.dir={tmp_path}/r")
     assert result.returncode == 2, result.stderr[-2000:]
     (line,) = [line for line in result.stderr.splitlines() if "error" in line]
     assert message in line and "Traceback" not in result.stderr
     if case == "own corpus":
         assert sorted(p.name for p in corpus.iterdir()) == ["test.tsv", "train.tsv"]
         assert (corpus / "train.tsv").read_text(encoding="utf-8") == "我的train\tmy train\n"
+
+
+@pytest.fixture(scope="module")
+def last_pt(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """``last.pt`` of a three-step tiny run."""
+    run_dir = run(tmp_path_factory.mktemp("incomplete"), "run", "trainer.max_steps=3")
+    return run_dir / "checkpoints" / "last.pt"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        ("no sampler", "the checkpoint lacks sampler, which resuming restores"),
+        ("no rng", "the checkpoint lacks rng, which resuming restores"),
+        ("no config", "the checkpoint lacks config, which resuming restores"),
+        ("bad beam_stop", "its config is not usable: trainer.beam_stop=fastest is not a choice"),
+        ("progress of another version", "its saved training state does not fit this run"),
+        ("NaN weights", "the weights hold NaN or infinite values"),
+    ],
+)
+def test_resuming_a_hand_edited_checkpoint_is_refused_in_one_line(
+    last_pt: Path, tmp_path: Path, edit: str, message: str
+) -> None:
+    state = load_checkpoint(last_pt)
+    if edit.startswith("no "):
+        del state[edit.removeprefix("no ")]
+    elif edit == "bad beam_stop":
+        state["config"]["trainer"]["beam_stop"] = "fastest"
+    elif edit == "progress of another version":
+        state["progress"]["tokens_seen"] = 10
+    else:
+        next(iter(state["model"].values())).fill_(float("nan"))
+    edited = tmp_path / "edited.pt"
+    save_checkpoint(edited, state)
+    with pytest.raises(CheckpointError, match=rf"^{edited}: .*{re.escape(message)}") as error:
+        run(tmp_path, "resumed", f"trainer.resume={edited}")
+    assert "\n" not in str(error.value)
+    assert not (tmp_path / "resumed" / "checkpoints").exists()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("mode", ["run", "sweep"])
+def test_a_directory_that_cannot_be_written_is_one_line_before_hydra_logs(
+    tmp_path: Path, mode: str
+) -> None:
+    """A path under a file fails as a read-only directory does, for root too."""
+    blocker = tmp_path / "a file"
+    blocker.write_text("the user's\n")
+    where = {"run": ["hydra.run.dir"], "sweep": ["-m", "hydra.sweep.dir"]}[mode]
+    result = train_py(*where[:-1], *tiny_overrides(tmp_path), f"{where[-1]}={blocker / 'run'}")
+    assert result.returncode == 2, result.stderr[-2000:]
+    (line,) = result.stderr.splitlines()
+    assert line == (
+        f"train.py: error: {blocker / 'run'}: cannot write a run there (Not a directory); "
+        f"choose another {where[-1]}"
+    )
+    assert blocker.read_text() == "the user's\n"
+
+
+def test_capped_names_fit_the_file_system_and_stay_apart() -> None:
+    short = "model=distracted,trainer.lr=0.001"
+    assert capped_name(short) == short
+    first, second = (f"{'我' * 60},trainer.lr={lr}" for lr in ("0.001", "0.002"))
+    capped = [capped_name(first), capped_name(second)]
+    assert capped[0] != capped[1]
+    for name in capped:
+        assert NAME_BYTES - 3 < len(name.encode()) <= NAME_BYTES  # whole 3-byte characters
+        assert name.startswith("我" * 30)
+
+
+@pytest.mark.slow
+def test_a_sweep_with_many_overrides_names_its_jobs_within_the_limit(tmp_path: Path) -> None:
+    sweep = tmp_path / "sweep"
+    overrides = [
+        *tiny_overrides(tmp_path / "cache"),
+        "trainer.label_smoothing=0.1",
+        "trainer.clip_norm=1.0",
+        "trainer.lr_patience=2",
+        "trainer.warmup_steps=0",
+        "model.dropout=0.1",
+        f"hydra.sweep.dir={sweep}",
+    ]
+    result = train_py("-m", *overrides)
+    assert result.returncode == 0, result.stderr[-3000:]
+    (job,) = [path for path in sweep.iterdir() if path.is_dir() and path.name != ".hydra"]
+    assert len(job.name.encode()) <= NAME_BYTES and job.name.startswith("data.src_vocab_size=40")
+    assert (job / "metrics.json").is_file()
+    recorded = (job / ".hydra" / "overrides.yaml").read_text().lower()  # YAML writes False
+    assert [o for o in overrides if f"- {o.lower()}\n" not in recorded] == [overrides[-1]]

@@ -15,6 +15,7 @@ from test_training import tiny_overrides
 
 from seq2seq.config import PROJECT_ROOT, ModelConfig
 from seq2seq.data.batching import collate
+from seq2seq.data.tokenizer import PAD_ID
 from seq2seq.model.seq2seq import Seq2Seq, build_model
 from seq2seq.training.step import TrainingStep, build_optimizer, gradient_norm
 
@@ -57,6 +58,27 @@ def test_clipping_bounds_the_applied_update_to_clip_norm() -> None:
         )
     )
     assert moved == pytest.approx(0.01, rel=1e-3)  # SGD, lr 1: the step is the clipped gradient
+
+
+def test_label_smoothing_changes_the_update_to_the_smoothed_loss_gradient() -> None:
+    """ε = 0.1 (Szegedy et al. 2016): each real token's loss is (1 − ε)·(−log p_y) +
+    ε·mean_v(−log p_v); with SGD at lr 1 the update is minus its per-token mean's gradient."""
+    model, batch = model_and_batch()
+    log_p = model(batch)[0].float().log_softmax(-1)
+    real = batch.tgt_out != PAD_ID
+    nll = -log_p.gather(-1, batch.tgt_out.unsqueeze(-1)).squeeze(-1)
+    smoothed = (0.9 * nll - 0.1 * log_p.mean(-1))[real].sum() / batch.target_tokens
+    expected = torch.autograd.grad(smoothed, list(model.parameters()))
+    moved = {}
+    for epsilon in (0.0, 0.1):
+        model, batch = model_and_batch()
+        before = [p.detach().clone() for p in model.parameters()]
+        optimizer = torch.optim.SGD(model.parameters(), lr=1.0)
+        TrainingStep(model, optimizer, 0.0, epsilon, "tokens")(batch)
+        moved[epsilon] = [b - p.detach() for p, b in zip(model.parameters(), before, strict=True)]
+    for update, gradient in zip(moved[0.1], expected, strict=True):
+        torch.testing.assert_close(update, gradient, rtol=1e-4, atol=1e-6)
+    assert not torch.allclose(moved[0.0][-1], expected[-1], rtol=1e-4, atol=1e-6)
 
 
 def test_the_gradient_norm_is_the_norm_of_all_gradients_together() -> None:

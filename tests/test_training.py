@@ -288,8 +288,8 @@ def test_non_finite_updates_are_skipped_and_k_in_a_row_stop_the_run(
     [
         ("data.train=/nonexistent/train.tsv", "/nonexistent/train.tsv: file not found"),
         ("data.max_length=1", "train.tsv: all 136 pairs of the train split are longer than"),
-        ("trainer.normalization=words", "trainer.normalization must be one of"),
-        ("trainer.beam_stop=first", "trainer.beam_stop must be one of"),
+        ("trainer.normalization=words", "trainer.normalization=words is not a choice"),
+        ("trainer.beam_stop=first", "trainer.beam_stop=first is not a choice"),
         ("trainer.resume=/nonexistent/last.pt", "/nonexistent/last.pt: checkpoint not found"),
         ("data.src_vocab_size=5", "sentencepiece could not train the zh model (vocab_size=5"),
     ],

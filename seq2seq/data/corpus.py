@@ -48,12 +48,15 @@ def read_parallel_tsv(
     source_lang: str,
     target_lang: str,
     on_malformed: str = "error",
+    skip_hint: str = "set data.on_malformed=skip to skip such lines",
 ) -> tuple[list[Example], int]:
     """Read ``path`` (one pair a line, columns named by ``columns``) as source→target examples.
 
     A line with the wrong number of columns, an empty side or bytes that are not UTF-8 raises
-    :class:`CorpusError` naming file and line, or is skipped and counted when
-    ``on_malformed == "skip"``. Returns the examples and the number of skipped lines.
+    :class:`CorpusError` naming file and line and ending with ``skip_hint`` (how the caller
+    skips such lines), or is skipped and counted when ``on_malformed == "skip"``. Blank lines
+    at the end of the file are dropped (editors add them); a blank line before a pair is
+    malformed. Returns the examples and the number of skipped lines.
     """
     if on_malformed not in ("error", "skip"):
         raise ValueError(f"data.on_malformed must be 'error' or 'skip', got {on_malformed!r}")
@@ -65,18 +68,24 @@ def read_parallel_tsv(
     src_col, tgt_col = columns.index(source_lang), columns.index(target_lang)
     examples: list[Example] = []
     skipped = 0
+    blank: list[int] = []  # numbers of the blank lines since the last pair
     with path.open("rb") as handle:
         for line_number, raw in enumerate(handle, start=1):
             if line_number == 1:
                 raw = raw.removeprefix(UTF8_BOM)  # editors on Windows start files with one
+            if not raw.strip():
+                blank.append(line_number)
+                continue
+            if blank and on_malformed == "error":
+                raise CorpusError(f"{path}:{blank[0]}: blank line ({skip_hint})")
+            skipped, blank = skipped + len(blank), []
             problem, fields = _parse_line(raw, len(columns))
             if problem is None:
                 source, target = fields[src_col].strip(), fields[tgt_col].strip()
                 examples.append(Example(source, target, f"{path.name}:{line_number}"))
                 continue
             if on_malformed == "error":
-                hint = "set data.on_malformed=skip to skip such lines"
-                raise CorpusError(f"{path}:{line_number}: {problem} ({hint})")
+                raise CorpusError(f"{path}:{line_number}: {problem} ({skip_hint})")
             skipped += 1
     if skipped:
         log.warning("%s: skipped %d malformed line(s)", path, skipped)

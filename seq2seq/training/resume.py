@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from seq2seq.checkpoint import restore_rng_state
+from seq2seq.checkpoint import CheckpointError, restore_rng_state
 from seq2seq.data.batching import BucketBatchSampler
 from seq2seq.files import atomic_write_bytes
 from seq2seq.model.seq2seq import Seq2Seq
@@ -52,6 +52,9 @@ CHANGEABLE_ON_RESUME = frozenset(
     }
 )
 CHANGEABLE_PREFIXES = ("viz.",)
+
+# What a last.pt holds beyond what translating needs, and resuming restores.
+RESUMABLE_STATE = ("progress", "optimizer", "scheduler", "sampler", "rng")
 
 
 @dataclass
@@ -111,6 +114,20 @@ def check_resume_config(path: str, saved: dict[str, Any], current: dict[str, Any
     for key, (old, new) in changes.items():
         if key != "trainer.resume":
             log.info("resume: %s changed from %r to %r", key, old, new)
+
+
+def check_resumable(path: str, saved: dict[str, Any], averaged: bool) -> None:
+    """Refuse a checkpoint that lacks part of the state a run continues from (a best.pt, or a
+    last.pt edited by hand) before anything is built from it."""
+    if "optimizer" not in saved:
+        raise CheckpointError(f"{path} holds weights only; resume from a run's checkpoints/last.pt")
+    needed = ("config", "model", "source_spm", "target_spm", *RESUMABLE_STATE)
+    missing = [key for key in needed + ("ema",) * averaged if key not in saved]
+    if missing:
+        raise CheckpointError(
+            f"{path}: the checkpoint lacks {', '.join(missing)}, which resuming restores; "
+            "resume from a last.pt as train.py wrote it"
+        )
 
 
 def carry_best_checkpoint(resumed_from: Path, checkpoints: Path) -> None:

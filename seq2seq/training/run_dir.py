@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import shutil
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -75,16 +76,44 @@ def claim_run_dir(run_dir: Path, t: DictConfig, is_main: bool = True) -> None:
         remove_orphaned_temporaries_in(Path(t.resume).expanduser().parent)
 
 
+def check_writable(directory: Path, setting: str) -> None:
+    """Raise ValueError unless ``directory`` exists or can be made, and a file can be written
+    in it; Hydra would fail there setting up its log file, with a 30-line traceback."""
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=directory):
+            pass
+    except OSError as error:
+        raise ValueError(
+            f"{directory}: cannot write a run there ({error.strerror or error}); "
+            f"choose another {setting}"
+        ) from error
+
+
 class RunDirectoryCallback(Callback):
     """Hydra callback (``hydra.callbacks`` in configs/config.yaml): refuses a run directory that
-    holds another run before Hydra rewrites its ``.hydra/`` and appends to its ``train.log``.
+    holds another run before Hydra rewrites its ``.hydra/`` and appends to its ``train.log``,
+    and a run or sweep directory that cannot be written, before Hydra's logging fails there.
 
     :func:`claim_run_dir` checks again inside the task, for sweep jobs and direct callers.
     """
 
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
+        run_dir = Path(config.hydra.run.dir)
         try:
-            refuse_another_run(Path(config.hydra.run.dir), config.trainer)
+            refuse_another_run(run_dir, config.trainer)
+            check_writable(run_dir, "hydra.run.dir")
         except ValueError as error:
-            print(f"{Path(sys.argv[0]).name}: error: {error}", file=sys.stderr)
-            sys.exit(2)
+            exit_with(error)
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        try:
+            check_writable(Path(config.hydra.sweep.dir), "hydra.sweep.dir")
+        except ValueError as error:
+            exit_with(error)
+
+
+def exit_with(error: ValueError) -> None:
+    """One line and exit status 2, as train.py ends on any user error."""
+    print(f"{Path(sys.argv[0]).name}: error: {error}", file=sys.stderr)
+    sys.exit(2)

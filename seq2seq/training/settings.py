@@ -1,18 +1,28 @@
-"""Start-up checks of the settings the schema's types cannot express: ranges and added keys.
+"""Start-up checks of the settings the schema's types cannot express: ranges, choices, added
+keys; and the same checks of the config a checkpoint carries.
 
 Without them a value out of range fails deep inside a run (``trainer.eval_every=0``: a
-ZeroDivisionError after the first update) or silently means nothing (``+trainer.foo=1``).
+ZeroDivisionError after the first update) or silently means nothing (``+trainer.foo=1``); a
+hand-edited checkpoint's ``trainer.beam_stop`` would fail only at its first beam search.
 """
 
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 
-from seq2seq.config import DataConfig, ModelConfig, TrainerConfig, VizConfig
+from seq2seq.checkpoint import CheckpointError
+from seq2seq.config import Config, DataConfig, ModelConfig, TrainerConfig, VizConfig
+from seq2seq.device import PRECISION_CHOICES
+from seq2seq.search import BEAM_STOPS
+from seq2seq.training.schedule import LR_SCHEDULES
+from seq2seq.training.step import LOSS_NORMALIZATIONS
 
 # GNMT's α: beyond this ((5+len)/6)^α overflows for long outputs, and no tuned value comes near.
 LENGTH_PENALTY_RANGE = (0.0, 10.0)
@@ -98,12 +108,20 @@ RANGES: dict[str, Rule] = {
     "viz.num_samples": COUNT,
 }
 
+# Settings the code reads as one of a few words; the model's are checked where it is built.
+CHOICES: dict[str, tuple[str, ...]] = {
+    "trainer.beam_stop": BEAM_STOPS,
+    "trainer.precision": PRECISION_CHOICES,
+    "trainer.normalization": LOSS_NORMALIZATIONS,
+    "trainer.lr_schedule": LR_SCHEDULES,
+}
+
 SCHEMAS = {"data": DataConfig, "model": ModelConfig, "trainer": TrainerConfig, "viz": VizConfig}
 
 
 def check_settings(cfg: DictConfig) -> None:
-    """Raise ValueError naming the first key that is not a setting or whose value is out of
-    range."""
+    """Raise ValueError naming the first key that is not a setting, whose value is out of
+    range or not one of its choices, or a translation direction the columns lack."""
     for group, schema in SCHEMAS.items():
         known = OmegaConf.to_container(OmegaConf.structured(schema))
         given = OmegaConf.to_container(cfg[group])
@@ -124,6 +142,21 @@ def check_settings(cfg: DictConfig) -> None:
             continue
         if not math.isfinite(value) or not in_range(value):
             raise ValueError(f"{key}={value} is out of range: it must be {wanted}")
+    for key, choices in CHOICES.items():
+        if OmegaConf.select(cfg, key) not in choices:
+            raise ValueError(
+                f"{key}={OmegaConf.select(cfg, key)} is not a choice: it must be one of "
+                f"{', '.join(choices)}"
+            )
+    data = cfg.data
+    for key in ("source_lang", "target_lang"):
+        if data[key] not in data.columns:
+            raise ValueError(
+                f"data.{key}={data[key]} is not one of the languages of data.columns "
+                f"({', '.join(data.columns)})"
+            )
+    if data.source_lang == data.target_lang:
+        raise ValueError(f"data.source_lang and data.target_lang are both {data.source_lang}")
 
 
 def added_keys(given: dict[str, Any], known: dict[str, Any], prefix: str) -> list[str]:
@@ -135,3 +168,43 @@ def added_keys(given: dict[str, Any], known: dict[str, Any], prefix: str) -> lis
         elif isinstance(value, dict) and isinstance(known[key], dict):
             found += added_keys(value, known[key], f"{prefix}{key}.")
     return found
+
+
+def checkpoint_config(path: str | Path, state: dict[str, Any]) -> DictConfig:
+    """The config ``state`` (a loaded checkpoint) carries, checked as the command line's is.
+
+    Training saves it resolved, so a ``${...}`` in it was put there by hand: it stays the text
+    it is, never an environment variable read or a resolver run on load.
+    """
+    saved = state.get("config")
+    if not isinstance(saved, dict):
+        raise CheckpointError(f"{path}: the checkpoint holds no config")
+    try:
+        # The schema fills keys added since the checkpoint was written with their defaults.
+        config = OmegaConf.merge(OmegaConf.structured(Config), escape_interpolations(saved))
+        assert isinstance(config, DictConfig), "the schema merge gave no DictConfig"
+        check_settings(config)
+    except (OmegaConfBaseException, ValueError) as error:
+        raise CheckpointError(f"{path}: its config is not usable: {one_line(error)}") from error
+    return config
+
+
+def one_line(error: Exception) -> str:
+    """The first line of an OmegaConf or range-check error, led by the key it is about."""
+    line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    # An escaped ${...} is still "dereferenced" to the text it is; the phrase would mislead.
+    line = re.sub(r"^While dereferencing interpolation '.*?': ", "", line)
+    key = getattr(error, "full_key", None)
+    return f"{key}: {line}" if key and not line.startswith(str(key)) else line
+
+
+def escape_interpolations(value: Any) -> Any:
+    """``value`` with every ``${`` escaped, so OmegaConf reads it as text; backslashes before
+    one are doubled, since OmegaConf reads a pair of them there as one backslash."""
+    if isinstance(value, dict):
+        return {key: escape_interpolations(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [escape_interpolations(item) for item in value]
+    if isinstance(value, str):
+        return re.sub(r"(\\*)\$\{", lambda match: match.group(1) * 2 + "\\${", value)
+    return value

@@ -17,6 +17,8 @@ from omegaconf import DictConfig
 from tqdm import tqdm
 
 from seq2seq.checkpoint import (
+    CheckpointError,
+    check_finite_weights,
     load_checkpoint,
     rng_state,
     save_checkpoint,
@@ -36,7 +38,6 @@ from seq2seq.evaluation import EvalResult, evaluate
 from seq2seq.files import atomic_write_bytes
 from seq2seq.model.seq2seq import Seq2Seq, build_model
 from seq2seq.provenance import code_record
-from seq2seq.search import BEAM_STOPS
 from seq2seq.training.averaging import WeightAverage
 from seq2seq.training.distributed import (
     Ranks,
@@ -53,12 +54,13 @@ from seq2seq.training.reporting import Reporter
 from seq2seq.training.resume import (
     TrainingProgress,
     carry_best_checkpoint,
+    check_resumable,
     check_resume_config,
     restore_training_state,
 )
 from seq2seq.training.run_dir import claim_run_dir
 from seq2seq.training.schedule import LearningRateSchedule
-from seq2seq.training.settings import check_settings
+from seq2seq.training.settings import check_settings, checkpoint_config
 from seq2seq.training.signals import SignalReceived, StopRequests, TrainingInterrupted
 from seq2seq.training.step import TrainingStep, build_optimizer
 
@@ -101,8 +103,6 @@ def train(cfg: DictConfig, run_dir: Path) -> float:
     """
     check_settings(cfg)
     t = cfg.trainer
-    if t.beam_stop not in BEAM_STOPS:  # checked now, not at the first validation
-        raise ValueError(f"trainer.beam_stop must be one of {BEAM_STOPS}, got {t.beam_stop!r}")
     ranks = current_ranks()
     claim_run_dir(run_dir, t, ranks.is_main)
     random.seed(t.seed)
@@ -149,7 +149,14 @@ def train(cfg: DictConfig, run_dir: Path) -> float:
     checkpoints = run_dir / "checkpoints"
     stop_reason = None  # set on resume when only the final test is left to do
     if saved is not None:
-        progress = restore_training_state(saved, model, update, scheduler, sampler, ranks, average)
+        try:
+            progress = restore_training_state(
+                saved, model, update, scheduler, sampler, ranks, average
+            )
+        except (KeyError, TypeError, ValueError, RuntimeError) as error:  # edited by hand
+            raise CheckpointError(
+                f"{t.resume}: its saved training state does not fit this run ({error})"
+            ) from error
         log.info("resumed from %s at step %d", t.resume, progress.step)
         stop_reason = stop_condition(t, progress, sampler.epoch)
         if stop_reason and not progress.test_pending:
@@ -364,12 +371,12 @@ def last_pt_path(checkpoints: Path) -> Path:
 
 def load_resume_checkpoint(cfg: DictConfig) -> dict[str, Any]:
     """The ``last.pt`` to resume from, once its config is checked against the current one."""
-    saved = load_checkpoint(cfg.trainer.resume)
-    if "optimizer" not in saved:
-        raise ValueError(
-            f"{cfg.trainer.resume} holds weights only; resume from a run's checkpoints/last.pt"
-        )
-    check_resume_config(cfg.trainer.resume, saved["config"], config_to_dict(cfg))
+    path = cfg.trainer.resume
+    saved = load_checkpoint(path)
+    check_resumable(path, saved, averaged=bool(cfg.trainer.ema_decay))
+    checkpoint_config(path, saved)
+    check_resume_config(path, saved["config"], config_to_dict(cfg))
+    check_finite_weights(path, saved["model"])
     return saved
 
 
