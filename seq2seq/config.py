@@ -103,6 +103,7 @@ class ModelConfig:
     activation_dropout: float | None = None
     param_init: float = 0.0
     positions: str = "sinusoidal"
+    kernels: str = "auto"
     encoder: EncoderConfig = field(default_factory=EncoderConfig)
     decoder: DecoderConfig = field(default_factory=DecoderConfig)
     attention: AttentionConfig = field(default_factory=AttentionConfig)

@@ -124,7 +124,7 @@ def train(cfg: DictConfig, run_dir: Path) -> float:
         ):
             atomic_write_bytes(run_dir / "spm" / f"{lang}.model", tokenizer.model_proto)
 
-    model = build_model(cfg.model, len(data.source_tokenizer), len(data.target_tokenizer))
+    model = build_model(cfg.model, len(data.source_tokenizer), len(data.target_tokenizer), device)
     model.to(device)
     log.info("model: %s parameters\n%s", f"{count_parameters(model):,}", model)
     if ranks.distributed:  # same initial weights, but each rank its own dropout draws
