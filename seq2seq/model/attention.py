@@ -193,7 +193,8 @@ class GeneralAttention(DotAttention):
         self.scale = 1.0
 
     def prepare(self, encoder: EncoderOutput) -> AttentionMemory:
-        return AttentionMemory(self.key_proj(encoder.states), encoder.states, encoder.mask)
+        keys = self.key_proj(encoder.states)  # (batch, src_len, query) W_a h_j
+        return AttentionMemory(keys, encoder.states, encoder.mask)
 
 
 class MultiHeadAttention(Attention):

@@ -31,7 +31,7 @@ from seq2seq.data.dataset import (
     tokenize_split,
 )
 from seq2seq.data.tokenizer import SubwordTokenizer
-from seq2seq.device import PrecisionChoice, choose_precision, hardware_summary, keep_freed_memory
+from seq2seq.device import PrecisionChoice, choose_precision, hardware_summary
 from seq2seq.evaluation import EvalResult, evaluate
 from seq2seq.files import atomic_write_bytes
 from seq2seq.model.seq2seq import Seq2Seq, build_model
@@ -108,7 +108,6 @@ def train(cfg: DictConfig, run_dir: Path) -> float:
     torch.manual_seed(t.seed)
     if t.threads > 0:
         torch.set_num_threads(t.threads)
-    keep_freed_memory()
     device = training_device(t.device, ranks)
     precision = choose_precision(t.precision, device)
     log.info("precision: %s", precision)
