@@ -18,6 +18,7 @@ import seq2seq.fast
 from seq2seq.config import ModelConfig
 from seq2seq.model.seq2seq import Seq2Seq, build_model
 from seq2seq.search import beam_search, greedy_search
+from seq2seq.training.resume import check_resume_config
 from seq2seq.training.step import TrainingStep, build_optimizer
 from tests.test_fused_loops import padded_batch
 from tests.test_model import VOCAB, small_model
@@ -127,3 +128,11 @@ def test_a_checkpoint_loads_into_either_kernels_and_searches_alike(
         assert mine.tokens == expected.tokens
         assert mine.score == pytest.approx(expected.score, rel=1e-9)
         torch.testing.assert_close(mine.weights, expected.weights)
+
+
+def test_a_run_resumes_with_other_kernels_or_from_a_checkpoint_written_before_them() -> None:
+    saved = {"model": {"name": "bahdanau", "kernels": "reference"}}
+    check_resume_config("last.pt", saved, {"model": {"name": "bahdanau", "kernels": "auto"}})
+    check_resume_config("last.pt", {"model": {"name": "bahdanau"}}, saved)
+    with pytest.raises(ValueError, match="model.name"):
+        check_resume_config("last.pt", saved, {"model": {"name": "luong", "kernels": "auto"}})
