@@ -14,6 +14,7 @@ from omegaconf import DictConfig
 
 from seq2seq.checkpoint import CheckpointError
 from seq2seq.config import register_configs
+from seq2seq.device import keep_freed_memory
 from seq2seq.training.distributed import leave_process_group
 from seq2seq.training.reporting import tensorboard_hint
 from seq2seq.training.signals import TrainingInterrupted
@@ -26,6 +27,7 @@ register_configs()
 @hydra.main(version_base="1.3", config_path="configs", config_name="config")
 def main(cfg: DictConfig) -> float:
     """Hydra task: returns the best dev BLEU so sweepers can optimise it."""
+    keep_freed_memory()  # process-wide: set by the entry points, never by the package
     hydra_cfg = HydraConfig.get()
     run_dir = Path(hydra_cfg.runtime.output_dir)
     multirun = hydra_cfg.mode == RunMode.MULTIRUN

@@ -70,7 +70,7 @@ def main() -> None:
     precision = choose_precision(t.precision, device)
     with main_first(ranks):
         data = prepare_data(cfg)
-    model = build_model(cfg.model, len(data.source_tokenizer), len(data.target_tokenizer))
+    model = build_model(cfg.model, len(data.source_tokenizer), len(data.target_tokenizer), device)
     model.to(device)
     optimizer = build_optimizer(model, t.lr)
     update = TrainingStep(

@@ -107,6 +107,7 @@ class ModelConfig:
     param_init: float = 0.0
     share_embeddings: bool = False
     positions: str = "sinusoidal"
+    kernels: str = "auto"
     encoder: EncoderConfig = field(default_factory=EncoderConfig)
     decoder: DecoderConfig = field(default_factory=DecoderConfig)
     attention: AttentionConfig = field(default_factory=AttentionConfig)

@@ -211,8 +211,10 @@ def keep_freed_memory() -> bool:
     fresh from the kernel and unmaps it when freed, so every training update's tens of MB of
     activations come back as new pages that the kernel faults in and zeroes: about 5,000 page
     faults per update (about 1,200 with this), 4-9% of an update's time on this project's
-    machine, and 13-17% of a beam search's. Called once by the training, benchmark and
-    decoding entry points; peak memory grows by a few percent.
+    machine, and 13-17% of a beam search's. A process-wide setting, so only entry points call
+    it (train.py, scripts/benchmark_training.py, the translate and evaluate commands of
+    seq2seq/cli.py), never the package a test or a notebook imports; peak memory grows by a few
+    percent.
     """
     if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
         return False

@@ -12,6 +12,7 @@ from torch.nn import functional as F
 from seq2seq.data.dataset import TokenizedSplit
 from seq2seq.data.tokenizer import PAD_ID, SubwordTokenizer
 from seq2seq.device import autocast
+from seq2seq.fast.prepacked import prepacked_for_search
 from seq2seq.metrics.alignment import (
     corpus_alignment_error_rate,
     hard_links_from_attention,
@@ -20,7 +21,6 @@ from seq2seq.metrics.alignment import (
 )
 from seq2seq.metrics.translation import bleu_by_length, group_references, translation_scores
 from seq2seq.metrics.word_order import word_order_accuracy
-from seq2seq.model.prepacked import prepacked_for_search
 from seq2seq.model.seq2seq import Seq2Seq
 from seq2seq.search import Hypothesis, translate_batch
 

@@ -28,6 +28,7 @@ from seq2seq.evaluation import (
     translate_split,
     word_order_scores,
 )
+from seq2seq.fast.prepacked import prepacked_for_search
 from seq2seq.files import atomic_write_bytes
 from seq2seq.metrics.alignment import (
     SPECIAL_PIECES,
@@ -35,7 +36,6 @@ from seq2seq.metrics.alignment import (
     hard_links_from_attention,
     piece_word_indices_by_boundaries,
 )
-from seq2seq.model.prepacked import prepacked_for_search
 from seq2seq.model.seq2seq import Seq2Seq, build_model
 from seq2seq.provenance import provenance
 from seq2seq.search import Hypothesis, translate_batch
@@ -189,7 +189,7 @@ def load_translator(path: str | Path, device: str = "auto", precision: str = "au
     try:
         source = SubwordTokenizer(state["source_spm"])
         target = SubwordTokenizer(state["target_spm"])
-        model = build_model(config.model, len(source), len(target))
+        model = build_model(config.model, len(source), len(target), target_device)
     except (RuntimeError, TypeError, ValueError) as error:
         raise CheckpointError(
             f"{path}: unusable config or sentencepiece model ({error})"

@@ -351,7 +351,7 @@ def translate_batch(
 
     ``precision`` bf16/fp16 runs the model's matrix products under autocast; callers that
     translate many batches pack the weights once around them
-    (:func:`seq2seq.model.prepacked.prepacked_for_search`). ``beam_stop`` is
+    (:func:`seq2seq.fast.prepacked.prepacked_for_search`). ``beam_stop`` is
     :func:`beam_search`'s ``stop``.
     """
     with autocast(batch.src.device, precision):

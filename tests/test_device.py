@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -59,3 +61,14 @@ def test_device_and_precision_names_are_checked() -> None:
     assert autocast_dtype("fp32") is None and autocast_dtype("bf16") == torch.bfloat16
     with pytest.raises(ValueError, match="precision must be one of"):
         autocast_dtype("int8")
+
+
+def test_only_entry_points_change_how_the_process_keeps_memory() -> None:
+    """mallopt is process-wide: importing the package (a test, a notebook) must not set it."""
+    root = Path(__file__).resolve().parents[1]
+    callers = sorted(
+        path.relative_to(root).as_posix()
+        for path in [*root.glob("seq2seq/**/*.py"), *root.glob("scripts/*.py"), root / "train.py"]
+        if re.search(r"(?<!def )keep_freed_memory\(\)", path.read_text(encoding="utf-8"))
+    )
+    assert callers == ["scripts/benchmark_training.py", "seq2seq/cli.py", "train.py"]

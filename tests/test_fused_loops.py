@@ -1,5 +1,6 @@
-"""The hand-written recurrences (forward unrecorded, backward through time by hand) against
-the step-by-step loops that autograd differentiates: same outputs, same gradients."""
+"""The fast kernels (``model.kernels=auto`` on CPU: hand-written recurrences, forward unrecorded
+and backward through time by hand, and the loop's products summed once) against the reference
+modules that autograd differentiates step by step: same outputs, same gradients."""
 
 from __future__ import annotations
 
@@ -10,8 +11,9 @@ from torch import nn
 from seq2seq.data.batching import collate
 from seq2seq.data.tokenizer import PAD_ID
 from seq2seq.evaluation import sequence_loss
-from seq2seq.model.decoder import RNNDecoder
-from seq2seq.model.recurrence import GRULoop, gru_update
+from seq2seq.fast.recurrence import GRULoop
+from seq2seq.model.cells import gru_update
+from seq2seq.model.seq2seq import Seq2Seq
 from tests.test_model import small_model
 
 
@@ -22,15 +24,14 @@ def padded_batch():
     return collate(sources, targets, [0, 1, 2, 3])
 
 
-def decoder_run(model, batch, loop: bool) -> tuple[torch.Tensor, torch.Tensor, dict]:
+def training_run(model: Seq2Seq, batch) -> tuple[torch.Tensor, torch.Tensor, dict]:
     """Logits, weights and every parameter's gradient of a loss that reads both outputs."""
     model.zero_grad()
-    encoder = model.encode(batch)
-    decode = RNNDecoder.forward if loop else type(model.decoder).forward
-    logits, weights = decode(model.decoder, batch.tgt_in, encoder)
-    # The weights enter the loss too: their gradient path (through the softmax) is checked.
-    probe = torch.linspace(-1, 1, weights.numel(), dtype=weights.dtype).view_as(weights)
-    loss = sequence_loss(logits.float(), batch.tgt_out, 0.1) + (weights * probe).sum()
+    logits, weights = model(batch)
+    loss = sequence_loss(logits.float(), batch.tgt_out, 0.1)
+    if weights is not None:  # they enter the loss too: their path through the softmax is checked
+        probe = torch.linspace(-1, 1, weights.numel(), dtype=weights.dtype).view_as(weights)
+        loss = loss + (weights * probe).sum()
     loss.backward()
     grads = {name: p.grad.clone() for name, p in model.named_parameters() if p.grad is not None}
     return logits, weights, grads
@@ -52,38 +53,60 @@ def test_additive_gru_models_train_through_the_hand_written_loops(style: str, lo
     assert {f"{loop}LoopBackward", "GRULoopBackward"} <= names
 
 
-def test_other_models_keep_the_recorded_loop() -> None:
-    for model in (
-        small_model(rnn="lstm"),
-        small_model("general"),
-        small_model(style="luong", feeding=False),
+def test_other_models_keep_the_recorded_loop_with_its_products_summed_once() -> None:
+    """Luong's wiring without input feeding has no step loop: all steps run at once."""
+    for model, loop in (
+        (small_model(rnn="lstm"), True),
+        (small_model("general"), True),
+        (small_model(style="luong", feeding=False), False),
     ):
         logits, _ = model.train()(padded_batch())
         names = {type(node).__name__ for node in graph_nodes(logits.grad_fn)}
         assert not {"BahdanauLoopBackward", "LuongLoopBackward"} & names
+        assert ("_StepBackward" in names) == loop
+
+
+def fast_and_reference(*args: object, **kwargs: object) -> tuple[Seq2Seq, Seq2Seq]:
+    """One model twice, with the fast kernels and without: the same parameters."""
+    fast = small_model(*args, **kwargs, kernels="auto")
+    reference = small_model(*args, **kwargs, kernels="reference")
+    assert fast.kernels == "fast" and reference.kernels == "reference"
+    for (name, mine), (_, expected) in zip(
+        fast.state_dict().items(), reference.state_dict().items(), strict=True
+    ):
+        torch.testing.assert_close(mine, expected, rtol=0, atol=0, msg=name)
+    return fast, reference
+
+
+@pytest.mark.parametrize("attention", ["none", "bahdanau", "general", "multihead"])
+@pytest.mark.parametrize(
+    ("rnn", "style", "feeding"),
+    [("gru", "bahdanau", True), ("lstm", "bahdanau", True), ("gru", "luong", True)],
+)
+def test_the_fast_kernels_train_the_reference_model_in_float64(
+    attention: str, rnn: str, style: str, feeding: bool
+) -> None:
+    """The hand-written loops (GRU with the additive scorer), and the recorded loop with its
+    products summed once (the others), give the reference's outputs and every gradient."""
+    fast, reference = fast_and_reference(attention, rnn, style, feeding)
+    batch = padded_batch()
+    mine = training_run(fast.double().train(), batch)
+    expected = training_run(reference.double().train(), batch)
+    torch.testing.assert_close(mine[0], expected[0], rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(mine[1], expected[1], rtol=1e-10, atol=1e-12)
+    assert mine[2].keys() == expected[2].keys()
+    for name, gradient in expected[2].items():
+        torch.testing.assert_close(mine[2][name], gradient, rtol=1e-9, atol=1e-12, msg=name)
 
 
 STYLES = pytest.mark.parametrize("style", ["bahdanau", "luong"])
 
 
 @STYLES
-def test_the_loop_matches_the_step_by_step_decoder_in_float64(style: str) -> None:
-    model = small_model(style=style).double().train()
-    batch = padded_batch()
-    fused = decoder_run(model, batch, loop=False)
-    loop = decoder_run(model, batch, loop=True)
-    torch.testing.assert_close(fused[0], loop[0], rtol=1e-10, atol=1e-12)
-    torch.testing.assert_close(fused[1], loop[1], rtol=1e-10, atol=1e-12)
-    assert fused[2].keys() == loop[2].keys()
-    for name, expected in loop[2].items():
-        torch.testing.assert_close(fused[2][name], expected, rtol=1e-9, atol=1e-12, msg=name)
-
-
-@STYLES
 def test_padded_source_words_get_no_attention_weight(style: str) -> None:
     model = small_model(style=style).double().train()
     batch = padded_batch()
-    _, weights = model.decoder(batch.tgt_in, model.encode(batch))  # (batch, tgt, 1, src)
+    _, weights = model(batch)  # (batch, tgt, 1, src)
     padding = batch.src.eq(PAD_ID)[:, None, None, :].expand_as(weights)
     assert padding.any()
     assert weights[padding].abs().max() == 0
@@ -91,13 +114,14 @@ def test_padded_source_words_get_no_attention_weight(style: str) -> None:
 
 
 @STYLES
-def test_under_bf16_autocast_the_loop_stays_close_to_the_step_by_step_decoder(style: str) -> None:
-    model = small_model(style=style).train()
+def test_under_bf16_autocast_the_fast_kernels_stay_close_to_the_reference(style: str) -> None:
+    """The fast kernels under autocast (bf16 products, float32 elsewhere) against the reference
+    in float32."""
     batch = padded_batch()
-    results = []
-    for loop in (False, True):
-        with torch.autocast("cpu", dtype=torch.bfloat16):
-            results.append(decoder_run(model, batch, loop))
+    fast, reference = fast_and_reference(style=style)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        results = [training_run(fast.train(), batch)]
+    results.append(training_run(reference.train(), batch))
     (logits, weights, grads), (loop_logits, loop_weights, loop_grads) = results
     assert weights.dtype == torch.float32
     torch.testing.assert_close(logits.float(), loop_logits.float(), rtol=0.05, atol=0.05)

@@ -13,11 +13,12 @@ PACKAGE = Path(__file__).resolve().parents[1] / "seq2seq"
 
 # Lowest first. A module may import from its own layer and the layers before it, never from a
 # later one. config/device/files are leaves every layer may use; viz draws what training and
-# inference hand it, and knows nothing of either.
+# inference hand it, and knows nothing of either. fast (the model's speed layer) shares the
+# model's layer: its kernels subclass the model's modules, and the model's builder swaps them in.
 LAYERS: tuple[tuple[str, ...], ...] = (
     ("config", "device", "files", "config_docs", "provenance"),
     ("data",),
-    ("model",),
+    ("model", "fast"),
     ("search",),
     ("metrics", "viz"),
     ("evaluation", "checkpoint"),

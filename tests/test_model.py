@@ -13,6 +13,7 @@ from seq2seq.config import ModelConfig
 from seq2seq.data.batching import collate
 from seq2seq.data.tokenizer import EOS_ID
 from seq2seq.evaluation import sequence_loss
+from seq2seq.model.decoder import LuongDecoder
 from seq2seq.model.seq2seq import Seq2Seq, build_model
 from seq2seq.search import greedy_search
 
@@ -20,7 +21,11 @@ VOCAB = 30
 
 
 def small_model(
-    attention: str = "bahdanau", rnn: str = "gru", style: str = "bahdanau", feeding: bool = True
+    attention: str = "bahdanau",
+    rnn: str = "gru",
+    style: str = "bahdanau",
+    feeding: bool = True,
+    kernels: str = "auto",
 ) -> Seq2Seq:
     cfg = OmegaConf.structured(
         ModelConfig(
@@ -32,6 +37,7 @@ def small_model(
             decoder_style=style,
             input_feeding=feeding,
             dropout=0.0,
+            kernels=kernels,
         )
     )
     cfg.attention.name, cfg.attention.size, cfg.attention.heads = attention, 12, 2
@@ -188,7 +194,7 @@ def test_luong_without_input_feeding_runs_all_steps_at_once_with_the_loops_numbe
     what the step-by-step loop computes, weights included."""
     from seq2seq.model.decoder import RNNDecoder
 
-    model = small_model(attention, rnn, style="luong", feeding=False)
+    model = small_model(attention, rnn, style="luong", feeding=False, kernels="reference")
     batch = toy_batch()
     encoder = model.encode(batch)
     with torch.no_grad():
@@ -226,7 +232,7 @@ def reference_decoder(model: Seq2Seq, batch) -> tuple[torch.Tensor, torch.Tensor
     decoder = model.decoder
     encoder = model.encode(batch)
     memory = decoder.attention.prepare(encoder)
-    luong = type(decoder).__name__ == "LuongDecoder"
+    luong = isinstance(decoder, LuongDecoder)
     if luong:  # the RNN also reads h̃_{i-1} with input feeding
         extra = decoder.feed_proj if decoder.input_feeding else None
     else:  # the RNN also reads C_i
@@ -279,8 +285,9 @@ def test_each_decoder_wiring_computes_its_equations(
 ) -> None:
     """Golden check against an independent step loop: which state queries attention, what the
     RNN reads, the readout, the start state. Weights are scaled up so gates saturate
-    differently when an equation is wrong."""
-    model = small_model(attention, rnn, style, feeding)
+    differently when an equation is wrong. The reference modules: tests/test_fused_loops.py
+    holds the fast kernels to them."""
+    model = small_model(attention, rnn, style, feeding, kernels="reference")
     with torch.no_grad():
         for parameter in model.parameters():
             parameter.mul_(3)

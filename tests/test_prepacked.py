@@ -7,9 +7,10 @@ import torch
 from torch import nn
 
 from seq2seq.device import Support, cpu_capability
-from seq2seq.model import prepacked
-from seq2seq.model.prepacked import prepacked_for_search, prepacked_linears
-from seq2seq.model.private_ops import packed_linear_usable
+from seq2seq.fast import prepacked
+from seq2seq.fast.prepacked import prepacked_for_search, prepacked_linears
+from seq2seq.fast.private_ops import packed_linear_usable
+from tests.test_model import small_model as seq2seq_model
 
 needs_onednn_bf16 = pytest.mark.skipif(
     not packed_linear_usable(),
@@ -75,7 +76,7 @@ def native_bf16(native: bool):
 def test_only_bf16_on_a_cpu_without_native_bf16_is_not_packed(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    model = small_model()
+    model = seq2seq_model()
     with prepacked_for_search(model, torch.device("cpu"), "fp32", rows=4):
         assert packed_layers(model) == 0
     monkeypatch.setattr(prepacked, "bf16_support", native_bf16(False))
@@ -85,9 +86,14 @@ def test_only_bf16_on_a_cpu_without_native_bf16_is_not_packed(
 
 @needs_onednn_bf16
 def test_bf16_search_on_a_cpu_with_native_bf16_is_packed(monkeypatch: pytest.MonkeyPatch) -> None:
-    model = small_model()
+    """With the fast kernels only: model.kernels=reference searches through plain modules."""
+    model = seq2seq_model()
+    linears = sum(type(module) is nn.Linear for module in model.modules())
     monkeypatch.setattr(prepacked, "bf16_support", native_bf16(True))
     with prepacked_for_search(model, torch.device("cpu"), "bf16", rows=4):
-        assert packed_layers(model) == 2
+        assert packed_layers(model) == linears
     with prepacked_for_search(model, torch.device("cpu"), "fp32", rows=4):
         assert packed_layers(model) == 0
+    reference = seq2seq_model(kernels="reference")
+    with prepacked_for_search(reference, torch.device("cpu"), "bf16", rows=4):
+        assert packed_layers(reference) == 0

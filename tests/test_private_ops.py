@@ -8,17 +8,16 @@ from collections.abc import Iterator
 
 import pytest
 import torch
-from torch import nn
 
 from seq2seq.device import Support
-from seq2seq.model import prepacked
-from seq2seq.model.dropout import Dropout
-from seq2seq.model.prepacked import prepacked_for_search
-from seq2seq.model.private_ops import usable
-from tests.test_fused_loops import decoder_run, padded_batch
+from seq2seq.fast import prepacked
+from seq2seq.fast.dropout import Dropout
+from seq2seq.fast.prepacked import prepacked_for_search
+from seq2seq.fast.private_ops import usable
+from tests.test_fused_loops import padded_batch, training_run
 from tests.test_model import small_model
 
-LOGGER = "seq2seq.model.private_ops"
+LOGGER = "seq2seq.fast.private_ops"
 
 
 def refused(*args: object, **kwargs: object) -> torch.Tensor:
@@ -69,12 +68,12 @@ def test_the_attention_loop_without_softmax_backward_gives_the_same_gradients(
 ) -> None:
     model = small_model(style="bahdanau").double().train()
     batch = padded_batch()
-    fast = decoder_run(model, batch, loop=False)
+    fast = training_run(model, batch)
     monkeypatch.setattr(torch, "_softmax_backward_data", replacement)
     usable.cache_clear()
     with caplog.at_level(logging.WARNING, logger=LOGGER):
-        plain = decoder_run(model, batch, loop=False)
-        decoder_run(model, batch, loop=False)
+        plain = training_run(model, batch)
+        training_run(model, batch)
     assert len(warnings_about(caplog, "torch._softmax_backward_data")) == 1
     torch.testing.assert_close(plain[0], fast[0], rtol=1e-10, atol=1e-12)
     for name, expected in fast[2].items():
@@ -108,7 +107,7 @@ def test_bf16_search_without_the_packed_linear_computes_plain_products(
 ) -> None:
     """Even on a CPU with native bf16: a torch whose mkldnn ops are gone or refuse searches
     with autocast's products."""
-    model = nn.Sequential(nn.Linear(16, 8), nn.Tanh(), nn.Linear(8, 4))
+    model = small_model()
     monkeypatch.setattr(prepacked, "bf16_support", lambda device: Support(True, "mocked"))
     monkeypatch.setattr(torch.ops.mkldnn, "_reorder_linear_weight", refused)
     cpu = torch.device("cpu")
@@ -118,5 +117,5 @@ def test_bf16_search_without_the_packed_linear_computes_plain_products(
         torch.autocast("cpu", dtype=torch.bfloat16),
     ):
         assert not any("forward" in layer.__dict__ for layer in model.modules())
-        assert model(torch.randn(3, 16)).shape == (3, 4)
+        assert model(padded_batch())[0].shape == (4, 5, 30)
     assert len(warnings_about(caplog, "torch.ops.mkldnn")) == 1

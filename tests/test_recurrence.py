@@ -7,7 +7,7 @@ import torch
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-from seq2seq.model.recurrence import run_encoder_rnn
+from seq2seq.fast.recurrence import run_encoder_rnn
 
 
 @pytest.mark.parametrize("rnn_type", [nn.GRU, nn.LSTM])

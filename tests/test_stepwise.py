@@ -4,42 +4,14 @@ from __future__ import annotations
 
 import gc
 import weakref
+from contextlib import nullcontext
 
 import pytest
 import torch
 from torch import nn
 
-import seq2seq.model.decoder as decoder_module
-from seq2seq.evaluation import sequence_loss
-from seq2seq.model.stepwise import StepwiseProducts
-from tests.test_model import small_model, toy_batch
-
-
-def gradients(model: nn.Module, batch, stepwise: bool, monkeypatch) -> dict[str, torch.Tensor]:
-    with monkeypatch.context() as patch:
-        if not stepwise:  # the plain loop: autograd sums each step's weight gradient itself
-            patch.setattr(decoder_module, "StepwiseProducts", lambda: None)
-        model.zero_grad()
-        logits, _ = model(batch)
-        sequence_loss(logits, batch.tgt_out, 0.1).backward()
-    return {name: p.grad.clone() for name, p in model.named_parameters() if p.grad is not None}
-
-
-@pytest.mark.parametrize("attention", ["none", "bahdanau", "general", "multihead"])
-@pytest.mark.parametrize(
-    ("rnn", "style", "feeding"),
-    [("gru", "bahdanau", True), ("lstm", "bahdanau", True), ("gru", "luong", True)],
-)
-def test_the_decoder_gets_the_gradients_of_plain_autograd(
-    attention: str, rnn: str, style: str, feeding: bool, monkeypatch
-) -> None:
-    model = small_model(attention, rnn, style, feeding).double().train()
-    batch = toy_batch()
-    summed_once = gradients(model, batch, True, monkeypatch)
-    per_step = gradients(model, batch, False, monkeypatch)
-    assert summed_once.keys() == per_step.keys()
-    for name, expected in per_step.items():
-        torch.testing.assert_close(summed_once[name], expected, rtol=1e-10, atol=1e-12, msg=name)
+from seq2seq.fast.stepwise import StepwiseProducts, SummedOverSteps
+from tests.test_fused_loops import graph_nodes
 
 
 def recurrence(layer: nn.Linear, values: torch.Tensor, inputs, products) -> torch.Tensor:
@@ -50,23 +22,41 @@ def recurrence(layer: nn.Linear, values: torch.Tensor, inputs, products) -> torc
         if products is None:
             h, mixed = layer(hidden), torch.bmm(weights, values).squeeze(1)
         else:
-            h, mixed = products.linear(layer, hidden), products.mix(weights, values).squeeze(1)
+            h, mixed = (
+                products.linear(hidden, layer.weight, layer.bias),
+                products.mix(weights, values).squeeze(1),
+            )
         hidden = torch.tanh(h + mixed)
         outputs.append(hidden)
     return torch.stack(outputs, 1)
 
 
-def test_linear_and_mix_sum_their_operand_gradients_over_the_steps() -> None:
+@pytest.mark.parametrize("way", ["products", "summed over steps"])
+def test_linear_and_mix_sum_their_operand_gradients_over_the_steps(way: str) -> None:
+    """Through :class:`StepwiseProducts`, or the plain calls inside :class:`SummedOverSteps`:
+    there a product over all steps at once, and a mix with anything else, stay plain."""
     torch.manual_seed(0)
     layer = nn.Linear(6, 6).double()
     values = torch.randn(3, 4, 6, dtype=torch.double, requires_grad=True)
     inputs = [torch.softmax(torch.randn(3, 1, 4, dtype=torch.double), -1) for _ in range(5)]
     target = torch.randn(3, 5, 6, dtype=torch.double)
     grads = []
-    for products in (None, StepwiseProducts()):
+    for summed in (False, True):
         layer.zero_grad()
         values.grad = None
-        (recurrence(layer, values, inputs, products) * target).sum().backward()
+        if way == "products":
+            outputs = recurrence(layer, values, inputs, StepwiseProducts() if summed else None)
+        else:
+            with SummedOverSteps([values]) if summed else nullcontext():
+                outputs = recurrence(layer, values, inputs, None)
+                assert layer(outputs).grad_fn.name() != "_StepBackward"  # (batch, steps, in)
+                other = torch.bmm(inputs[0], values.detach().clone().requires_grad_())
+                assert other.grad_fn.name() != "_StepBackward"
+                mixed = torch.bmm(inputs[0], values)
+                assert (mixed.grad_fn.name() == "_StepBackward") == summed
+        steps = {node.name() for node in graph_nodes(outputs.grad_fn)}
+        assert ("_StepBackward" in steps) == summed
+        (outputs * target).sum().backward()
         grads.append((layer.weight.grad.clone(), layer.bias.grad.clone(), values.grad.clone()))
     for plain, summed_once in zip(*grads, strict=True):
         torch.testing.assert_close(summed_once, plain, rtol=1e-12, atol=1e-12)
@@ -81,7 +71,10 @@ def test_steps_need_not_feed_each_other_and_unused_steps_add_nothing() -> None:
     grads = []
     for products in (None, StepwiseProducts()):
         layer.zero_grad()
-        outputs = [layer(x) if products is None else products.linear(layer, x) for x in inputs]
+        outputs = [
+            layer(x) if products is None else products.linear(x, layer.weight, layer.bias)
+            for x in inputs
+        ]
         sum(outputs[t].pow(2).sum() * (t + 1) for t in used).backward()
         grads.append((layer.weight.grad.clone(), layer.bias.grad.clone()))
     for plain, summed_once in zip(*grads, strict=True):
@@ -111,8 +104,8 @@ def test_without_gradients_the_products_are_plain_calls() -> None:
     products = StepwiseProducts()
     x = torch.randn(2, 3)
     with torch.no_grad():
-        torch.testing.assert_close(products.linear(layer, x), layer(x))
-        assert products.linear(layer, x).grad_fn is None
+        torch.testing.assert_close(products.linear(x, layer.weight, layer.bias), layer(x))
+        assert products.linear(x, layer.weight, layer.bias).grad_fn is None
 
 
 def test_a_pass_frees_its_records_without_the_cycle_collector() -> None:
@@ -122,10 +115,11 @@ def test_a_pass_frees_its_records_without_the_cycle_collector() -> None:
     try:
         layer = nn.Linear(3, 3)
         products = StepwiseProducts()
-        y = products.linear(layer, products.linear(layer, torch.randn(2, 3)))
+        inner = products.linear(torch.randn(2, 3), layer.weight, layer.bias)
+        y = products.linear(inner, layer.weight, layer.bias)
         record = weakref.ref(products._operands[id(layer.weight)][0])
         y.sum().backward()
-        del y, products
+        del y, inner, products
         assert record() is None
     finally:
         gc.enable()

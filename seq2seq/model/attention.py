@@ -15,6 +15,10 @@ the one fixed summary C of the whole source for every output word, and there are
 Several queries may share one memory row: ``query`` then has ``g`` consecutive rows per source
 sentence (beam search's ``beam`` prefixes, or all target steps of a sentence at once) and the
 source side is neither copied nor read ``g`` times.
+
+This is the definition that trains with ``model.kernels=reference``; with ``auto`` on CPU the
+additive scorer runs as :class:`seq2seq.fast.modules.FastBahdanauAttention` (the same numbers,
+held to these by the tests).
 """
 
 from __future__ import annotations
@@ -25,10 +29,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from seq2seq.device import product_dtype
-from seq2seq.model.dropout import Dropout
 from seq2seq.model.encoding import EncoderOutput
-from seq2seq.model.stepwise import StepwiseProducts, mix, project
 
 
 @dataclass
@@ -38,8 +39,6 @@ class AttentionMemory:
     keys: torch.Tensor  # (batch, src_len, key_size), already projected where the scorer can
     values: torch.Tensor  # (batch, src_len, value_size)
     mask: torch.Tensor  # (batch, src_len) True on real tokens
-    # Teacher forcing: the per-step query products share one weight gradient (stepwise.py).
-    products: StepwiseProducts | None = None
 
     def select(self, index: torch.Tensor) -> AttentionMemory:
         return AttentionMemory(self.keys[index], self.values[index], self.mask[index])
@@ -50,12 +49,12 @@ class Attention(nn.Module):
 
     context_size: int
     # True when the context is exactly ``weights @ memory.values``: a linear map of the context
-    # can then be applied to the values once per batch instead of once per output word.
+    # can then be applied to the values once per batch instead of once per output word (as
+    # the fast kernels do).
     mixes_values = True
 
     def prepare(self, encoder: EncoderOutput) -> AttentionMemory:
-        states = cast_for_search(encoder.states)
-        return AttentionMemory(states, states, encoder.mask)
+        return AttentionMemory(encoder.states, encoder.states, encoder.mask)
 
     def scores(self, query: torch.Tensor, memory: AttentionMemory) -> torch.Tensor:
         """Similarities e_ij, (batch·g, src_len) for (batch·g, query_size) queries."""
@@ -69,7 +68,7 @@ class Attention(nn.Module):
         group = queries_per_row(query, memory)
         scores = self.scores(query, memory).view(batch, group, src_len)
         weights = masked_softmax(scores, memory.mask.unsqueeze(1))  # (batch, g, src_len)
-        context = mix(weights, memory.values, memory.products)  # (batch, g, value)
+        context = torch.bmm(weights, memory.values)  # (batch, g, value)
         return context.view(rows, -1), weights.view(rows, 1, src_len)
 
 
@@ -79,21 +78,6 @@ def queries_per_row(query: torch.Tensor, memory: AttentionMemory) -> int:
     if rows % batch:
         raise ValueError(f"{rows} queries do not split evenly over {batch} memory rows")
     return rows // batch
-
-
-def cast_for_search(x: torch.Tensor) -> torch.Tensor:
-    """``x`` in the autocast dtype when decoding under autocast (no gradients), else ``x``.
-
-    Autocast would cast the (batch, src, d) annotations again at every output word of a search,
-    a pass over memory larger than the product it feeds; cast once per batch here instead. (In
-    training the stepwise products cast them once per batch themselves.)
-    """
-    return x if torch.is_grad_enabled() else x.to(product_dtype(x))
-
-
-def at_least_float32(x: torch.Tensor) -> torch.Tensor:
-    """``x`` in float32 if autocast made it bfloat16 or float16 (float64 stays)."""
-    return x.to(torch.promote_types(x.dtype, torch.float32))
 
 
 def masked_softmax(scores: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -147,9 +131,7 @@ class BahdanauAttention(Attention):
     """Additive attention, Bahdanau et al. 2015, eq. A.1.2: e_ij = vᵀ tanh(W s_{i-1} + U h_j).
 
     U h_j does not depend on the output position, so it is computed once per batch in
-    :meth:`prepare`; each step only projects the query and adds. The (batch, src, att) sum,
-    its tanh and the product with v stay in float32 under bf16 autocast: on CPU these
-    element-wise passes run about 2.7× slower in bfloat16, and they are the scorer's main cost.
+    :meth:`prepare`; each step only projects the query and adds.
     """
 
     def __init__(self, query_size: int, value_size: int, attention_size: int) -> None:
@@ -160,17 +142,14 @@ class BahdanauAttention(Attention):
         self.context_size = value_size
 
     def prepare(self, encoder: EncoderOutput) -> AttentionMemory:
-        keys = at_least_float32(self.key_proj(encoder.states))
-        return AttentionMemory(keys, cast_for_search(encoder.states), encoder.mask)
+        return AttentionMemory(self.key_proj(encoder.states), encoder.states, encoder.mask)
 
     def scores(self, query: torch.Tensor, memory: AttentionMemory) -> torch.Tensor:
-        query = at_least_float32(project(self.query_proj, query, memory.products))
         batch, src_len, size = memory.keys.shape
-        grouped = query.view(batch, -1, 1, size)  # (batch, g, 1, att)
-        with torch.autocast(query.device.type, enabled=False):
-            # In place: one (batch, g, src, att) tensor, not two (autograd keeps only the tanh).
-            hidden = (grouped + memory.keys.unsqueeze(1)).tanh_()
-            return (hidden @ self.energy.weight[0]).view(-1, src_len)  # (batch·g, src)
+        projected = self.query_proj(query).view(batch, -1, 1, size)  # (batch, g, 1, att) W s
+        keys = memory.keys.unsqueeze(1)  # (batch, 1, src, att) U h_j
+        energies = self.energy(torch.tanh(projected + keys))  # (batch, g, src, 1)
+        return energies.view(-1, src_len)  # (batch·g, src)
 
 
 class DotAttention(Attention):
@@ -214,8 +193,8 @@ class GeneralAttention(DotAttention):
         self.scale = 1.0
 
     def prepare(self, encoder: EncoderOutput) -> AttentionMemory:
-        values = cast_for_search(encoder.states)
-        return AttentionMemory(self.key_proj(encoder.states), values, encoder.mask)
+        keys = self.key_proj(encoder.states)  # (batch, src_len, query) W_a h_j
+        return AttentionMemory(keys, encoder.states, encoder.mask)
 
 
 class MultiHeadAttention(Attention):
@@ -247,7 +226,7 @@ class MultiHeadAttention(Attention):
         self.key_proj = nn.Linear(value_size, attention_size, bias=False)
         self.value_proj = nn.Linear(value_size, attention_size, bias=False)
         self.output_proj = nn.Linear(attention_size, attention_size, bias=False)
-        self.dropout = Dropout(dropout)
+        self.dropout = nn.Dropout(dropout)
         self.context_size = attention_size
 
     def _split_heads(self, x: torch.Tensor) -> torch.Tensor:
@@ -263,13 +242,13 @@ class MultiHeadAttention(Attention):
         self, query: torch.Tensor, memory: AttentionMemory
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         rows, (batch, src_len) = query.size(0), memory.mask.shape
-        q = project(self.query_proj, query, memory.products)
+        q = self.query_proj(query)
         group = queries_per_row(query, memory)
         q = q.view(batch, group, self.heads, self.head_size).transpose(1, 2)  # (b, heads, g, head)
         mask = memory.mask[:, None, None, :]
         context, weights = scaled_dot_product(q, memory.keys, memory.values, mask, self.dropout)
         context = context.transpose(1, 2)  # (batch, g, heads, head); weights (batch, heads, g, src)
-        context = project(self.output_proj, context.reshape(rows, -1), memory.products)
+        context = self.output_proj(context.reshape(rows, -1))
         return context, weights.transpose(1, 2).reshape(rows, self.heads, src_len)
 
 

@@ -10,9 +10,13 @@ Two wirings share everything but the step and the output layer:
   attention, and the output reads the attentional vector h̃_i = tanh(W_c [C_i; s_i]). With input
   feeding, h̃_{i-1} joins the next RNN input so the decoder knows what it attended to.
 
-Speed: only the recurrence and attention depend on the previous step. The embedding and its
-input projection, and the output layer over all steps, are each one large matrix product per
-batch; the loop body is the attention, one or two small matrix products and the gate arithmetic.
+Only the recurrence and attention depend on the previous step. The embedding and its input
+projection, and the output layer over all steps, are each one large matrix product per batch;
+the loop body is the attention, one or two small matrix products and the gate arithmetic.
+
+This is the definition that trains with ``model.kernels=reference``; with ``auto`` on CPU the
+builder swaps in the subclasses of :mod:`seq2seq.fast.modules` (hand-written loops, the same
+numbers, held to this code by the tests).
 """
 
 from __future__ import annotations
@@ -23,12 +27,9 @@ import torch
 from torch import nn
 
 from seq2seq.data.tokenizer import PAD_ID
-from seq2seq.model.additive_gru_loops import bahdanau_gru_loop, luong_gru_loop
-from seq2seq.model.attention import Attention, AttentionMemory, BahdanauAttention, NoAttention
-from seq2seq.model.dropout import Dropout
+from seq2seq.model.attention import Attention, AttentionMemory, NoAttention
+from seq2seq.model.cells import gru_update, lstm_update
 from seq2seq.model.encoder import EncoderOutput
-from seq2seq.model.recurrence import gru_update, lstm_update
-from seq2seq.model.stepwise import StepwiseProducts, mix, project
 
 
 @dataclass
@@ -47,14 +48,12 @@ class DecoderState:
 
 @dataclass
 class DecoderMemory:
-    """The source side, prepared once per batch: attention memory and the values' gate share."""
+    """The source side, prepared once per batch: what attention reads."""
 
     attention: AttentionMemory
-    value_gates: torch.Tensor | None  # (batch, src_len, gates) W_c h_j, if context = a @ h
 
     def select(self, index: torch.Tensor) -> DecoderMemory:
-        gates = None if self.value_gates is None else self.value_gates[index]
-        return DecoderMemory(self.attention.select(index), gates)
+        return DecoderMemory(self.attention.select(index))
 
 
 class RNNDecoder(nn.Module):
@@ -78,7 +77,7 @@ class RNNDecoder(nn.Module):
         self.hidden_size = hidden_size
         self.attention = attention
         self.embedding = nn.Embedding(vocab_size, embed_size, padding_idx=PAD_ID)
-        self.dropout = Dropout(dropout)
+        self.dropout = nn.Dropout(dropout)
         # s_0 = tanh(W_init C): every decoder starts from the encoder summary.
         self.init_proj = nn.Linear(summary_size, hidden_size * (2 if self.is_lstm else 1))
         self.input_proj = nn.Linear(embed_size, self.gates)  # hoisted over all steps
@@ -93,7 +92,7 @@ class RNNDecoder(nn.Module):
 
     def prepare(self, encoder: EncoderOutput) -> DecoderMemory:
         """Source-only work, once per batch."""
-        return DecoderMemory(self.attention.prepare(encoder), None)
+        return DecoderMemory(self.attention.prepare(encoder))
 
     def embed(self, tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Embeddings of previous words and their share of the RNN gates, for all steps."""
@@ -101,10 +100,10 @@ class RNNDecoder(nn.Module):
         return embedded, self.input_proj(embedded)
 
     def recur(
-        self, x: torch.Tensor, state: DecoderState, products: StepwiseProducts | None
+        self, x: torch.Tensor, state: DecoderState
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """One GRU/LSTM update from the input's share of the gates ``x`` (batch, gates)."""
-        h = project(self.hidden_proj, state.hidden, products)
+        h = self.hidden_proj(state.hidden)
         if self.is_lstm:
             assert state.cell is not None, "LSTM decoder state without a cell"
             return lstm_update(x, h, state.cell)
@@ -157,23 +156,28 @@ class RNNDecoder(nn.Module):
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Teacher forcing: logits (batch, tgt_len, vocab), weights (batch, tgt_len, heads, src)."""
         memory = self.prepare(encoder)
-        memory.attention.products = StepwiseProducts()
         embedded, input_gates = self.embed(tgt_in)  # (batch, tgt_len, embed|gates)
-        state = self.init_state(encoder)
-        hiddens, contexts, weights, attentionals = [], [], [], []
+        states, contexts, weights = self.run_steps(input_gates, self.init_state(encoder), memory)
+        hiddens = torch.stack([state.hidden for state in states], 1)
+        attentional = None
+        if states[0].attentional is not None:
+            attentional = torch.stack([state.attentional for state in states], 1)
+        logits = self.logits(hiddens, torch.stack(contexts, 1), embedded, attentional)
+        return logits, None if weights[0] is None else torch.stack(weights, 1)
+
+    def run_steps(
+        self, input_gates: torch.Tensor, state: DecoderState, memory: DecoderMemory
+    ) -> tuple[list[DecoderState], list[torch.Tensor], list[torch.Tensor | None]]:
+        """:meth:`step` at every target position in turn: the states, contexts and weights."""
+        states, contexts, weights = [], [], []
         # unbind, not input_gates[:, t]: the backward of each slice would zero-fill a whole
         # (batch, tgt_len, gates) gradient, O(tgt_len²) work per batch.
         for step_gates in input_gates.unbind(1):
             state, context, step_weights = self.step(step_gates, state, memory)
-            hiddens.append(state.hidden)
+            states.append(state)
             contexts.append(context)
             weights.append(step_weights)
-            attentionals.append(state.attentional)
-        attentional = None if attentionals[0] is None else torch.stack(attentionals, 1)
-        logits = self.logits(
-            torch.stack(hiddens, 1), torch.stack(contexts, 1), embedded, attentional
-        )
-        return logits, None if weights[0] is None else torch.stack(weights, 1)
+        return states, contexts, weights
 
 
 class BahdanauDecoder(RNNDecoder):
@@ -194,55 +198,13 @@ class BahdanauDecoder(RNNDecoder):
         self.readout = nn.Linear(hidden_size + attention.context_size + embed_size, hidden_size)
         self.output = nn.Linear(hidden_size, vocab_size)
 
-    def prepare(self, encoder: EncoderOutput) -> DecoderMemory:
-        """When C_i = Σ_j a_ij h_j, its share of the RNN gates is W_c C_i = Σ_j a_ij (W_c h_j).
-
-        Projecting the src_len annotations once per batch turns a (batch, context) × (context,
-        gates) product per output word into a cheap weighted mix.
-        """
-        memory = self.attention.prepare(encoder)
-        gates = self.context_proj(memory.values) if self.attention.mixes_values else None
-        return DecoderMemory(memory, gates)
-
-    def forward(
-        self, tgt_in: torch.Tensor, encoder: EncoderOutput
-    ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """With a GRU and the additive scorer (the reference model) the loop runs as
-        :func:`bahdanau_gru_loop`, its backward written out; the contexts C_i, read only by the
-        output layer, are then one batched product for all steps."""
-        if self.is_lstm or not isinstance(self.attention, BahdanauAttention):
-            return super().forward(tgt_in, encoder)
-        memory = self.prepare(encoder)
-        assert memory.value_gates is not None, "the additive scorer mixes the values"
-        embedded, input_gates = self.embed(tgt_in)
-        attention = self.attention
-        hiddens, weights = bahdanau_gru_loop(
-            input_gates,
-            self.init_state(encoder).hidden,
-            memory.attention.keys,
-            memory.value_gates,
-            memory.attention.mask,
-            attention.query_proj.weight,
-            self.hidden_proj.weight,
-            self.hidden_proj.bias,
-            attention.energy.weight[0],
-        )
-        contexts = torch.bmm(weights, memory.attention.values)
-        return self.logits(hiddens, contexts, embedded), weights.unsqueeze(2)
-
     def step(
         self, input_gates: torch.Tensor, state: DecoderState, memory: DecoderMemory
     ) -> tuple[DecoderState, torch.Tensor, torch.Tensor | None]:
-        products = memory.attention.products
+        """s_i = f(s_{i-1}, y_{i-1}, C_i), with C_i from attention queried by s_{i-1}."""
         context, weights = self.attention(state.hidden, memory.attention)
-        if memory.value_gates is None:
-            x = input_gates + project(self.context_proj, context, products)  # (batch, gates)
-        else:
-            assert weights is not None, "mixing attention without weights"
-            batch, src_len, _ = memory.value_gates.shape
-            grouped = weights.view(batch, -1, src_len)  # beam search: g rows per sentence
-            x = input_gates + mix(grouped, memory.value_gates, products).view_as(input_gates)
-        hidden, cell = self.recur(x, state, products)
+        x = input_gates + self.context_proj(context)  # (batch, gates): W y_{i-1} + W_c C_i
+        hidden, cell = self.recur(x, state)
         return DecoderState(hidden, cell), context, weights
 
     def logits(
@@ -286,18 +248,14 @@ class LuongDecoder(RNNDecoder):
     def forward(
         self, tgt_in: torch.Tensor, encoder: EncoderOutput
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """With input feeding, a GRU and the additive scorer, the loop runs as
-        :func:`luong_gru_loop` (:meth:`forward_additive_gru`); other input-feeding models take
-        the generic loop.
+        """With input feeding, the step-by-step loop of :meth:`RNNDecoder.forward`.
 
         Without input feeding nothing in the recurrence depends on attention, so the whole
         target runs at once: the RNN over all steps in one ``torch.gru``/``torch.lstm`` call,
         then attention for all (batch × step) queries as one batched call, then the output
         layer — the same numbers as the step-by-step loop, far fewer operations."""
         if self.input_feeding:
-            if self.is_lstm or not isinstance(self.attention, BahdanauAttention):
-                return super().forward(tgt_in, encoder)
-            return self.forward_additive_gru(tgt_in, encoder)
+            return super().forward(tgt_in, encoder)
         memory = self.prepare(encoder)
         embedded = self.dropout(self.embedding(tgt_in))  # (batch, tgt_len, embed)
         hiddens = self.run_rnn(embedded, self.init_state(encoder))  # (batch, tgt_len, hidden)
@@ -307,30 +265,6 @@ class LuongDecoder(RNNDecoder):
         context = context.view(batch, steps, -1)
         logits = self.logits(hiddens, context, embedded)
         return logits, None if weights is None else weights.view(batch, steps, *weights.shape[1:])
-
-    def forward_additive_gru(
-        self, tgt_in: torch.Tensor, encoder: EncoderOutput
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Input feeding with a GRU and the additive scorer (the Tatoeba recipe): the loop runs
-        as :func:`luong_gru_loop`, its backward written out."""
-        memory = self.prepare(encoder).attention
-        embedded, input_gates = self.embed(tgt_in)
-        attention = self.attention
-        assert isinstance(attention, BahdanauAttention)
-        attentional, weights = luong_gru_loop(
-            input_gates,
-            self.init_state(encoder).hidden,
-            memory.keys,
-            memory.values,
-            memory.mask,
-            attention.query_proj.weight,
-            self.hidden_proj.weight,
-            self.hidden_proj.bias,
-            attention.energy.weight[0],
-            self.combine.weight,
-            self.feed_proj.weight,
-        )
-        return self.output(self.dropout(attentional)), weights.unsqueeze(2)
 
     def run_rnn(self, embedded: torch.Tensor, state: DecoderState) -> torch.Tensor:
         """All steps of the recurrence of :meth:`recur` at once (PyTorch's gate order is ours)."""
@@ -347,25 +281,20 @@ class LuongDecoder(RNNDecoder):
             return torch.lstm(embedded, hx, *args)[0]
         return torch.gru(embedded, state.hidden.unsqueeze(0), *args)[0]
 
-    def attentional(
-        self,
-        hidden: torch.Tensor,
-        context: torch.Tensor,
-        products: StepwiseProducts | None = None,
-    ) -> torch.Tensor:
-        return torch.tanh(project(self.combine, torch.cat([context, hidden], dim=-1), products))
+    def attentional(self, hidden: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
+        """h̃ = tanh(W_c [C; s])."""
+        return torch.tanh(self.combine(torch.cat([context, hidden], dim=-1)))
 
     def step(
         self, input_gates: torch.Tensor, state: DecoderState, memory: DecoderMemory
     ) -> tuple[DecoderState, torch.Tensor, torch.Tensor | None]:
-        products = memory.attention.products
         x = input_gates
         if self.input_feeding:
             assert state.attentional is not None, "input feeding without h̃_{i-1}"
-            x = x + project(self.feed_proj, state.attentional, products)
-        hidden, cell = self.recur(x, state, products)
+            x = x + self.feed_proj(state.attentional)
+        hidden, cell = self.recur(x, state)
         context, weights = self.attention(hidden, memory.attention)
-        feed = self.attentional(hidden, context, products) if self.input_feeding else None
+        feed = self.attentional(hidden, context) if self.input_feeding else None
         return DecoderState(hidden, cell, feed), context, weights
 
     def logits(

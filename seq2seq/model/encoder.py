@@ -13,10 +13,8 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from seq2seq.data.tokenizer import PAD_ID
 from seq2seq.model.attention import scaled_dot_product
-from seq2seq.model.dropout import Dropout
 from seq2seq.model.encoding import EncoderOutput
 from seq2seq.model.positions import POSITIONS, AbsolutePositions, RotaryPositions
-from seq2seq.model.recurrence import run_encoder_rnn
 
 RNN_TYPES = {"gru": nn.GRU, "lstm": nn.LSTM}
 
@@ -24,9 +22,10 @@ RNN_TYPES = {"gru": nn.GRU, "lstm": nn.LSTM}
 class RNNEncoder(nn.Module):
     """Embedding → (bidirectional, multi-layer) GRU or LSTM; padding never reaches the recurrence.
 
-    The backward direction starts at each sentence's own last token. On CUDA the batch is
-    packed and runs as one cuDNN call; on CPU :func:`run_encoder_rnn` (same parameters, same
-    numbers up to rounding) is faster than PyTorch's per-step packed loop.
+    The backward direction starts at each sentence's own last token: the batch is packed (on
+    CUDA one cuDNN call). With ``model.kernels=auto`` on CPU the recurrence runs as
+    :class:`seq2seq.fast.modules.FastRNNEncoder` instead (same parameters, same numbers up to
+    rounding, faster than PyTorch's per-step packed loop).
     The summary concatenates the last forward state and the first backward state of the top
     layer: it is the fixed context C of the distracted model and initialises every decoder.
     """
@@ -45,7 +44,7 @@ class RNNEncoder(nn.Module):
         if rnn not in RNN_TYPES:
             raise ValueError(f"model.rnn must be one of {sorted(RNN_TYPES)}, got {rnn!r}")
         self.embedding = nn.Embedding(vocab_size, embed_size, padding_idx=PAD_ID)
-        self.dropout = Dropout(dropout)
+        self.dropout = nn.Dropout(dropout)
         self.rnn = RNN_TYPES[rnn](
             embed_size,
             hidden_size,
@@ -60,20 +59,20 @@ class RNNEncoder(nn.Module):
     def forward(self, src: torch.Tensor, src_lengths: torch.Tensor) -> EncoderOutput:
         """``src``: (batch, src_len) padded after each sentence's ``src_lengths`` tokens."""
         embedded = self.dropout(self.embedding(src))  # (batch, src_len, embed)
-        if src.device.type == "cuda":
-            states, final = self.packed_rnn(embedded, src_lengths)
-        else:
-            states, final = run_encoder_rnn(self.rnn, embedded, src_lengths, self.dropout)
+        states, final = self.recur(embedded, src_lengths)
         top = final[-self.directions :]  # (directions, batch, hidden)
         summary = torch.cat(list(top), dim=-1)  # (batch, directions*hidden)
         mask = src != PAD_ID
         return EncoderOutput(self.dropout(states * mask.unsqueeze(-1)), summary, mask)
 
-    def packed_rnn(
+    def recur(
         self, embedded: torch.Tensor, src_lengths: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """``self.rnn`` on the packed batch (sorted longest first): outputs and final states."""
-        packed = pack_padded_sequence(embedded, src_lengths, batch_first=True, enforce_sorted=True)
+        """``self.rnn`` on the packed batch: top-layer outputs (batch, src_len, directions·hidden)
+        and final states (layers·directions, batch, hidden)."""
+        packed = pack_padded_sequence(
+            embedded, src_lengths.cpu(), batch_first=True, enforce_sorted=False
+        )
         outputs, final = self.rnn(packed)
         states, _ = pad_packed_sequence(outputs, batch_first=True, total_length=embedded.size(1))
         return states, final[0] if isinstance(final, tuple) else final  # LSTM: (h, c)
@@ -85,7 +84,10 @@ ENCODER_TYPES = ("rnn", "self_attention")
 def feed_forward(size: int, ff_size: int, activation_dropout: float) -> nn.Sequential:
     """Vaswani et al.'s position-wise block, W_2 ReLU(W_1 x), applied to every position alike."""
     return nn.Sequential(
-        nn.Linear(size, ff_size), nn.ReLU(), Dropout(activation_dropout), nn.Linear(ff_size, size)
+        nn.Linear(size, ff_size),
+        nn.ReLU(),
+        nn.Dropout(activation_dropout),
+        nn.Linear(ff_size, size),
     )
 
 
@@ -117,8 +119,8 @@ class SelfAttentionLayer(nn.Module):
         self.output_proj = nn.Linear(size, size)  # W_O
         self.feed_forward_norm = nn.LayerNorm(size)
         self.feed_forward = feed_forward(size, ff_size, activation_dropout)
-        self.dropout = Dropout(dropout)
-        self.attention_dropout = Dropout(attention_dropout)
+        self.dropout = nn.Dropout(dropout)
+        self.attention_dropout = nn.Dropout(attention_dropout)
         self.rotary = rotary
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -194,7 +196,7 @@ class SelfAttentionEncoder(nn.Module):
             for _ in range(layers)
         )
         self.final_norm = nn.LayerNorm(embed_size)
-        self.dropout = Dropout(dropout)
+        self.dropout = nn.Dropout(dropout)
         self.output_size = embed_size
 
     def forward(self, src: torch.Tensor, src_lengths: torch.Tensor) -> EncoderOutput:

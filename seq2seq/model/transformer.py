@@ -26,7 +26,6 @@ from torch import nn
 
 from seq2seq.data.tokenizer import PAD_ID
 from seq2seq.model.attention import Attention, AttentionMemory, NoAttention, scaled_dot_product
-from seq2seq.model.dropout import Dropout
 from seq2seq.model.encoder import EncoderOutput, feed_forward
 from seq2seq.model.positions import POSITIONS, AbsolutePositions, RotaryPositions
 
@@ -85,8 +84,8 @@ class TransformerDecoderLayer(nn.Module):
         )
         self.feed_forward_norm = nn.LayerNorm(size)
         self.feed_forward = feed_forward(size, ff_size, activation_dropout)
-        self.dropout = Dropout(dropout)
-        self.attention_dropout = Dropout(attention_dropout)
+        self.dropout = nn.Dropout(dropout)
+        self.attention_dropout = nn.Dropout(attention_dropout)
         self.rotary = rotary
 
     def forward(
@@ -190,7 +189,7 @@ class TransformerDecoder(nn.Module):
             for attention in cross_attention
         )
         self.final_norm = nn.LayerNorm(size)
-        self.dropout = Dropout(dropout)
+        self.dropout = nn.Dropout(dropout)
         self.output = nn.Linear(size, vocab_size)
         if tie_embeddings:
             self.output.weight = self.embedding.weight

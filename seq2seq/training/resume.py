@@ -25,10 +25,12 @@ from seq2seq.training.step import TrainingStep
 log = logging.getLogger(__name__)
 
 # Settings a resumed run may change: how long and where it runs, how often it validates and
-# logs, how it decodes for validation. Everything else must equal the checkpoint's config.
+# logs, how it decodes for validation, which kernels compute the same model (a checkpoint
+# written before model.kernels existed has none). Everything else must equal the checkpoint's.
 CHANGEABLE_ON_RESUME = frozenset(
     {
         "data.cache_dir",
+        "model.kernels",
         "trainer.device",
         "trainer.ddp_timeout_minutes",
         "trainer.threads",

@@ -33,7 +33,7 @@ from seq2seq.data.dataset import (
     tokenize_split,
 )
 from seq2seq.data.tokenizer import SubwordTokenizer
-from seq2seq.device import PrecisionChoice, choose_precision, hardware_summary, keep_freed_memory
+from seq2seq.device import PrecisionChoice, choose_precision, hardware_summary
 from seq2seq.evaluation import EvalResult, evaluate
 from seq2seq.files import atomic_write_bytes
 from seq2seq.model.seq2seq import Seq2Seq, build_model
@@ -109,7 +109,6 @@ def train(cfg: DictConfig, run_dir: Path) -> float:
     torch.manual_seed(t.seed)
     if t.threads > 0:
         torch.set_num_threads(t.threads)
-    keep_freed_memory()
     device = training_device(t.device, ranks)
     precision = choose_precision(t.precision, device)
     log.info("precision: %s", precision)
@@ -125,7 +124,7 @@ def train(cfg: DictConfig, run_dir: Path) -> float:
         ):
             atomic_write_bytes(run_dir / "spm" / f"{lang}.model", tokenizer.model_proto)
 
-    model = build_model(cfg.model, len(data.source_tokenizer), len(data.target_tokenizer))
+    model = build_model(cfg.model, len(data.source_tokenizer), len(data.target_tokenizer), device)
     model.to(device)
     log.info("model: %s parameters\n%s", f"{count_parameters(model):,}", model)
     if ranks.distributed:  # same initial weights, but each rank its own dropout draws

@@ -12,15 +12,20 @@ The summed product runs in the backward of a gate between the operand and the st
 step takes the gate's output as an input, so autograd runs the gate only after the backward of
 every step that contributed to the loss. Under autocast the operand is cast once per batch,
 not once per step.
+
+The reference decoder's step is plain ``nn.Linear`` calls and ``torch.bmm``: inside
+:class:`SummedOverSteps`, a ``TorchFunctionMode``, those calls run through one
+:class:`StepwiseProducts` without a line of the step changing.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
 import torch
-from torch import nn
+from torch.nn import functional as F
+from torch.overrides import TorchFunctionMode
 
 from seq2seq.device import product_dtype
 
@@ -37,10 +42,12 @@ class StepwiseProducts:
         # step). Kept here, not in the record, which the graph holds: no reference cycle.
         self._operands: dict[int, tuple[_SharedOperand, torch.Tensor]] = {}
 
-    def linear(self, layer: nn.Linear, x: torch.Tensor) -> torch.Tensor:
-        """``layer(x)`` for one step, x (batch, in) → (batch, out)."""
-        out = self._apply(LINEAR, layer.weight, x)
-        return out if layer.bias is None else out + layer.bias
+    def linear(
+        self, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """``F.linear(x, weight, bias)`` for one step, x (batch, in) → (batch, out)."""
+        out = self._apply(LINEAR, weight, x)
+        return out if bias is None else out + bias
 
     def batched_linear(self, weight: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         """One weight per group: (groups, batch, in) × (groups, out, in)ᵀ → (groups, batch, out)."""
@@ -158,13 +165,31 @@ class _Step(torch.autograd.Function):
         return ctx.shared.backward(ctx, grad), None, None
 
 
-def project(layer: nn.Linear, x: torch.Tensor, products: StepwiseProducts | None) -> torch.Tensor:
-    """``layer(x)``, through ``products`` inside a teacher-forced loop."""
-    return layer(x) if products is None else products.linear(layer, x)
+class SummedOverSteps(TorchFunctionMode):
+    """Inside the block, one teacher-forced pass's per-step products share their gradients.
 
+    Every ``F.linear`` (an ``nn.Linear`` call) on a (batch, in) input, and every
+    ``torch.bmm(weights, operand)`` whose operand is one of ``shared`` (the memory the steps
+    mix), runs through one :class:`StepwiseProducts`; every other call runs as it is. Enter it
+    around the loop over the steps only: products over all steps at once, and anything before
+    or after the loop, keep plain autograd.
+    """
 
-def mix(
-    weights: torch.Tensor, values: torch.Tensor, products: StepwiseProducts | None
-) -> torch.Tensor:
-    """``weights @ values`` (batched), through ``products`` inside a teacher-forced loop."""
-    return torch.bmm(weights, values) if products is None else products.mix(weights, values)
+    def __init__(self, shared: Sequence[torch.Tensor]) -> None:
+        super().__init__()
+        self.products = StepwiseProducts()
+        self.shared = shared
+
+    def __torch_function__(
+        self,
+        func: Callable[..., Any],
+        types: Any,
+        args: tuple[Any, ...] = (),
+        kwargs: dict[str, Any] | None = None,
+    ) -> Any:
+        if not kwargs:
+            if func is F.linear and args[0].dim() == 2:
+                return self.products.linear(*args)
+            if func is torch.bmm and any(args[1] is operand for operand in self.shared):
+                return self.products.mix(*args)
+        return func(*args, **(kwargs or {}))

@@ -29,8 +29,8 @@ from typing import Any
 import torch
 
 from seq2seq.device import product_dtype
-from seq2seq.model.private_ops import softmax_backward
-from seq2seq.model.recurrence import (
+from seq2seq.fast.private_ops import softmax_backward
+from seq2seq.fast.recurrence import (
     backward_without_autocast,
     gate_order_back,
     gru_cell,
@@ -143,7 +143,7 @@ class BahdanauLoop(torch.autograd.Function):
     """Forward without recording; backward through time by hand.
 
     The products of s come in the order [W; W_hn; W_hr; W_hz] (the GRU's in
-    :func:`~seq2seq.model.recurrence.gru_cell`'s order), so one row of the backward's buffer,
+    :func:`~seq2seq.fast.recurrence.gru_cell`'s order), so one row of the backward's buffer,
     [dq | dh_n | dr | dz | dx_n], holds the gradient of those products (its first
     att + 3·hidden columns) and of the input's gates (r, z, n: its last 3·hidden).
     """

@@ -1,7 +1,5 @@
-"""GRU and LSTM arithmetic, and the encoder's recurrence over a padded batch.
-
-The cell equations (PyTorch's gate order and biases, so ``nn.GRU``/``nn.LSTM`` parameters
-apply unchanged) are written once here and used by the encoder and the decoder.
+"""The encoder's recurrence over a padded batch on CPU, and the GRU arithmetic of the
+hand-written loops.
 
 :func:`run_encoder_rnn` runs an ``nn.GRU``/``nn.LSTM``'s parameters over a padded batch faster
 on CPU than the module does on a packed one:
@@ -13,10 +11,10 @@ on CPU than the module does on a packed one:
   padding always comes after the words and never reaches a state that is used);
 - the recurrent weight gradient is one product over all steps;
 - a GRU runs as :class:`GRULoop`: forward without recording the graph, backward through time
-  written out (:func:`gru_cell` and :func:`gru_cell_backward`, shared with the reference
-  decoder's loop), a few element-wise passes per step instead of autograd replaying some twenty
+  written out (:func:`gru_cell` and :func:`gru_cell_backward`, shared with the decoders'
+  hand-written loops), a few element-wise passes per step instead of autograd replaying some twenty
   recorded operations, each with its bookkeeping. An LSTM takes the recorded loop, its weight
-  gradient summed once by :mod:`seq2seq.model.stepwise`.
+  gradient summed once by :mod:`seq2seq.fast.stepwise`.
 """
 
 from __future__ import annotations
@@ -30,26 +28,8 @@ from torch import nn
 from torch.nn import functional as F
 
 from seq2seq.device import product_dtype
-from seq2seq.model.stepwise import StepwiseProducts
-
-
-def gru_update(x: torch.Tensor, h: torch.Tensor, hidden: torch.Tensor) -> torch.Tensor:
-    """New GRU state from the input's and the state's shares of the gates (r, z, n)."""
-    x_r, x_z, x_n = x.chunk(3, dim=-1)
-    h_r, h_z, h_n = h.chunk(3, dim=-1)
-    reset = torch.sigmoid(x_r + h_r)
-    update = torch.sigmoid(x_z + h_z)
-    candidate = torch.tanh(x_n + reset * h_n)
-    return candidate + update * (hidden - candidate)
-
-
-def lstm_update(
-    x: torch.Tensor, h: torch.Tensor, cell: torch.Tensor
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """New LSTM (hidden, cell) from the shares of the gates (i, f, g, o) and the old cell."""
-    i, f, g, o = (x + h).chunk(4, dim=-1)
-    cell = torch.sigmoid(f) * cell + torch.sigmoid(i) * torch.tanh(g)
-    return torch.sigmoid(o) * torch.tanh(cell), cell
+from seq2seq.fast.stepwise import StepwiseProducts
+from seq2seq.model.cells import lstm_update
 
 
 def backward_without_autocast(backward: Callable[..., Any]) -> Callable[..., Any]:
@@ -101,7 +81,7 @@ def gru_cell(
     candidate: torch.Tensor,
     out: torch.Tensor,
 ) -> None:
-    """One GRU update into buffers, as :func:`gru_update` computes it.
+    """One GRU update into buffers, as :func:`~seq2seq.model.cells.gru_update` computes it.
 
     ``x`` (..., 3·hidden): the input's share with b_hr and b_hz already added; ``products``
     (..., 3·hidden): W_hh s in the order (n, r, z), without bias; ``bias_n``: b_hn. Writes the

@@ -14,25 +14,30 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from functools import partial
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
 
 from seq2seq.device import bf16_support
-from seq2seq.model.private_ops import packed_linear_usable
+from seq2seq.fast.private_ops import packed_linear_usable
+
+if TYPE_CHECKING:
+    from seq2seq.model.seq2seq import Seq2Seq
 
 
 def prepacked_for_search(
-    model: nn.Module, device: torch.device, precision: str, rows: int
+    model: Seq2Seq, device: torch.device, precision: str, rows: int
 ) -> AbstractContextManager[None]:
-    """:func:`prepacked_linears` where it pays (bf16 on a CPU that computes it natively, with
-    oneDNN's packed linear usable), else nothing.
+    """:func:`prepacked_linears` where it pays (a model built with the fast kernels, bf16 on a
+    CPU that computes it natively, with oneDNN's packed linear usable), else nothing.
 
     Wrap a whole test set's batches (``translate_split``, ``Translator.translate``) to pack once
     per test set; nested uses pack once.
     """
     if (
-        device.type == "cpu"
+        model.kernels == "fast"
+        and device.type == "cpu"
         and precision == "bf16"
         and bf16_support(device).native
         and packed_linear_usable()

@@ -38,7 +38,7 @@ def masked_scale(x: torch.Tensor, keep: torch.Tensor, scale: float) -> torch.Ten
 
 
 def packed_linear_usable() -> bool:
-    """Whether oneDNN's packed bf16 linear (``seq2seq.model.prepacked``) works here."""
+    """Whether oneDNN's packed bf16 linear (``seq2seq.fast.prepacked``) works here."""
     return usable("packed_linear")
 
 

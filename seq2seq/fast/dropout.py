@@ -5,8 +5,9 @@ draw costs more than the rest of dropout: about 4% of a training update. Here on
 gives four 16-bit numbers; an element is kept when its number is at least
 ``round(p · 65536)``, so the drop rate is p to within 1/65536 (0.2 → 0.199997), and the kept
 elements are scaled by the exact inverse of the keep rate, so the expectation is unchanged.
-Same seed, same masks: the numbers come from torch's default generator. On other devices
-(CUDA draws Bernoulli numbers fast) this is ``torch.nn.functional.dropout``.
+Same seed, same masks: the numbers come from torch's default generator. It stands in for every
+``nn.Dropout`` of a model built with fast kernels (:mod:`seq2seq.fast.kernels`): on CPU only,
+since CUDA draws Bernoulli numbers fast.
 """
 
 from __future__ import annotations
@@ -15,9 +16,8 @@ from typing import Any
 
 import torch
 from torch import nn
-from torch.nn import functional as F
 
-from seq2seq.model.private_ops import masked_scale
+from seq2seq.fast.private_ops import masked_scale
 
 LEVELS = 1 << 16
 
@@ -33,8 +33,6 @@ class Dropout(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self.training or self.threshold == 0:
             return x
-        if x.device.type != "cpu":
-            return F.dropout(x, self.p, training=True)
         return _Dropout.apply(x, self.threshold)
 
     def extra_repr(self) -> str:
