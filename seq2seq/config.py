@@ -134,6 +134,7 @@ class TrainerConfig:
     max_minutes: float = 10.0
     eval_every: int = 500
     checkpoint_minutes: float = 5.0
+    keep_checkpoints: int = 5
     eval_batch_size: int = 128
     early_stopping_patience: int = 0
     max_output_ratio: float = 2.0

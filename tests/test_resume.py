@@ -17,7 +17,7 @@ import pytest
 import torch
 from test_training import run, tiny_overrides
 
-from seq2seq.checkpoint import CheckpointError, load_checkpoint
+from seq2seq.checkpoint import CheckpointError, load_checkpoint, validation_checkpoints
 from seq2seq.config import PROJECT_ROOT
 from seq2seq.files import atomic_write_bytes
 from seq2seq.training.resume import check_resume_config, config_changes
@@ -88,6 +88,14 @@ def test_a_resumed_run_averages_and_anneals_exactly_as_an_uninterrupted_one(
         torch.testing.assert_close(actual["ema"]["average"][name], tensor, rtol=0, atol=0)
     # update 9 of a cosine from 1e-3 (after 2 warm-up updates) ends at min_lr
     assert actual["optimizer"]["param_groups"][0]["lr"] == pytest.approx(1e-5)
+    # the validation checkpoints of before the resume are carried into the resumed run
+    kept = [p.name for p in validation_checkpoints(straight / "checkpoints")]
+    assert kept == ["step_3.pt", "step_6.pt", "step_9.pt"]
+    assert [p.name for p in validation_checkpoints(resumed / "checkpoints")] == kept
+    for name in kept:
+        weights = load_checkpoint(resumed / "checkpoints" / name)["model"]
+        for key, tensor in load_checkpoint(straight / "checkpoints" / name)["model"].items():
+            torch.testing.assert_close(weights[key], tensor, rtol=0, atol=0, msg=f"{name} {key}")
 
 
 def test_best_pt_holds_the_average_that_validation_scored(tmp_path: Path) -> None:

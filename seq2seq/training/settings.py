@@ -86,6 +86,7 @@ RANGES: dict[str, Rule] = {
     "trainer.max_minutes": COUNT,
     "trainer.eval_every": SIZE,
     "trainer.checkpoint_minutes": COUNT,
+    "trainer.keep_checkpoints": COUNT,
     "trainer.eval_batch_size": SIZE,
     "trainer.early_stopping_patience": COUNT,
     "trainer.max_output_ratio": SIZE,

@@ -17,6 +17,7 @@ from omegaconf import DictConfig
 from tqdm import tqdm
 
 from seq2seq.checkpoint import (
+    keep_validation_checkpoint,
     load_checkpoint,
     rng_state,
     save_checkpoint,
@@ -51,7 +52,7 @@ from seq2seq.training.distributed import (
 from seq2seq.training.reporting import Reporter
 from seq2seq.training.resume import (
     TrainingProgress,
-    carry_best_checkpoint,
+    carry_checkpoints,
     check_resume_config,
     restore_training_state,
 )
@@ -162,7 +163,7 @@ def train(cfg: DictConfig, run_dir: Path) -> float:
             log.info("%s finished training (%s): running its final test", t.resume, stop_reason)
         progress.test_pending = False
         if ranks.is_main:
-            carry_best_checkpoint(Path(t.resume).expanduser(), checkpoints)
+            carry_checkpoints(Path(t.resume).expanduser(), checkpoints)
     resumed_into_test = stop_reason is not None
     reporter = Reporter(run_dir, cfg, data, model, precision) if ranks.is_main else None
 
@@ -199,7 +200,8 @@ def train(cfg: DictConfig, run_dir: Path) -> float:
 
     def validate() -> None:
         """Rank 0 scores dev (with the averaged weights where ``trainer.ema_decay`` is set, which
-        best.pt then holds); every rank steps its LR schedule and early stopping on that BLEU."""
+        best.pt and the kept ``step_<n>.pt`` then hold); every rank steps its LR schedule and
+        early stopping on that BLEU."""
         assert_same_weights(model, ranks)
         result = None
         with average.swapped_in() if average else contextlib.nullcontext():
@@ -217,6 +219,10 @@ def train(cfg: DictConfig, run_dir: Path) -> float:
                     save_checkpoint(checkpoints / "best.pt", checkpoint_state(full=False))
             else:
                 progress.evals_without_improvement += 1
+            if ranks.is_main and t.keep_checkpoints:  # for scripts/average_checkpoints.py
+                keep_validation_checkpoint(
+                    checkpoints, progress.step, checkpoint_state(full=False), t.keep_checkpoints
+                )
             if result:  # the heatmaps of a self-attention encoder run it: still the average
                 reporter.validation(progress.step, result)
         scheduler.after_validation(bleu)
