@@ -59,6 +59,18 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     return state
 
 
+def check_same_vocabularies(
+    path: str | Path, state: dict[str, Any], first_path: str | Path, first: dict[str, Any], why: str
+) -> None:
+    """Raise naming the side whose sentencepiece model (``source_spm``/``target_spm`` bytes)
+    differs from the first checkpoint's: token ids mean nothing across vocabularies."""
+    for key, side in (("source_spm", "source"), ("target_spm", "target")):
+        if state[key] != first[key]:
+            raise CheckpointError(
+                f"{path}: its {side} sentencepiece model differs from {first_path}'s: {why}"
+            )
+
+
 def validation_checkpoints(directory: Path) -> list[Path]:
     """The kept validation checkpoints ``step_<n>.pt`` in ``directory``, oldest first."""
     if not directory.is_dir():

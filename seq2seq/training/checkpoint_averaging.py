@@ -15,6 +15,7 @@ from typing import Any
 
 from seq2seq.checkpoint import (
     CheckpointError,
+    check_same_vocabularies,
     load_checkpoint,
     save_checkpoint,
     validation_checkpoints,
@@ -101,12 +102,9 @@ def check_same_model(
     first_path: Path, first: dict[str, Any], path: Path, state: dict[str, Any]
 ) -> None:
     """Same sentencepiece models, model config and weight shapes, or one line saying which."""
-    for key, side in (("source_spm", "source"), ("target_spm", "target")):
-        if state[key] != first[key]:
-            raise CheckpointError(
-                f"{path}: its {side} sentencepiece model differs from {first_path}'s: "
-                "only checkpoints of one vocabulary can be averaged"
-            )
+    check_same_vocabularies(
+        path, state, first_path, first, "only checkpoints of one vocabulary can be averaged"
+    )
     changes = config_changes(first["config"]["model"], state["config"]["model"])
     if changes:
         key, (old, new) = next(iter(changes.items()))
