@@ -51,6 +51,7 @@ class DataConfig:
     tgt_vocab_size: int = 4000
     spm_model_type: str = "unigram"
     simplify_source: bool = False
+    subword_sampling_alpha: float | None = None
     cache_dir: str = str(PROJECT_ROOT / "data" / "cache")
     length_buckets: list[int] = field(default_factory=lambda: [10, 20, 30])
     synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)

@@ -207,6 +207,7 @@ def test_every_preset_is_in_range_and_each_bad_value_is_named() -> None:
         "model.dropout=1.0": "model.dropout=1.0 is out of range: it must be from 0.0 to less than",
         "data.src_vocab_size=0": "data.src_vocab_size=0 is out of range",
         "trainer.length_penalty=1000": "trainer.length_penalty=1000.0 is out of range",
+        "data.subword_sampling_alpha=0": "data.subword_sampling_alpha=0.0 is out of range",
         "+trainer.foo=1": "trainer.foo: not a setting",
         "+model.attention.bar=2": "model.attention.bar: not a setting",
     }

@@ -42,6 +42,7 @@ RANGES: dict[str, Rule] = {
     "data.max_length": SIZE,
     "data.src_vocab_size": SIZE,
     "data.tgt_vocab_size": SIZE,
+    "data.subword_sampling_alpha": ((lambda value: 0.0 < value <= 1.0), "more than 0, at most 1"),
     "data.synthetic.train_size": SIZE,
     "data.synthetic.dev_size": SIZE,
     "data.synthetic.test_size": SIZE,
@@ -119,6 +120,11 @@ def check_settings(cfg: DictConfig) -> None:
             continue
         if not math.isfinite(value) or not in_range(value):
             raise ValueError(f"{key}={value} is out of range: it must be {wanted}")
+    if cfg.data.subword_sampling_alpha is not None and cfg.data.spm_model_type != "unigram":
+        raise ValueError(
+            f"data.subword_sampling_alpha needs data.spm_model_type=unigram (it draws among a "
+            f"unigram model's best segmentations), not {cfg.data.spm_model_type}"
+        )
 
 
 def added_keys(given: dict[str, Any], known: dict[str, Any], prefix: str) -> list[str]:

@@ -31,6 +31,7 @@ from seq2seq.data.dataset import (
     load_corpus,
     tokenize_split,
 )
+from seq2seq.data.subword_sampling import SubwordSampler
 from seq2seq.data.tokenizer import SubwordTokenizer
 from seq2seq.device import PrecisionChoice, choose_precision, hardware_summary, keep_freed_memory
 from seq2seq.evaluation import EvalResult, evaluate
@@ -144,6 +145,7 @@ def train(cfg: DictConfig, run_dir: Path) -> float:
     scheduler = LearningRateSchedule(optimizer, t)
     train_split = data.splits["train"]
     sampler = training_sampler(t, train_split, ranks)
+    subwords = subword_sampler(cfg, data)  # None unless data.subword_sampling_alpha is set
 
     progress = TrainingProgress()
     checkpoints = run_dir / "checkpoints"
@@ -254,9 +256,10 @@ def train(cfg: DictConfig, run_dir: Path) -> float:
     signum = 0
     with StopRequests() as stop_requests:
         while stop_reason is None:
+            epoch_split = subwords.split_for_epoch(sampler.epoch) if subwords else train_split
             for indices in sampler:
                 scheduler.before_update(progress.step + 1)
-                result = update(train_split.batch(indices).to(device))
+                result = update(epoch_split.batch(indices).to(device))
                 progress.step += 1
                 progress.train_tokens += result.target_tokens
                 if result.applied:
@@ -412,6 +415,25 @@ def training_sampler(
         ranks.rank,
         ranks.world_size,
     )
+
+
+def subword_sampler(cfg: DictConfig, data: TrainingData) -> SubwordSampler | None:
+    """Where ``data.subword_sampling_alpha`` is set, what draws the training pairs' pieces anew
+    for each epoch (seq2seq/data/subword_sampling.py)."""
+    alpha = cfg.data.subword_sampling_alpha
+    if alpha is None:
+        return None
+    start = time.perf_counter()
+    subwords = SubwordSampler(
+        data.splits["train"],
+        data.source_tokenizer,
+        data.target_tokenizer,
+        alpha,
+        cfg.trainer.seed,
+        cfg.data.max_length,
+    )
+    log.info("subword sampling: segmentations found in %.1f s", time.perf_counter() - start)
+    return subwords
 
 
 def stop_condition(t: DictConfig, progress: TrainingProgress, epoch: int) -> str | None:
