@@ -2,7 +2,8 @@
 
 A checkpoint holds the resolved config, both sentencepiece models (as bytes) and the weights, so
 translating needs nothing else; ``last.pt`` adds optimizer, scheduler, sampler and RNG state so a
-run can be resumed exactly.
+run can be resumed exactly. With ``trainer.keep_checkpoints`` a run also keeps the weights of its
+last few validations as ``step_<n>.pt``, for checkpoint averaging.
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ import torch
 from seq2seq.files import atomic_write_bytes
 
 FORMAT_VERSION = 1
+# A validation's weights kept by trainer.keep_checkpoints: step_<update>.pt.
+VALIDATION_CHECKPOINT = re.compile(r"step_(?P<step>\d+)\.pt")
 
 
 class CheckpointError(RuntimeError):
@@ -92,6 +95,43 @@ def check_finite_weights(path: str | Path, weights: dict[str, Any]) -> None:
             f"{path}: the weights hold NaN or infinite values ({broken[0]}{more}): the run "
             "diverged; use an earlier checkpoint or train again"
         )
+
+
+def check_same_vocabularies(
+    path: str | Path, state: dict[str, Any], first_path: str | Path, first: dict[str, Any], why: str
+) -> None:
+    """Raise naming the side whose sentencepiece model (``source_spm``/``target_spm`` bytes)
+    differs from the first checkpoint's: token ids mean nothing across vocabularies."""
+    for key, side in (("source_spm", "source"), ("target_spm", "target")):
+        if state[key] != first[key]:
+            raise CheckpointError(
+                f"{path}: its {side} sentencepiece model differs from {first_path}'s: {why}"
+            )
+
+
+def validation_checkpoints(directory: Path) -> list[Path]:
+    """The kept validation checkpoints ``step_<n>.pt`` in ``directory``, oldest first."""
+    if not directory.is_dir():
+        return []
+    found = [
+        (int(match["step"]), path)
+        for path in directory.iterdir()
+        if (match := VALIDATION_CHECKPOINT.fullmatch(path.name)) and path.is_file()
+    ]
+    return [path for _, path in sorted(found)]
+
+
+def keep_validation_checkpoint(
+    directory: Path, step: int, state: dict[str, Any], keep: int
+) -> None:
+    """Write ``step_<step>.pt`` and remove all but the newest ``keep`` of them.
+
+    Only files of that pattern are removed: the run's own, never another file in the folder.
+    """
+    assert keep > 0, "trainer.keep_checkpoints=0 keeps none: do not call this"
+    save_checkpoint(directory / f"step_{step}.pt", state)
+    for old in validation_checkpoints(directory)[:-keep]:
+        old.unlink(missing_ok=True)
 
 
 def rng_state() -> dict[str, Any]:

@@ -23,7 +23,7 @@ from seq2seq.inference import (
     InferenceError,
     Translator,
     evaluate_tsv,
-    load_translator,
+    load_ensemble,
     write_alignment,
 )
 from seq2seq.search import BEAM_STOPS, Hypothesis
@@ -39,7 +39,7 @@ def translate_main(argv: Sequence[str] | None = None) -> int:
         "Reads --input or standard input (interactively, line by line, at a terminal) and "
         "writes one translation per line to standard output; a blank line gives a blank line."
     )
-    parser.add_argument("checkpoint", type=Path, help="a run's checkpoints/best.pt")
+    add_checkpoint_argument(parser)
     add_search_arguments(parser)
     parser.add_argument(
         "--nbest",
@@ -77,10 +77,11 @@ def translate_main(argv: Sequence[str] | None = None) -> int:
 
 
 def translate(args: argparse.Namespace) -> int:
-    translator = load_translator(args.checkpoint, args.device, args.precision)
+    translator = load_ensemble(args.checkpoint, args.device, args.precision)
     if args.alignments and not translator.model.has_attention_weights:
         raise InferenceError(
-            f"{args.checkpoint}: a model without attention (model=distracted) has no alignments"
+            f"{' '.join(map(str, args.checkpoint))}: a model without attention "
+            "(model=distracted) has no alignments"
         )
     if args.alignments:  # before the first translation is printed, not after
         try:
@@ -129,7 +130,7 @@ def evaluate_main(argv: Sequence[str] | None = None) -> int:
         "them against all their references (sacrebleu BLEU and chrF). Writes hypotheses.txt "
         "and report.json to --out and prints the report as the last line, one JSON object."
     )
-    parser.add_argument("checkpoint", type=Path, help="a run's checkpoints/best.pt")
+    add_checkpoint_argument(parser)
     parser.add_argument(
         "tsv", type=Path, help="sentence pairs, columns as the checkpoint's data.columns"
     )
@@ -159,7 +160,7 @@ def evaluate_main(argv: Sequence[str] | None = None) -> int:
     utf8_stdout()
     keep_freed_memory()
     try:
-        translator = load_translator(args.checkpoint, args.device, args.precision)
+        translator = load_ensemble(args.checkpoint, args.device, args.precision)
         result = evaluate_tsv(
             translator,
             args.tsv,
@@ -170,11 +171,12 @@ def evaluate_main(argv: Sequence[str] | None = None) -> int:
             args.word_order,
             beam_stop(args, translator),
         )
-        out = args.out or (
-            args.checkpoint.resolve().parent.parent / f"eval-{args.tsv.stem}-beam{args.beam}"
-        )
+        first, members = args.checkpoint[0].resolve(), len(args.checkpoint)
+        ensemble = f"-ensemble{members}" if members > 1 else ""
+        out = args.out or (first.parent.parent / f"eval-{args.tsv.stem}-beam{args.beam}{ensemble}")
+        checkpoints = [str(path.resolve()) for path in args.checkpoint]
         report = {
-            "checkpoint": str(args.checkpoint.resolve()),
+            **({"checkpoint": checkpoints[0]} if members == 1 else {"checkpoints": checkpoints}),
             **result.report,
             "out": str(out.resolve()),
         }
@@ -188,6 +190,16 @@ def evaluate_main(argv: Sequence[str] | None = None) -> int:
         return 130
     print(json.dumps(report, ensure_ascii=False))
     return 0
+
+
+def add_checkpoint_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "checkpoint",
+        type=Path,
+        nargs="+",
+        help="a run's checkpoints/best.pt; several of one vocabulary decode as an ensemble "
+        "(the mean of their log-probabilities at every word; their config: the first's)",
+    )
 
 
 def add_search_arguments(parser: argparse.ArgumentParser) -> None:

@@ -54,6 +54,7 @@ class DataConfig:
     shared_vocab_size: int | None = None
     spm_model_type: str = "unigram"
     simplify_source: bool = False
+    subword_sampling_alpha: float | None = None
     cache_dir: str = str(PROJECT_ROOT / "data" / "cache")
     length_buckets: list[int] = field(default_factory=lambda: [10, 20, 30])
     synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
@@ -139,6 +140,7 @@ class TrainerConfig:
     max_minutes: float = 10.0
     eval_every: int = 500
     checkpoint_minutes: float = 5.0
+    keep_checkpoints: int = 5
     eval_batch_size: int = 128
     early_stopping_patience: int = 0
     max_output_ratio: float = 2.0

@@ -22,7 +22,7 @@ from seq2seq.metrics.alignment import (
 from seq2seq.metrics.translation import bleu_by_length, group_references, translation_scores
 from seq2seq.metrics.word_order import word_order_accuracy
 from seq2seq.model.seq2seq import Seq2Seq
-from seq2seq.search import Hypothesis, translate_batch
+from seq2seq.search import Hypothesis, Translatable, translate_batch
 
 
 @dataclass
@@ -60,7 +60,7 @@ def sequence_loss(
 
 @torch.no_grad()
 def translate_split(
-    model: Seq2Seq,
+    model: Translatable,
     split: TokenizedSplit,
     target_tokenizer: SubwordTokenizer,
     device: torch.device,

@@ -6,6 +6,7 @@ reads the training data or the run directory.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -16,7 +17,12 @@ import numpy as np
 import torch
 from omegaconf import DictConfig
 
-from seq2seq.checkpoint import CheckpointError, check_finite_weights, load_checkpoint
+from seq2seq.checkpoint import (
+    CheckpointError,
+    check_finite_weights,
+    check_same_vocabularies,
+    load_checkpoint,
+)
 from seq2seq.data.batching import collate
 from seq2seq.data.corpus import read_parallel_tsv
 from seq2seq.data.dataset import tokenize_split, truncate
@@ -36,9 +42,10 @@ from seq2seq.metrics.alignment import (
     hard_links_from_attention,
     piece_word_indices_by_boundaries,
 )
-from seq2seq.model.seq2seq import Seq2Seq, build_model
+from seq2seq.model.ensemble import Ensemble
+from seq2seq.model.seq2seq import build_model
 from seq2seq.provenance import provenance
-from seq2seq.search import Hypothesis, translate_batch
+from seq2seq.search import Hypothesis, Translatable, translate_batch
 from seq2seq.training.settings import checkpoint_config
 
 # Written without spaces between words: every subword piece counts as a word of its own.
@@ -62,9 +69,9 @@ class Alignment:
 
 @dataclass
 class Translator:
-    """A checkpoint's model, tokenizers and config, ready to translate."""
+    """A checkpoint's model (or an ensemble's), tokenizers and config, ready to translate."""
 
-    model: Seq2Seq
+    model: Translatable
     source_tokenizer: SubwordTokenizer
     target_tokenizer: SubwordTokenizer
     config: DictConfig
@@ -211,6 +218,36 @@ def load_translator(path: str | Path, device: str = "auto", precision: str = "au
         target_device,
         choice,
     )
+
+
+def load_ensemble(
+    paths: Sequence[str | Path], device: str = "auto", precision: str = "auto"
+) -> Translator:
+    """One checkpoint's translator, or several checkpoints decoding as one :class:`Ensemble`.
+
+    Their sentencepiece models must be the same (one line names the first that differs); the
+    first checkpoint's config says how to decode (length limits, α, beam stop by default).
+    """
+    translators = [load_translator(path, device, precision) for path in paths]
+    first = translators[0]
+    for path, translator in zip(paths[1:], translators[1:], strict=True):
+        check_same_vocabularies(
+            path,
+            vocabularies(translator),
+            paths[0],
+            vocabularies(first),
+            "the checkpoints of an ensemble must share both vocabularies",
+        )
+    if len(translators) == 1:
+        return first
+    return dataclasses.replace(first, model=Ensemble([t.model for t in translators]).eval())
+
+
+def vocabularies(translator: Translator) -> dict[str, bytes]:
+    return {
+        "source_spm": translator.source_tokenizer.model_proto,
+        "target_spm": translator.target_tokenizer.model_proto,
+    }
 
 
 @dataclass

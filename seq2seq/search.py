@@ -11,11 +11,14 @@ import torch
 from seq2seq.data.batching import Batch
 from seq2seq.data.tokenizer import BOS_ID, EOS_ID
 from seq2seq.device import autocast
+from seq2seq.model.ensemble import Ensemble, EnsembleDecoder
 from seq2seq.model.seq2seq import Decoder, Seq2Seq
 
 # When beam search ends a sentence: "exact" once nothing can beat its finished hypotheses;
 # "best_ends" also as soon as a step's best candidate ends (OpenNMT-py's rule: fewer steps).
 BEAM_STOPS = ("exact", "best_ends")
+# What search decodes: one model, or several of one vocabulary as one (seq2seq/model/ensemble.py).
+Translatable = Seq2Seq | Ensemble
 
 
 @dataclass
@@ -40,14 +43,14 @@ def gnmt_length_penalty(length: int, alpha: float) -> float:
 
 
 def next_word(
-    decoder: Decoder, previous: torch.Tensor, state: Any, memory: Any
+    decoder: Decoder | EnsembleDecoder, previous: torch.Tensor, state: Any, memory: Any
 ) -> tuple[Any, torch.Tensor, torch.Tensor | None]:
     """One decoder step after the words ``previous``: (new state, log-probabilities, weights).
 
     ``state`` and ``memory`` are the decoder's own (an RNN's hidden state, a Transformer's
-    cached keys and values); search only selects their rows. The log-probabilities are float32
-    even under bf16 autocast, which on CPU would compute them in bfloat16 (three significant
-    digits: ties and misranked candidates).
+    cached keys and values, an ensemble's per member); search only selects their rows. The
+    log-probabilities are float32 even under bf16 autocast, which on CPU would compute them in
+    bfloat16 (three significant digits: ties and misranked candidates).
     """
     state, logits, weights = decoder.next_logits(previous, state, memory)
     return state, torch.log_softmax(logits.float(), dim=-1), weights
@@ -55,7 +58,7 @@ def next_word(
 
 @torch.no_grad()
 def greedy_search(
-    model: Seq2Seq, batch: Batch, max_ratio: float = 2.0, max_extra: int = 10
+    model: Translatable, batch: Batch, max_ratio: float = 2.0, max_extra: int = 10
 ) -> list[Hypothesis]:
     """Pick the most probable word at every step, for all sentences of ``batch`` at once.
 
@@ -93,7 +96,7 @@ def greedy_search(
 
 @torch.no_grad()
 def beam_search(
-    model: Seq2Seq,
+    model: Translatable,
     batch: Batch,
     beam_size: int,
     nbest: int = 1,
@@ -337,7 +340,7 @@ def _backtrack(
 
 
 def translate_batch(
-    model: Seq2Seq,
+    model: Translatable,
     batch: Batch,
     beam_size: int = 1,
     nbest: int = 1,
@@ -361,7 +364,7 @@ def translate_batch(
 
 
 def _search(
-    model: Seq2Seq,
+    model: Translatable,
     batch: Batch,
     beam_size: int,
     nbest: int,

@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
+import os
+import subprocess
+import sys
 import zipfile
 from pathlib import Path
 
 import pytest
 import torch
 
+from seq2seq.config import PROJECT_ROOT
 from seq2seq.data.batching import BucketBatchSampler, collate
 from seq2seq.data.corpus import CorpusError, read_parallel_tsv
 from seq2seq.data.tatoeba import ensure_tatoeba, split_pairs_by_group
@@ -299,3 +304,95 @@ def test_over_long_pairs_are_dropped_from_train_and_cut_elsewhere(
     long_sources = sum(len(ids) > limit for ids in full.source_ids)
     assert long_sources > 0
     assert f"dev sources: truncated {long_sources} of {len(examples)}" in caplog.text
+
+
+def test_subword_sampling_redraws_each_epoch_from_the_seed_and_keeps_the_text(
+    tmp_path: Path, tiny_tsv_dir: Path
+) -> None:
+    """Subword regularisation: a draw is a function of (seed, epoch), differs between epochs
+    and seeds, only re-segments each sentence (it decodes to the same text), and never draws a
+    segmentation longer than data.max_length."""
+    from seq2seq.data.dataset import tokenize_split
+    from seq2seq.data.subword_sampling import SubwordSampler
+
+    examples, _ = read_parallel_tsv(tiny_tsv_dir / "train.tsv", ["zh", "en"], "zh", "en")
+    source = train_tokenizer([e.source for e in examples], "zh", 40, "unigram", tmp_path)
+    target = train_tokenizer([e.target for e in examples], "en", 40, "unigram", tmp_path)
+    usual = tokenize_split("train", examples, source, target)
+
+    def draw(seed: int, epoch: int, max_length: int = 100) -> tuple[list, list]:
+        split = SubwordSampler(usual, source, target, 0.5, seed, max_length).split_for_epoch(epoch)
+        assert split.examples == usual.examples
+        return split.source_ids, split.target_ids
+
+    first = draw(seed=1, epoch=0)
+    assert draw(seed=1, epoch=0) == first
+    # ... in another process too (sentencepiece's own sampler draws differently in each one)
+    script = (
+        "import json, sys\nfrom pathlib import Path\n"
+        "from seq2seq.data.corpus import read_parallel_tsv\n"
+        "from seq2seq.data.dataset import tokenize_split\n"
+        "from seq2seq.data.subword_sampling import SubwordSampler\n"
+        "from seq2seq.data.tokenizer import train_tokenizer\n"
+        "examples, _ = read_parallel_tsv(Path(sys.argv[1]), ['zh', 'en'], 'zh', 'en')\n"
+        "source = train_tokenizer([e.source for e in examples], 'zh', 40, 'unigram', sys.argv[2])\n"
+        "target = train_tokenizer([e.target for e in examples], 'en', 40, 'unigram', sys.argv[2])\n"
+        "usual = tokenize_split('train', examples, source, target)\n"
+        "split = SubwordSampler(usual, source, target, 0.5, 1, 100).split_for_epoch(0)\n"
+        "print(json.dumps([split.source_ids, split.target_ids]))\n"
+    )
+    other = subprocess.run(
+        [sys.executable, "-c", script, str(tiny_tsv_dir / "train.tsv"), str(tmp_path)],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, "PYTHONPATH": str(PROJECT_ROOT)},
+    )
+    assert json.loads(other.stdout) == list(first)
+    assert draw(seed=1, epoch=1) != first and draw(seed=2, epoch=0) != first
+    fixed = (usual.source_ids, usual.target_ids)
+    for drawn, ids, tokenizer in zip(first, fixed, (source, target), strict=True):
+        assert drawn != ids
+        assert [tokenizer.decode(x) for x in drawn] == [tokenizer.decode(x) for x in ids]
+
+    limit = max(len(ids) for ids in usual.target_ids)
+    assert max(len(ids) for ids in first[1]) > limit  # some draws are longer than any usual one
+    _, capped = draw(seed=1, epoch=0, max_length=limit)
+    assert max(len(ids) for ids in capped) == limit
+
+
+def test_subword_sampling_draws_in_proportion_to_the_probability_to_the_power_alpha() -> None:
+    """Two segmentations of probability 0.75 and 0.25: drawn 75% / 25% of the time with α = 1,
+    √0.75 : √0.25 (63% / 37%) with α = 0.5; the other sentence has one and always gets it."""
+    import numpy as np
+
+    from seq2seq.data.subword_sampling import Segmentations
+
+    segmentations = Segmentations(
+        ids=np.array([5, 6, 7, 8], dtype=np.int32),
+        bounds=np.array([0, 1, 3, 4]),
+        log_probs=np.log([0.75, 0.25, 1.0]),
+        owner=np.array([0, 0, 1]),
+    )
+    for alpha, expected in ((1.0, 0.75), (0.5, 0.75**0.5 / (0.75**0.5 + 0.25**0.5))):
+        generator = np.random.default_rng(0)
+        draws = [segmentations.draw(alpha, generator) for _ in range(4000)]
+        assert all(second == [8] for _, second in draws)
+        share = sum(first == [5] for first, _ in draws) / len(draws)
+        assert share == pytest.approx(expected, abs=0.025)
+        assert {tuple(first) for first, _ in draws} == {(5,), (6, 7)}
+
+
+def test_subword_sampling_needs_a_unigram_model() -> None:
+    from hydra import compose, initialize_config_dir
+
+    from seq2seq.config import register_configs
+    from seq2seq.training.settings import check_settings
+
+    register_configs()
+    with initialize_config_dir(str(PROJECT_ROOT / "configs"), version_base="1.3"):
+        cfg = compose(
+            "config", overrides=["data.subword_sampling_alpha=0.1", "data.spm_model_type=bpe"]
+        )
+    with pytest.raises(ValueError, match="needs data.spm_model_type=unigram .*, not bpe"):
+        check_settings(cfg)

@@ -211,6 +211,7 @@ def test_every_preset_is_in_range_and_each_bad_value_is_named() -> None:
         "trainer.lr_schedule=step": "trainer.lr_schedule=step is not a choice",
         "data.source_lang=fr": "data.source_lang=fr is not one of the languages of data.columns",
         "data.target_lang=zh": "data.source_lang and data.target_lang are both zh",
+        "data.subword_sampling_alpha=0": "data.subword_sampling_alpha=0.0 is out of range",
         "+trainer.foo=1": "trainer.foo: not a setting",
         "+model.attention.bar=2": "model.attention.bar: not a setting",
     }

@@ -17,8 +17,9 @@ import pytest
 import torch
 from test_training import run, tiny_overrides
 
-from seq2seq.checkpoint import CheckpointError, load_checkpoint
+from seq2seq.checkpoint import CheckpointError, load_checkpoint, validation_checkpoints
 from seq2seq.config import PROJECT_ROOT
+from seq2seq.data.subword_sampling import SubwordSampler
 from seq2seq.files import atomic_write_bytes
 from seq2seq.training.resume import check_resume_config, config_changes
 
@@ -88,6 +89,50 @@ def test_a_resumed_run_averages_and_anneals_exactly_as_an_uninterrupted_one(
         torch.testing.assert_close(actual["ema"]["average"][name], tensor, rtol=0, atol=0)
     # update 9 of a cosine from 1e-3 (after 2 warm-up updates) ends at min_lr
     assert actual["optimizer"]["param_groups"][0]["lr"] == pytest.approx(1e-5)
+    # the validation checkpoints of before the resume are carried into the resumed run
+    kept = [p.name for p in validation_checkpoints(straight / "checkpoints")]
+    assert kept == ["step_3.pt", "step_6.pt", "step_9.pt"]
+    assert [p.name for p in validation_checkpoints(resumed / "checkpoints")] == kept
+    for name in kept:
+        weights = load_checkpoint(resumed / "checkpoints" / name)["model"]
+        for key, tensor in load_checkpoint(straight / "checkpoints" / name)["model"].items():
+            torch.testing.assert_close(weights[key], tensor, rtol=0, atol=0, msg=f"{name} {key}")
+
+
+def test_a_run_with_subword_sampling_resumes_mid_epoch_exactly(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """136 pairs in batches of 16: an epoch is 9 updates, so a run resumed at update 10 resumes
+    inside epoch 1, whose draw of the pieces is not epoch 0's: it must draw epoch 1's again."""
+    drawn_for: list[int] = []
+    draw = SubwordSampler.split_for_epoch
+
+    def recorded(self: SubwordSampler, epoch: int) -> Any:
+        drawn_for.append(epoch)
+        return draw(self, epoch)
+
+    monkeypatch.setattr(SubwordSampler, "split_for_epoch", recorded)
+    sampling = ("data.subword_sampling_alpha=0.5", "trainer.eval_every=5")
+    straight = run(tmp_path, "straight", *sampling, "trainer.max_steps=14")
+    assert drawn_for == [0, 1]  # a new draw for each epoch
+    half = run(tmp_path, "half", *sampling, "trainer.max_steps=10")
+    assert load_checkpoint(half / "checkpoints" / "last.pt")["sampler"] == {
+        "epoch": 1,
+        "position": 1,
+    }
+    resumed = run(
+        tmp_path,
+        "resumed",
+        *sampling,
+        "trainer.max_steps=14",
+        f"trainer.resume={half / 'checkpoints' / 'last.pt'}",
+    )
+    assert drawn_for == [0, 1, 0, 1, 1]  # straight, half, resumed
+    expected = load_checkpoint(straight / "checkpoints" / "last.pt")
+    assert_same_training_state(expected, load_checkpoint(resumed / "checkpoints" / "last.pt"))
+    fixed = run(tmp_path, "fixed", "trainer.eval_every=5", "trainer.max_steps=14")
+    fixed_weights = load_checkpoint(fixed / "checkpoints" / "last.pt")["model"]
+    assert any(not torch.equal(t, fixed_weights[n]) for n, t in expected["model"].items())
 
 
 def test_best_pt_holds_the_average_that_validation_scored(tmp_path: Path) -> None:

@@ -71,7 +71,8 @@ def test_run_writes_checkpoints_metrics_and_tensorboard(tmp_path: Path) -> None:
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert metrics["steps"] == 6 and 0 <= metrics["test"]["bleu"] <= 100
     assert "nrefs:var" in metrics["test"]["signature"]  # dev/test group repeated sources
-    assert {p.name for p in (run_dir / "checkpoints").iterdir()} == {"best.pt", "last.pt"}
+    checkpoints = {p.name for p in (run_dir / "checkpoints").iterdir()}
+    assert checkpoints == {"best.pt", "last.pt", "step_3.pt", "step_6.pt"}  # keep_checkpoints
     assert {p.name for p in (run_dir / "spm").iterdir()} == {"zh.model", "en.model"}
     best = load_checkpoint(run_dir / "checkpoints" / "best.pt")
     assert best["source_spm"] == (run_dir / "spm" / "zh.model").read_bytes()

@@ -53,6 +53,18 @@ class SubwordTokenizer:
     def encode(self, texts: Sequence[str]) -> list[list[int]]:
         return self._sp.encode(list(texts))
 
+    def nbest(self, texts: Sequence[str], size: int) -> list[list[list[int]]]:
+        """The ``size`` most probable segmentations of each text, best (the usual one) first.
+
+        No randomness: for subword sampling (seq2seq/data/subword_sampling.py), which draws
+        among them with its own seeded generator.
+        """
+        return self._sp.nbest_encode(list(texts), nbest_size=size)
+
+    def piece_log_probs(self) -> list[float]:
+        """log P(piece) of every id under a unigram model (0 for the special ids)."""
+        return [self._sp.get_score(i) for i in range(len(self))]
+
     def decode(self, ids: Sequence[int]) -> str:
         return self._sp.decode([i for i in ids if i > EOS_ID or i == UNK_ID])
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from seq2seq.checkpoint import CheckpointError, restore_rng_state
+from seq2seq.checkpoint import CheckpointError, restore_rng_state, validation_checkpoints
 from seq2seq.data.batching import BucketBatchSampler
 from seq2seq.files import atomic_write_bytes
 from seq2seq.model.seq2seq import Seq2Seq
@@ -40,6 +40,7 @@ CHANGEABLE_ON_RESUME = frozenset(
         "trainer.max_skipped_in_a_row",
         "trainer.eval_every",
         "trainer.checkpoint_minutes",
+        "trainer.keep_checkpoints",
         "trainer.eval_batch_size",
         "trainer.early_stopping_patience",
         "trainer.max_output_ratio",
@@ -132,14 +133,17 @@ def check_resumable(path: str, saved: dict[str, Any], averaged: bool) -> None:
         )
 
 
-def carry_best_checkpoint(resumed_from: Path, checkpoints: Path) -> None:
-    """A run resumed into a new directory starts with the best checkpoint it resumed from.
+def carry_checkpoints(resumed_from: Path, checkpoints: Path) -> None:
+    """A run resumed into a new directory starts with the best checkpoint it resumed from, and
+    the validation checkpoints ``step_<n>.pt`` that run kept.
 
-    Otherwise a resumed run that never beats the restored best dev BLEU would have no best.pt.
+    Otherwise a resumed run that never beats the restored best dev BLEU would have no best.pt,
+    and averaging its last validations would miss those made before the interruption.
     """
-    source, target = resumed_from.parent / "best.pt", checkpoints / "best.pt"
-    if source.is_file() and source.resolve() != target.resolve():
-        atomic_write_bytes(target, source.read_bytes())
+    for source in [resumed_from.parent / "best.pt", *validation_checkpoints(resumed_from.parent)]:
+        target = checkpoints / source.name
+        if source.is_file() and source.resolve() != target.resolve():
+            atomic_write_bytes(target, source.read_bytes())
 
 
 def restore_training_state(

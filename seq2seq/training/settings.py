@@ -53,6 +53,7 @@ RANGES: dict[str, Rule] = {
     "data.src_vocab_size": SIZE,
     "data.tgt_vocab_size": SIZE,
     "data.shared_vocab_size": SIZE,
+    "data.subword_sampling_alpha": ((lambda value: 0.0 < value <= 1.0), "more than 0, at most 1"),
     "data.synthetic.train_size": SIZE,
     "data.synthetic.dev_size": SIZE,
     "data.synthetic.test_size": SIZE,
@@ -97,6 +98,7 @@ RANGES: dict[str, Rule] = {
     "trainer.max_minutes": COUNT,
     "trainer.eval_every": SIZE,
     "trainer.checkpoint_minutes": COUNT,
+    "trainer.keep_checkpoints": COUNT,
     "trainer.eval_batch_size": SIZE,
     "trainer.early_stopping_patience": COUNT,
     "trainer.max_output_ratio": SIZE,
@@ -157,6 +159,11 @@ def check_settings(cfg: DictConfig) -> None:
             )
     if data.source_lang == data.target_lang:
         raise ValueError(f"data.source_lang and data.target_lang are both {data.source_lang}")
+    if cfg.data.subword_sampling_alpha is not None and cfg.data.spm_model_type != "unigram":
+        raise ValueError(
+            f"data.subword_sampling_alpha needs data.spm_model_type=unigram (it draws among a "
+            f"unigram model's best segmentations), not {cfg.data.spm_model_type}"
+        )
 
 
 def added_keys(given: dict[str, Any], known: dict[str, Any], prefix: str) -> list[str]:

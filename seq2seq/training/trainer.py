@@ -19,6 +19,7 @@ from tqdm import tqdm
 from seq2seq.checkpoint import (
     CheckpointError,
     check_finite_weights,
+    keep_validation_checkpoint,
     load_checkpoint,
     rng_state,
     save_checkpoint,
@@ -32,6 +33,7 @@ from seq2seq.data.dataset import (
     load_corpus,
     tokenize_split,
 )
+from seq2seq.data.subword_sampling import SubwordSampler
 from seq2seq.data.tokenizer import SubwordTokenizer
 from seq2seq.device import PrecisionChoice, choose_precision, hardware_summary
 from seq2seq.evaluation import EvalResult, evaluate
@@ -53,7 +55,7 @@ from seq2seq.training.distributed import (
 from seq2seq.training.reporting import Reporter
 from seq2seq.training.resume import (
     TrainingProgress,
-    carry_best_checkpoint,
+    carry_checkpoints,
     check_resumable,
     check_resume_config,
     restore_training_state,
@@ -143,6 +145,7 @@ def train(cfg: DictConfig, run_dir: Path) -> float:
     scheduler = LearningRateSchedule(optimizer, t)
     train_split = data.splits["train"]
     sampler = training_sampler(t, train_split, ranks)
+    subwords = subword_sampler(cfg, data)  # None unless data.subword_sampling_alpha is set
 
     progress = TrainingProgress()
     checkpoints = run_dir / "checkpoints"
@@ -169,7 +172,7 @@ def train(cfg: DictConfig, run_dir: Path) -> float:
             log.info("%s finished training (%s): running its final test", t.resume, stop_reason)
         progress.test_pending = False
         if ranks.is_main:
-            carry_best_checkpoint(Path(t.resume).expanduser(), checkpoints)
+            carry_checkpoints(Path(t.resume).expanduser(), checkpoints)
     resumed_into_test = stop_reason is not None
     reporter = Reporter(run_dir, cfg, data, model, precision) if ranks.is_main else None
 
@@ -206,7 +209,8 @@ def train(cfg: DictConfig, run_dir: Path) -> float:
 
     def validate() -> None:
         """Rank 0 scores dev (with the averaged weights where ``trainer.ema_decay`` is set, which
-        best.pt then holds); every rank steps its LR schedule and early stopping on that BLEU."""
+        best.pt and the kept ``step_<n>.pt`` then hold); every rank steps its LR schedule and
+        early stopping on that BLEU."""
         assert_same_weights(model, ranks)
         result = None
         with average.swapped_in() if average else contextlib.nullcontext():
@@ -224,6 +228,10 @@ def train(cfg: DictConfig, run_dir: Path) -> float:
                     save_checkpoint(checkpoints / "best.pt", checkpoint_state(full=False))
             else:
                 progress.evals_without_improvement += 1
+            if ranks.is_main and t.keep_checkpoints:  # for scripts/average_checkpoints.py
+                keep_validation_checkpoint(
+                    checkpoints, progress.step, checkpoint_state(full=False), t.keep_checkpoints
+                )
             if result:  # the heatmaps of a self-attention encoder run it: still the average
                 reporter.validation(progress.step, result)
         scheduler.after_validation(bleu)
@@ -255,9 +263,10 @@ def train(cfg: DictConfig, run_dir: Path) -> float:
     signum = 0
     with StopRequests() as stop_requests:
         while stop_reason is None:
+            epoch_split = subwords.split_for_epoch(sampler.epoch) if subwords else train_split
             for indices in sampler:
                 scheduler.before_update(progress.step + 1)
-                result = update(train_split.batch(indices).to(device))
+                result = update(epoch_split.batch(indices).to(device))
                 progress.step += 1
                 progress.train_tokens += result.target_tokens
                 if result.applied:
@@ -414,6 +423,25 @@ def training_sampler(
         ranks.rank,
         ranks.world_size,
     )
+
+
+def subword_sampler(cfg: DictConfig, data: TrainingData) -> SubwordSampler | None:
+    """Where ``data.subword_sampling_alpha`` is set, what draws the training pairs' pieces anew
+    for each epoch (seq2seq/data/subword_sampling.py)."""
+    alpha = cfg.data.subword_sampling_alpha
+    if alpha is None:
+        return None
+    start = time.perf_counter()
+    subwords = SubwordSampler(
+        data.splits["train"],
+        data.source_tokenizer,
+        data.target_tokenizer,
+        alpha,
+        cfg.trainer.seed,
+        cfg.data.max_length,
+    )
+    log.info("subword sampling: segmentations found in %.1f s", time.perf_counter() - start)
+    return subwords
 
 
 def stop_condition(t: DictConfig, progress: TrainingProgress, epoch: int) -> str | None:
