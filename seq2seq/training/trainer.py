@@ -9,6 +9,7 @@ import math
 import random
 import signal
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +26,7 @@ from seq2seq.checkpoint import (
     save_checkpoint,
 )
 from seq2seq.config import config_to_dict
-from seq2seq.data.batching import BucketBatchSampler
+from seq2seq.data.batching import Batch, BucketBatchSampler
 from seq2seq.data.dataset import (
     TokenizedSplit,
     TrainingData,
@@ -103,273 +104,370 @@ def train(cfg: DictConfig, run_dir: Path) -> float:
     Under torchrun every rank runs this (see seq2seq/training/distributed.py); rank 0 alone
     writes ``run_dir``, validates and scores the test splits.
     """
-    check_settings(cfg)
-    t = cfg.trainer
-    ranks = current_ranks()
-    claim_run_dir(run_dir, t, ranks.is_main)
-    random.seed(t.seed)
-    torch.manual_seed(t.seed)
-    if t.threads > 0:
-        torch.set_num_threads(t.threads)
-    device = training_device(t.device, ranks)
-    precision = choose_precision(t.precision, device)
-    log.info("precision: %s", precision)
-    saved = load_resume_checkpoint(cfg) if t.resume else None
-    if saved is not None:
-        warn_on_precision_change(t.resume, saved, precision)
-    with main_first(ranks):  # rank 0 trains the sentencepiece models, the others read its cache
-        data = prepare_data(cfg, checkpoint_tokenizers(saved) if saved else None)
-    if ranks.is_main:
-        for lang, tokenizer in (
-            (cfg.data.source_lang, data.source_tokenizer),
-            (cfg.data.target_lang, data.target_tokenizer),
-        ):
-            atomic_write_bytes(run_dir / "spm" / f"{lang}.model", tokenizer.model_proto)
+    return Trainer(cfg, run_dir).run()
 
-    model = build_model(cfg.model, len(data.source_tokenizer), len(data.target_tokenizer), device)
-    model.to(device)
-    log.info("model: %s parameters\n%s", f"{count_parameters(model):,}", model)
-    if ranks.distributed:  # same initial weights, but each rank its own dropout draws
-        torch.manual_seed(t.seed + ranks.rank)
-    optimizer = build_optimizer(model, t.lr)
-    average = WeightAverage(model, t.ema_decay) if t.ema_decay else None
-    update = TrainingStep(
-        data_parallel(model, ranks),
-        optimizer,
-        t.clip_norm,
-        t.label_smoothing,
-        t.normalization,
-        precision.used,
-        average,
-    )
-    scheduler = LearningRateSchedule(optimizer, t)
-    train_split = data.splits["train"]
-    sampler = training_sampler(t, train_split, ranks)
-    subwords = subword_sampler(cfg, data)  # None unless data.subword_sampling_alpha is set
 
-    progress = TrainingProgress()
-    checkpoints = run_dir / "checkpoints"
-    stop_reason = None  # set on resume when only the final test is left to do
-    if saved is not None:
+@dataclass
+class LossWindow:
+    """The applied updates' summed loss and target tokens since the last report, for the
+    logged training loss per token and tokens/s (validation time excluded: a new window)."""
+
+    loss_sum: float = 0.0
+    tokens: int = 0
+    start: float = field(default_factory=time.monotonic)
+
+    def loss(self) -> float:
+        return self.loss_sum / max(self.tokens, 1)
+
+    def tokens_per_sec(self) -> float:
+        return self.tokens / (time.monotonic() - self.start)
+
+
+class Trainer:
+    """One run: data, model, update, schedule and sampler built from the config (or restored
+    from ``trainer.resume``), then :meth:`run`'s loop, validations, checkpoints and final test."""
+
+    def __init__(self, cfg: DictConfig, run_dir: Path) -> None:
+        check_settings(cfg)
+        self.cfg, self.t, self.run_dir = cfg, cfg.trainer, run_dir
+        self.checkpoints = run_dir / "checkpoints"
+        t = self.t
+        self.ranks = current_ranks()
+        claim_run_dir(run_dir, t, self.ranks.is_main)
+        random.seed(t.seed)
+        torch.manual_seed(t.seed)
+        if t.threads > 0:
+            torch.set_num_threads(t.threads)
+        self.device = training_device(t.device, self.ranks)
+        self.precision = choose_precision(t.precision, self.device)
+        log.info("precision: %s", self.precision)
+        saved = load_resume_checkpoint(cfg) if t.resume else None
+        if saved is not None:
+            warn_on_precision_change(t.resume, saved, self.precision)
+        self.data = self.prepare_data(saved)
+        self.build_model_and_update()
+        self.progress = TrainingProgress()
+        self.stop_reason: str | None = None  # set on resume when only the final test is left
+        self.already_finished = saved is not None and self.resume(saved)
+        self.resumed_into_test = self.stop_reason is not None
+        self.reporter: Reporter | None = None
+        self.signum = 0
+
+    def prepare_data(self, saved: dict[str, Any] | None) -> TrainingData:
+        """The corpus and sentencepiece models (rank 0 trains them, the others read its cache;
+        a resumed run keeps its checkpoint's), the models also written to the run directory."""
+        with main_first(self.ranks):
+            data = prepare_data(self.cfg, checkpoint_tokenizers(saved) if saved else None)
+        if self.ranks.is_main:
+            for lang, tokenizer in (
+                (self.cfg.data.source_lang, data.source_tokenizer),
+                (self.cfg.data.target_lang, data.target_tokenizer),
+            ):
+                atomic_write_bytes(self.run_dir / "spm" / f"{lang}.model", tokenizer.model_proto)
+        return data
+
+    def build_model_and_update(self) -> None:
+        t, data, ranks = self.t, self.data, self.ranks
+        model = build_model(
+            self.cfg.model, len(data.source_tokenizer), len(data.target_tokenizer), self.device
+        )
+        self.model = model.to(self.device)
+        log.info("model: %s parameters\n%s", f"{count_parameters(model):,}", model)
+        if ranks.distributed:  # same initial weights, but each rank its own dropout draws
+            torch.manual_seed(t.seed + ranks.rank)
+        self.optimizer = build_optimizer(model, t.lr)
+        self.average = WeightAverage(model, t.ema_decay) if t.ema_decay else None
+        self.update = TrainingStep(
+            data_parallel(model, ranks),
+            self.optimizer,
+            t.clip_norm,
+            t.label_smoothing,
+            t.normalization,
+            self.precision.used,
+            self.average,
+        )
+        self.scheduler = LearningRateSchedule(self.optimizer, t)
+        self.train_split = data.splits["train"]
+        self.sampler = training_sampler(t, self.train_split, ranks)
+        self.subwords = subword_sampler(self.cfg, data)  # None unless subword sampling is on
+
+    def resume(self, saved: dict[str, Any]) -> bool:
+        """Restore the saved state; True if that run had finished (nothing left to do)."""
+        t = self.t
         try:
-            progress = restore_training_state(
-                saved, model, update, scheduler, sampler, ranks, average
+            self.progress = restore_training_state(
+                saved,
+                self.model,
+                self.update,
+                self.scheduler,
+                self.sampler,
+                self.ranks,
+                self.average,
             )
         except (KeyError, TypeError, ValueError, RuntimeError) as error:  # edited by hand
             raise CheckpointError(
                 f"{t.resume}: its saved training state does not fit this run ({error})"
             ) from error
-        log.info("resumed from %s at step %d", t.resume, progress.step)
-        stop_reason = stop_condition(t, progress, sampler.epoch)
-        if stop_reason and not progress.test_pending:
+        log.info("resumed from %s at step %d", t.resume, self.progress.step)
+        self.stop_reason = stop_condition(t, self.progress, self.sampler.epoch)
+        if self.stop_reason and not self.progress.test_pending:
             log.warning(
                 "%s already finished (%s): nothing to train; raise that budget to continue",
                 t.resume,
-                stop_reason,
+                self.stop_reason,
             )
-            return progress.best_bleu
-        if stop_reason:
-            log.info("%s finished training (%s): running its final test", t.resume, stop_reason)
-        progress.test_pending = False
-        if ranks.is_main:
-            carry_checkpoints(Path(t.resume).expanduser(), checkpoints)
-    resumed_into_test = stop_reason is not None
-    reporter = Reporter(run_dir, cfg, data, model, precision) if ranks.is_main else None
+            return True
+        if self.stop_reason:
+            log.info(
+                "%s finished training (%s): running its final test", t.resume, self.stop_reason
+            )
+        self.progress.test_pending = False
+        if self.ranks.is_main:
+            carry_checkpoints(Path(t.resume).expanduser(), self.checkpoints)
+        return False
 
-    def checkpoint_state(full: bool) -> dict[str, Any]:
+    def run(self) -> float:
+        """Train until a budget or a signal stops it, validate a last time, test; the best dev
+        BLEU. A signal saves last.pt and raises :class:`TrainingInterrupted`."""
+        if self.already_finished:
+            return self.progress.best_bleu
+        if self.ranks.is_main:
+            self.reporter = Reporter(self.run_dir, self.cfg, self.data, self.model, self.precision)
+        with StopRequests() as self.stop_requests:
+            self.train_until_stopped()
+            if self.progress.last_eval_step != self.progress.step:
+                self.validate()
+            if not self.reporter:  # torchrun: the other ranks are done; rank 0 tests
+                return self.progress.best_bleu
+            final = self.test_after_training()
+        self.write_metrics(final)
+        return self.progress.best_bleu
+
+    def train_until_stopped(self) -> None:
+        """The loop: update, log, validate or save on schedule, until a budget or a signal."""
+        t, progress = self.t, self.progress
+        self.clock_start = time.monotonic() - progress.train_seconds
+        self.last_saved = progress.train_seconds
+        self.window = LossWindow()
+        self.bar = tqdm(
+            total=t.max_steps or None,
+            initial=progress.step,
+            disable=not t.progress or not self.ranks.is_main,
+            desc="train",
+            unit="step",
+            dynamic_ncols=True,
+        )
+        while self.stop_reason is None:
+            split = self.subwords.split_for_epoch(self.sampler.epoch) if self.subwords else None
+            for indices in self.sampler:
+                self.train_step((split or self.train_split).batch(indices).to(self.device))
+                self.report_training()
+                self.agree_on_clock_and_signals()
+                if progress.step % t.eval_every == 0:
+                    self.validate()  # writes last.pt too
+                elif progress.train_seconds - self.last_saved >= 60 * (
+                    t.checkpoint_minutes or math.inf
+                ):
+                    self.save_last()
+                self.stop_reason = stop_condition(t, progress, self.sampler.epoch)
+                if self.signum:
+                    self.stop_reason = f"{signal.Signals(self.signum).name} received"
+                if self.stop_reason:
+                    break
+            else:
+                self.stop_reason = stop_condition(t, progress, self.sampler.epoch)
+        self.bar.close()
+        log.info("stopping after step %d: %s", progress.step, self.stop_reason)
+        if self.signum:
+            self.save_last()
+            self.interrupted(f"{self.stop_reason} at step {progress.step}", "continue")
+
+    def train_step(self, batch: Batch) -> None:
+        """One update, counted; an update skipped for a non-finite loss or gradient reported."""
+        self.scheduler.before_update(self.progress.step + 1)
+        result = self.update(batch)
+        progress = self.progress
+        progress.step += 1
+        progress.train_tokens += result.target_tokens
+        if result.applied:
+            progress.skipped_in_a_row = 0
+            self.window.loss_sum += result.loss_sum
+            self.window.tokens += result.target_tokens
+        else:
+            progress.skipped_updates += 1
+            progress.skipped_in_a_row += 1
+            if self.reporter:
+                self.reporter.skipped_update(progress.step, progress.skipped_updates, result)
+        self.bar.update(1)
+
+    def report_training(self) -> None:
+        """Every ``trainer.log_every`` updates: the window's loss, rate and the learning rate."""
+        if not self.reporter or self.progress.step % self.t.log_every:
+            return
+        loss, rate = self.window.loss(), self.window.tokens_per_sec()
+        lr = self.optimizer.param_groups[0]["lr"]
+        self.reporter.training(self.progress.step, loss, lr, rate)
+        self.bar.set_postfix(loss=f"{loss:.3f}", tok_s=f"{rate:.0f}")
+        self.window = LossWindow()
+
+    def agree_on_clock_and_signals(self) -> None:
+        """Under torchrun the clock and a signal to any rank are agreed on, so every rank
+        validates, saves and stops at the same step."""
+        elapsed, signal_seen = max_over_ranks(
+            [time.monotonic() - self.clock_start, self.stop_requests.signum or 0],
+            self.ranks,
+            self.device,
+        )
+        self.progress.train_seconds, self.signum = elapsed, int(signal_seen)
+
+    def checkpoint_state(self, full: bool) -> dict[str, Any]:
+        """What best.pt holds (``full=False``), or last.pt: everything a resume restores."""
         state: dict[str, Any] = {
-            "config": config_to_dict(cfg),
-            "model": model.state_dict(),
-            "source_spm": data.source_tokenizer.model_proto,
-            "target_spm": data.target_tokenizer.model_proto,
-            "progress": {**progress.__dict__, "epoch": sampler.epoch},  # the sampler counts epochs
-            "precision": {"asked": precision.asked, "used": precision.used},
+            "config": config_to_dict(self.cfg),
+            "model": self.model.state_dict(),
+            "source_spm": self.data.source_tokenizer.model_proto,
+            "target_spm": self.data.target_tokenizer.model_proto,
+            # the sampler counts epochs
+            "progress": {**self.progress.__dict__, "epoch": self.sampler.epoch},
+            "precision": {"asked": self.precision.asked, "used": self.precision.used},
         }
         if full:
             state.update(
-                optimizer=optimizer.state_dict(),
-                grad_scaler=update.scaler.state_dict(),
-                scheduler=scheduler.state_dict(),
-                sampler=sampler.state_dict(),
+                optimizer=self.optimizer.state_dict(),
+                grad_scaler=self.update.scaler.state_dict(),
+                scheduler=self.scheduler.state_dict(),
+                sampler=self.sampler.state_dict(),
                 rng=rng_state(),
             )
-            if average:
-                state["ema"] = average.state_dict()
+            if self.average:
+                state["ema"] = self.average.state_dict()
         return state
 
-    def save_last(every_rank: bool = True) -> None:
+    def save_last(self, every_rank: bool = True) -> None:
         """``last.pt``; under torchrun every rank calls this (its RNG joins), rank 0 writes.
         Around the final test rank 0 is alone (``every_rank=False``): its RNG state only."""
-        state = checkpoint_state(full=True)
-        rng_by_rank = gather_from_all(state["rng"], ranks) if every_rank else [state["rng"]]
-        if ranks.distributed and every_rank:
+        state = self.checkpoint_state(full=True)
+        rng_by_rank = gather_from_all(state["rng"], self.ranks) if every_rank else [state["rng"]]
+        if self.ranks.distributed and every_rank:
             state["rng_by_rank"] = rng_by_rank
-        if ranks.is_main:
-            save_checkpoint(checkpoints / "last.pt", state)
+        if self.ranks.is_main:
+            save_checkpoint(self.checkpoints / "last.pt", state)
+        self.last_saved = self.progress.train_seconds
 
-    def validate() -> None:
+    def validate(self) -> None:
         """Rank 0 scores dev (with the averaged weights where ``trainer.ema_decay`` is set, which
         best.pt and the kept ``step_<n>.pt`` then hold); every rank steps its LR schedule and
         early stopping on that BLEU."""
-        assert_same_weights(model, ranks)
+        cfg, progress, precision = self.cfg, self.progress, self.precision.used
+        assert_same_weights(self.model, self.ranks)
         result = None
-        with average.swapped_in() if average else contextlib.nullcontext():
-            if ranks.is_main:
-                result = evaluate_split(cfg, model, data, "dev", device, precision.used)
-                if "word_order" in data.splits:  # can it tell 我爱你 from 你爱我? beside dev BLEU
+        with self.average.swapped_in() if self.average else contextlib.nullcontext():
+            if self.ranks.is_main:
+                result = evaluate_split(cfg, self.model, self.data, "dev", self.device, precision)
+                if "word_order" in self.data.splits:  # can it tell 我爱你 from 你爱我?
                     result.metrics |= word_order_metrics(
-                        evaluate_split(cfg, model, data, "word_order", device, precision.used)
+                        evaluate_split(
+                            cfg, self.model, self.data, "word_order", self.device, precision
+                        )
                     )
-            bleu = broadcast_from_main(result.metrics["bleu"] if result else 0.0, ranks)
+            bleu = broadcast_from_main(result.metrics["bleu"] if result else 0.0, self.ranks)
             if bleu > progress.best_bleu:
                 progress.best_bleu, progress.best_step = bleu, progress.step
                 progress.evals_without_improvement = 0
-                if ranks.is_main:
-                    save_checkpoint(checkpoints / "best.pt", checkpoint_state(full=False))
+                if self.ranks.is_main:
+                    save_checkpoint(self.checkpoints / "best.pt", self.checkpoint_state(False))
             else:
                 progress.evals_without_improvement += 1
-            if ranks.is_main and t.keep_checkpoints:  # for scripts/average_checkpoints.py
+            if self.ranks.is_main and self.t.keep_checkpoints:  # for average_checkpoints.py
                 keep_validation_checkpoint(
-                    checkpoints, progress.step, checkpoint_state(full=False), t.keep_checkpoints
+                    self.checkpoints,
+                    progress.step,
+                    self.checkpoint_state(full=False),
+                    self.t.keep_checkpoints,
                 )
-            if result:  # the heatmaps of a self-attention encoder run it: still the average
-                reporter.validation(progress.step, result)
-        scheduler.after_validation(bleu)
+            if result and self.reporter:  # a self-attention encoder's heatmaps: the average
+                self.reporter.validation(progress.step, result)
+        self.scheduler.after_validation(bleu)
         if result:
-            log.info(
-                "step %d: dev loss %.3f, BLEU %.2f, chrF %.2f%s (best %.2f at step %d)",
-                progress.step,
-                result.loss,
-                result.metrics["bleu"],
-                result.metrics["chrf"],
-                f", AER {result.metrics['aer']:.3f}" if "aer" in result.metrics else "",
-                progress.best_bleu,
-                progress.best_step,
-            )
+            log_validation(progress, result)
         progress.last_eval_step = progress.step
-        save_last()
+        self.save_last()
+        self.window = LossWindow()  # the validation's time is not training time
 
-    start = time.monotonic() - progress.train_seconds
-    bar = tqdm(
-        total=t.max_steps or None,
-        initial=progress.step,
-        disable=not t.progress or not ranks.is_main,
-        desc="train",
-        unit="step",
-        dynamic_ncols=True,
-    )
-    window_loss, window_tokens, window_start = 0.0, 0, time.monotonic()
-    last_saved = progress.train_seconds
-    signum = 0
-    with StopRequests() as stop_requests:
-        while stop_reason is None:
-            epoch_split = subwords.split_for_epoch(sampler.epoch) if subwords else train_split
-            for indices in sampler:
-                scheduler.before_update(progress.step + 1)
-                result = update(epoch_split.batch(indices).to(device))
-                progress.step += 1
-                progress.train_tokens += result.target_tokens
-                if result.applied:
-                    progress.skipped_in_a_row = 0
-                    window_loss += result.loss_sum
-                    window_tokens += result.target_tokens
-                else:
-                    progress.skipped_updates += 1
-                    progress.skipped_in_a_row += 1
-                    if reporter:
-                        reporter.skipped_update(progress.step, progress.skipped_updates, result)
-                bar.update(1)
-
-                if reporter and progress.step % t.log_every == 0:
-                    elapsed = time.monotonic() - window_start
-                    train_loss = window_loss / max(window_tokens, 1)
-                    reporter.training(
-                        progress.step,
-                        train_loss,
-                        optimizer.param_groups[0]["lr"],
-                        window_tokens / elapsed,
-                    )
-                    bar.set_postfix(
-                        loss=f"{train_loss:.3f}", tok_s=f"{window_tokens / elapsed:.0f}"
-                    )
-                    window_loss, window_tokens, window_start = 0.0, 0, time.monotonic()
-
-                # Under torchrun the clock and a signal to any rank are agreed on, so every rank
-                # validates, saves and stops at the same step.
-                elapsed, signal_seen = max_over_ranks(
-                    [time.monotonic() - start, stop_requests.signum or 0], ranks, device
-                )
-                progress.train_seconds, signum = elapsed, int(signal_seen)
-                if progress.step % t.eval_every == 0:
-                    validate()  # writes last.pt too
-                    window_loss, window_tokens, window_start = 0.0, 0, time.monotonic()
-                    last_saved = progress.train_seconds
-                elif progress.train_seconds - last_saved >= 60 * (t.checkpoint_minutes or math.inf):
-                    save_last()
-                    last_saved = progress.train_seconds
-                stop_reason = stop_condition(t, progress, sampler.epoch)
-                if signum:
-                    stop_reason = f"{signal.Signals(signum).name} received"
-                if stop_reason:
-                    break
-            else:
-                stop_reason = stop_condition(t, progress, sampler.epoch)
-        bar.close()
-        log.info("stopping after step %d: %s", progress.step, stop_reason)
-        if signum:
-            save_last()
-            if reporter:
-                reporter.close_interrupted()
-            raise TrainingInterrupted(
-                signum,
-                f"{stop_reason} at step {progress.step}: saved {last_pt_path(checkpoints)}; "
-                f"continue with the same overrides and trainer.resume={last_pt_path(checkpoints)}",
-            )
-        if progress.last_eval_step != progress.step:
-            validate()
-        if not reporter:  # torchrun: the other ranks are done; rank 0 scores the test splits
-            return progress.best_bleu
-
-        # The final test is part of the run: a signal stops it at once, and last.pt (the trained
-        # weights, not best.pt's that the test loads) resumes into it.
-        trained = {name: tensor.clone() for name, tensor in model.state_dict().items()}
-        signum = stop_requests.signum or 0  # one received during the final validation
+    def test_after_training(self) -> dict[str, Any]:
+        """Score best.pt on the test splits. The final test is part of the run: a signal stops
+        it at once, and last.pt (the trained weights, not best.pt's that the test loads)
+        resumes into it."""
+        assert self.reporter, "rank 0 alone tests"
+        trained = {name: tensor.clone() for name, tensor in self.model.state_dict().items()}
+        signum = self.stop_requests.signum or 0  # one received during the final validation
         if not signum:
             try:
-                with stop_requests.at_once():
+                with self.stop_requests.at_once():
                     final = final_test(
-                        cfg, model, data, device, precision.used, checkpoints / "best.pt", reporter
+                        self.cfg,
+                        self.model,
+                        self.data,
+                        self.device,
+                        self.precision.used,
+                        self.checkpoints / "best.pt",
+                        self.reporter,
                     )
             except SignalReceived as received:
                 signum = received.signum
-            model.load_state_dict(trained)
+            self.model.load_state_dict(trained)
         if signum:
-            progress.test_pending = True
-            save_last(every_rank=False)
-            reporter.close_interrupted()
-            raise TrainingInterrupted(
-                signum,
-                f"{signal.Signals(signum).name} received during the final test: saved "
-                f"{last_pt_path(checkpoints)}; test it with the same overrides and "
-                f"trainer.resume={last_pt_path(checkpoints)}",
+            self.progress.test_pending = True
+            self.save_last(every_rank=False)
+            self.signum = signum
+            self.interrupted(
+                f"{signal.Signals(signum).name} received during the final test", "test"
             )
-    if resumed_into_test:
-        save_last(every_rank=False)  # this run's own last.pt, no longer test_pending
-    final.update(
-        best_dev_bleu=progress.best_bleu,
-        best_step=progress.best_step,
-        steps=progress.step,
-        train_seconds=progress.train_seconds,
-        train_tokens_per_sec=progress.train_tokens / max(progress.train_seconds, 1e-9),
-        parameters=count_parameters(model),
-        stop_reason=stop_reason,
-        precision={"asked": precision.asked, "used": precision.used},
-        hardware=hardware_summary(device),
-        **code_record(),
+        return final
+
+    def interrupted(self, what: str, then: str) -> None:
+        """Close the logs and raise :class:`TrainingInterrupted` naming last.pt (saved)."""
+        if self.reporter:
+            self.reporter.close_interrupted()
+        last = last_pt_path(self.checkpoints)
+        raise TrainingInterrupted(
+            self.signum,
+            f"{what}: saved {last}; {then} with the same overrides and trainer.resume={last}",
+        )
+
+    def write_metrics(self, final: dict[str, Any]) -> None:
+        """metrics.json: the test scores, the run's counters and where they were measured."""
+        assert self.reporter, "rank 0 alone writes"
+        if self.resumed_into_test:
+            self.save_last(every_rank=False)  # this run's own last.pt, no longer test_pending
+        progress = self.progress
+        final.update(
+            best_dev_bleu=progress.best_bleu,
+            best_step=progress.best_step,
+            steps=progress.step,
+            train_seconds=progress.train_seconds,
+            train_tokens_per_sec=progress.train_tokens / max(progress.train_seconds, 1e-9),
+            parameters=count_parameters(self.model),
+            stop_reason=self.stop_reason,
+            precision={"asked": self.precision.asked, "used": self.precision.used},
+            hardware=hardware_summary(self.device),
+            **code_record(),
+        )
+        atomic_write_bytes(self.run_dir / "metrics.json", json.dumps(final, indent=2).encode())
+        self.reporter.close(final)
+
+
+def log_validation(progress: TrainingProgress, result: EvalResult) -> None:
+    log.info(
+        "step %d: dev loss %.3f, BLEU %.2f, chrF %.2f%s (best %.2f at step %d)",
+        progress.step,
+        result.loss,
+        result.metrics["bleu"],
+        result.metrics["chrf"],
+        f", AER {result.metrics['aer']:.3f}" if "aer" in result.metrics else "",
+        progress.best_bleu,
+        progress.best_step,
     )
-    atomic_write_bytes(run_dir / "metrics.json", json.dumps(final, indent=2).encode())
-    reporter.close(final)
-    return progress.best_bleu
 
 
 def last_pt_path(checkpoints: Path) -> Path:
