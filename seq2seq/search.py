@@ -105,24 +105,8 @@ def beam_search(
     max_extra: int = 10,
     stop: str = "exact",
 ) -> list[list[Hypothesis]]:
-    """Follow the ``beam_size`` most probable prefixes of every sentence of ``batch`` at once.
-
-    The batch is expanded to batch*beam rows (encoder work is done once per sentence, and a
-    sentence's beam rows share its attention memory: they are consecutive queries). Each
-    step scores every extension of every prefix and keeps the best 2*beam per sentence out
-    of beam*vocab: those ending in EOS among the best ``beam_size`` are finished, the best
-    ``beam_size`` others go on. All candidates of one step have the same length, so ranking
-    them by the sum of log-probabilities ranks them by the length-penalised score too; α only
-    matters between hypotheses that end at different steps.
-
-    A sentence is done when it has ``beam_size`` finished hypotheses (as in fairseq), or as soon
-    as its ``nbest``-th best finished hypothesis beats anything a live prefix could still
-    reach: a prefix's score only falls as it grows, and the length penalty divides it by at
-    most lp(length limit). So stopping early never changes the result. At greedy's length limit
-    (:func:`max_output_length`) a sentence's best live prefixes count as they are. Done
-    sentences leave the batch, so later steps compute only what is left, in steps of batch
-    size 1, 2, 3, 4, 6, 8, 12, ... (done ones fill the rest): every new number of rows costs
-    a new matrix-product kernel, and a few sizes are built once per process.
+    """Follow the ``beam_size`` most probable prefixes of every sentence of ``batch`` at once
+    (how, and when a sentence is done: :class:`Beam`).
 
     ``stop="best_ends"`` ends a sentence sooner, as OpenNMT-py's beam search does: at the first
     step whose best candidate ends in EOS (once ``nbest`` have finished). With α > 0 a longer
@@ -139,130 +123,200 @@ def beam_search(
     if stop not in BEAM_STOPS:
         raise ValueError(f"beam search stop must be one of {', '.join(BEAM_STOPS)}, got {stop!r}")
     decoder = model.decoder
-    encoder = model.encode(batch)
-    size, device = batch.src.size(0), batch.src.device
-    rows = size * beam_size
     max_length = max_output_length(batch.src_lengths, max_ratio, max_extra)
-    # A live prefix's penalised score can at best become score / lp(max_length).
-    reachable = 1.0 / gnmt_length_penalty(max_length, length_penalty)
-    expand = torch.arange(size, device=device).repeat_interleave(beam_size)
+    beam = Beam(batch, beam_size, nbest, length_penalty, stop, max_length)
     # The first step has one prefix per sentence (BOS): run it once per sentence, then copy it
     # to the sentence's beam rows.
+    encoder = model.encode(batch)
     memory = decoder.prepare(encoder)
-    bos = torch.full((size,), BOS_ID, dtype=torch.long, device=device)
+    bos = torch.full((beam.size,), BOS_ID, dtype=torch.long, device=beam.device)
     state, log_probs, weights = next_word(decoder, bos, decoder.init_state(encoder), memory)
-    state, log_probs = state.select(expand), log_probs[expand]
+    expand = beam.expand
+    state, log_probs, previous = state.select(expand), log_probs[expand], bos[expand]
     weights = None if weights is None else weights[expand]
-    previous = bos[expand]
-    # One live prefix per sentence at first: beam copies of BOS would fill the beam with twins.
-    scores = torch.full((size, beam_size), float("-inf"), device=device)
-    scores[:, 0] = 0.0
-    # The sentences in the batch, and their beam rows in the numbering of the whole batch. A done
-    # sentence is retired: its results are final, but its rows may stay a while (see below).
-    active = list(range(size))
-    active_rows = torch.arange(rows, device=device)
-    retired: set[int] = set()
-    # Per sentence: (score, step, row of the prefix in the beam before that step, last token).
-    finished: list[list[tuple[float, int, int, int]]] = [[] for _ in range(size)]
-    penalized: list[list[float]] = [[] for _ in range(size)]
-    history_tokens, history_parents, history_weights = [], [], []
-    cut_by_length_limit = True
     for step in range(max_length):
-        live = len(active)
         if step:  # the first step's words are computed above
             state, log_probs, weights = next_word(decoder, previous, state, memory)
+        parents, previous = beam.advance(step, log_probs, weights)
+        state = state.select(parents)
+        if beam.retire():
+            break
+        kept, keep_rows = beam.compact()
+        if kept is not None and keep_rows is not None:  # sentences left: fewer rows
+            previous, state = previous[keep_rows], state.select(keep_rows)
+            memory = memory.select(kept)
+    else:  # the length limit: the sentences still active count their live prefixes as they are
+        beam.keep_live_prefixes()
+    return beam.hypotheses()
+
+
+class Beam:
+    """The live prefixes of the sentences still in a batch, what each has finished, and the
+    history to read hypotheses back from.
+
+    The batch is expanded to batch*beam rows (encoder work is done once per sentence, and a
+    sentence's beam rows share its attention memory: they are consecutive queries). Each
+    step scores every extension of every prefix and keeps the best 2*beam per sentence out
+    of beam*vocab: those ending in EOS among the best ``beam_size`` are finished, the best
+    ``beam_size`` others go on (:meth:`advance`). All candidates of one step have the same
+    length, so ranking them by the sum of log-probabilities ranks them by the length-penalised
+    score too; α only matters between hypotheses that end at different steps.
+
+    A sentence is done (:meth:`retire`) when it has ``beam_size`` finished hypotheses (as in
+    fairseq), or as soon as its ``nbest``-th best finished hypothesis beats anything a live
+    prefix could still reach: a prefix's score only falls as it grows, and the length penalty
+    divides it by at most lp(length limit). So stopping early never changes the result. At
+    greedy's length limit (:func:`max_output_length`) a sentence's best live prefixes count as
+    they are. Done sentences leave the batch (:meth:`compact`), so later steps compute only what
+    is left, in steps of batch size 1, 2, 3, 4, 6, 8, 12, ... (done ones fill the rest): every
+    new number of rows costs a new matrix-product kernel, and a few sizes are built once per
+    process.
+    """
+
+    def __init__(
+        self, batch: Batch, beam_size: int, nbest: int, alpha: float, stop: str, max_length: int
+    ) -> None:
+        size = self.size = batch.src.size(0)
+        self.beam_size, self.nbest, self.alpha, self.stop = beam_size, nbest, alpha, stop
+        self.batch, self.device = batch, batch.src.device
+        self.rows = size * beam_size
+        # A live prefix's penalised score can at best become score / lp(max_length).
+        self.reachable = 1.0 / gnmt_length_penalty(max_length, alpha)
+        self.expand = torch.arange(size, device=self.device).repeat_interleave(beam_size)
+        # One live prefix per sentence at first: beam copies of BOS would fill it with twins.
+        self.scores = torch.full((size, beam_size), float("-inf"), device=self.device)
+        self.scores[:, 0] = 0.0
+        # The sentences in the batch, and their beam rows in the numbering of the whole batch. A
+        # done sentence is retired: its results are final, but its rows may stay a while.
+        self.active = list(range(size))
+        self.active_rows = torch.arange(self.rows, device=self.device)
+        self.retired: set[int] = set()
+        # Per sentence: (score, step, row of the prefix in the beam before that step, token).
+        self.finished: list[list[tuple[float, int, int, int]]] = [[] for _ in range(size)]
+        self.penalized: list[list[float]] = [[] for _ in range(size)]
+        self.history_tokens: list[torch.Tensor] = []
+        self.history_parents: list[torch.Tensor] = []
+        self.history_weights: list[torch.Tensor] = []
+        self.new_finished = torch.zeros(0)
+
+    def advance(
+        self, step: int, log_probs: torch.Tensor, weights: torch.Tensor | None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Extend every live prefix by every word; keep finished hypotheses and the next beam.
+        Returns the rows of the current beam each new prefix extends, and its new word."""
+        beam_size, device, live = self.beam_size, self.device, len(self.active)
         vocab = log_probs.size(-1)
-        candidates = log_probs.add_(scores.view(-1, 1)).view(live, beam_size * vocab)
+        candidates = log_probs.add_(self.scores.view(-1, 1)).view(live, beam_size * vocab)
         top_scores, top_ids = best_candidates(candidates, 2 * beam_size)  # (live, 2*beam)
         top_tokens = top_ids % vocab
         first_row = torch.arange(0, live * beam_size, beam_size, device=device).unsqueeze(1)
         top_parents = top_ids // vocab + first_row  # rows of the current (live) beam
         ends = top_tokens == EOS_ID
-        new_finished = ends[:, :beam_size] & top_scores[:, :beam_size].isfinite()
-        if bool(new_finished.any()):
-            where = new_finished.nonzero().tolist()
-            ended_scores = top_scores[:, :beam_size][new_finished].tolist()
-            ended_parents = active_rows[top_parents[:, :beam_size][new_finished]].tolist()
-            for (k, _), score, parent in zip(where, ended_scores, ended_parents, strict=True):
-                sentence = active[k]
-                if sentence not in retired and len(finished[sentence]) < beam_size:
-                    finished[sentence].append((score, step, parent, EOS_ID))
-                    lp = gnmt_length_penalty(step + 1, length_penalty)
-                    penalized[sentence].append(score / lp)
+        self.new_finished = ends[:, :beam_size] & top_scores[:, :beam_size].isfinite()
+        if bool(self.new_finished.any()):
+            self.record_finished(step, top_scores, top_parents)
         # The next beam: the best beam_size candidates that go on. Each prefix has one EOS
         # extension, so at most beam_size of the 2*beam_size end.
         positions = torch.arange(2 * beam_size, device=device)
         going_on = (ends.long() * 2 * beam_size + positions).argsort(dim=1)[:, :beam_size]
-        scores = top_scores.gather(1, going_on)  # (live, beam), best first
+        self.scores = top_scores.gather(1, going_on)  # (live, beam), best first
         parents = top_parents.gather(1, going_on).view(-1)
-        previous = top_tokens.gather(1, going_on).view(-1)
-        state = state.select(parents)
-        # History in the numbering of the whole batch; rows of done sentences are never read.
-        step_tokens = torch.full((rows,), EOS_ID, dtype=torch.long, device=device)
-        step_tokens[active_rows] = previous
-        step_parents = torch.zeros(rows, dtype=torch.long, device=device)
+        self.previous = top_tokens.gather(1, going_on).view(-1)
+        self.record_history(parents, weights)
+        return parents, self.previous
+
+    def record_finished(
+        self, step: int, top_scores: torch.Tensor, top_parents: torch.Tensor
+    ) -> None:
+        beam_size = self.beam_size
+        where = self.new_finished.nonzero().tolist()
+        ended_scores = top_scores[:, :beam_size][self.new_finished].tolist()
+        ended_parents = self.active_rows[top_parents[:, :beam_size][self.new_finished]].tolist()
+        for (k, _), score, parent in zip(where, ended_scores, ended_parents, strict=True):
+            sentence = self.active[k]
+            if sentence not in self.retired and len(self.finished[sentence]) < beam_size:
+                self.finished[sentence].append((score, step, parent, EOS_ID))
+                self.penalized[sentence].append(score / gnmt_length_penalty(step + 1, self.alpha))
+
+    def record_history(self, parents: torch.Tensor, weights: torch.Tensor | None) -> None:
+        """This step's words and parents in the numbering of the whole batch (rows of done
+        sentences are never read); ``weights`` are those of the beam before the step."""
+        rows, active_rows = self.rows, self.active_rows
+        step_tokens = torch.full((rows,), EOS_ID, dtype=torch.long, device=self.device)
+        step_tokens[active_rows] = self.previous
+        step_parents = torch.zeros(rows, dtype=torch.long, device=self.device)
         step_parents[active_rows] = active_rows[parents]
-        history_tokens.append(step_tokens)
-        history_parents.append(step_parents)
-        if weights is not None:  # rows of the beam before this step, as ``parents``
+        self.history_tokens.append(step_tokens)
+        self.history_parents.append(step_parents)
+        if weights is not None:
             step_weights = weights.new_zeros(rows, *weights.shape[1:])
             step_weights[active_rows] = weights
-            history_weights.append(step_weights)
+            self.history_weights.append(step_weights)
 
-        best_live = scores[:, 0].tolist()
-        best_ended = new_finished[:, 0].tolist() if stop == "best_ends" else [False] * live
-        for k, sentence in enumerate(active):
-            if sentence not in retired and (
-                len(finished[sentence]) >= beam_size
+    def retire(self) -> bool:
+        """Retire the sentences that are done; True when none is left."""
+        live, nbest = len(self.active), self.nbest
+        best_live = self.scores[:, 0].tolist()
+        best_ended = (
+            self.new_finished[:, 0].tolist() if self.stop == "best_ends" else [False] * live
+        )
+        for k, sentence in enumerate(self.active):
+            finished = len(self.finished[sentence])
+            if sentence not in self.retired and (
+                finished >= self.beam_size
                 or (
-                    len(finished[sentence]) >= nbest
+                    finished >= nbest
                     and (
                         best_ended[k]
-                        or sorted(penalized[sentence])[-nbest] >= best_live[k] * reachable
+                        or sorted(self.penalized[sentence])[-nbest] >= best_live[k] * self.reachable
                     )
                 )
             ):
-                retired.add(sentence)
-        remaining = [k for k, sentence in enumerate(active) if sentence not in retired]
-        if not remaining:
-            cut_by_length_limit = False
-            break
-        # Leave the batch in a few fixed sizes, topping up with retired sentences: every new
-        # number of rows costs a new matrix-product kernel (oneDNN builds one per shape).
+                self.retired.add(sentence)
+        self.remaining = [k for k, s in enumerate(self.active) if s not in self.retired]
+        return not self.remaining
+
+    def compact(self) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        """Leave the batch in a few fixed sizes, topping up with retired sentences: every new
+        number of rows costs a new matrix-product kernel (oneDNN builds one per shape). Returns
+        the kept sentences and their beam rows (for the caller's state and memory), or Nones."""
+        live, remaining, beam_size = len(self.active), self.remaining, self.beam_size
         target = _batch_bucket(len(remaining))
-        if target < live:
-            padding = [k for k in range(live) if active[k] in retired][: target - len(remaining)]
-            keep = sorted(remaining + padding)
-            kept = torch.tensor(keep, device=device)
-            keep_rows = kept.unsqueeze(1) * beam_size + torch.arange(beam_size, device=device)
-            keep_rows = keep_rows.view(-1)
-            active = [active[k] for k in keep]
-            active_rows = active_rows[keep_rows]
-            scores, previous = scores[kept], previous[keep_rows]
-            state, memory = state.select(keep_rows), memory.select(kept)
-    token_history = torch.stack(history_tokens).tolist()  # (steps, batch*beam)
-    parent_history = torch.stack(history_parents).tolist()
-    last = len(token_history) - 1
-    if cut_by_length_limit:  # the sentences still active count their live prefixes as they are
-        rows_left = active_rows.tolist()
-        for k, sentence in enumerate(active):
-            if sentence in retired:
+        if target >= live:
+            return None, None
+        padding = [k for k in range(live) if self.active[k] in self.retired]
+        keep = sorted(remaining + padding[: target - len(remaining)])
+        kept = torch.tensor(keep, device=self.device)
+        keep_rows = kept.unsqueeze(1) * beam_size + torch.arange(beam_size, device=self.device)
+        keep_rows = keep_rows.view(-1)
+        self.active = [self.active[k] for k in keep]
+        self.active_rows = self.active_rows[keep_rows]
+        self.scores = self.scores[kept]
+        return kept, keep_rows
+
+    def keep_live_prefixes(self) -> None:
+        """At the length limit, a sentence still active counts its best live prefixes."""
+        last = len(self.history_tokens) - 1
+        tokens, parents = self.history_tokens[last].tolist(), self.history_parents[last].tolist()
+        rows_left = self.active_rows.tolist()
+        for k, sentence in enumerate(self.active):
+            if sentence in self.retired:
                 continue
-            for j, score in enumerate(scores[k].tolist()):  # best first
-                if len(finished[sentence]) < beam_size and score > float("-inf"):
-                    row = rows_left[k * beam_size + j]
-                    finished[sentence].append(
-                        (score, last, parent_history[last][row], token_history[last][row])
-                    )
-    return _backtrack(
-        finished,
-        token_history,
-        parent_history,
-        torch.stack(history_weights).float().cpu() if history_weights else None,
-        batch.src_lengths,
-        nbest,
-        length_penalty,
-    )
+            for j, score in enumerate(self.scores[k].tolist()):  # best first
+                if len(self.finished[sentence]) < self.beam_size and score > float("-inf"):
+                    row = rows_left[k * self.beam_size + j]
+                    self.finished[sentence].append((score, last, parents[row], tokens[row]))
+
+    def hypotheses(self) -> list[list[Hypothesis]]:
+        return _backtrack(
+            self.finished,
+            torch.stack(self.history_tokens).tolist(),  # (steps, batch*beam)
+            torch.stack(self.history_parents).tolist(),
+            torch.stack(self.history_weights).float().cpu() if self.history_weights else None,
+            self.batch.src_lengths,
+            self.nbest,
+            self.alpha,
+        )
 
 
 CANDIDATE_CHUNK = 100
