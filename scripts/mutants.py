@@ -25,6 +25,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 TESTS = [
+    "tests/test_fixed_attention.py",
+    "tests/test_long_range.py",
     "tests/test_attention.py",
     "tests/test_model.py",
     "tests/test_search.py",
@@ -181,6 +183,21 @@ MUTANTS = [
      "alignment layer chosen by the highest AER"),
     ("seq2seq/training/schedule.py", "return peak * math.sqrt(warmup_steps / step)",
      "return peak * warmup_steps / step", "inverse_sqrt falls as 1/step"),
+    (A, "tf = same.sum(-1).clamp(min=1)  # occurrences of x_j among the real tokens",
+     "tf = torch.ones_like(tokens)", "tfidf forgets the term frequency"),
+    (A, "same = (tokens.unsqueeze(2) == tokens.unsqueeze(1)) & mask.unsqueeze(1)  # (b, src, src)",
+     "same = tokens.unsqueeze(2) == tokens.unsqueeze(1)", "tfidf counts padding as words"),
+    (A, "distinct = [piece for ids in sources for piece in {*ids, EOS_ID}]",
+     "distinct = [piece for ids in sources for piece in set(ids)]",
+     "tfidf fits the IDF without the EOS every source ends with"),
+    ("seq2seq/training/trainer.py",
+     'if fit_source_idf(model, data.splits["train"].source_ids):  # model/attention=tfidf',
+     "if False:", "tfidf IDF never fitted by the trainer"),
+    ("seq2seq/metrics/long_range.py",
+     'joins = connector == "because" or words[i - 1].endswith(",")', "joins = True",
+     "long-range probe takes a noun phrase's 'and' for the connector"),
+    ("seq2seq/data/synthetic/generate.py", "distance = len(first.phrase.zh) + 2",
+     "distance = len(first.phrase.zh)", "long-range distance counts to the comma"),
 ]  # fmt: skip
 
 
