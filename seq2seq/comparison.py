@@ -25,6 +25,7 @@ from omegaconf import OmegaConf
 from tensorboard.backend.event_processing.event_accumulator import SCALARS, EventAccumulator
 
 from seq2seq.files import atomic_write_bytes
+from seq2seq.metrics.long_range import LONG_RANGE_METRIC
 
 TABLE_FILE = "comparison.md"
 BENCHMARK_FILE = "benchmarks.md"
@@ -171,6 +172,7 @@ class Summary:
     word_order_acc: float | None
     word_order_pair_acc: float | None
     word_order_same_pieces_pair_acc: float | None
+    long_range_acc: float | None
     minutes: float | None
     tokens_per_sec: float | None
 
@@ -191,6 +193,7 @@ def summarize(run: Run) -> Summary:
             word_order_acc=order.get("word_order_acc"),
             word_order_pair_acc=order.get("word_order_pair_acc"),
             word_order_same_pieces_pair_acc=order.get("word_order_same_pieces_pair_acc"),
+            long_range_acc=m.get("long_range", {}).get(LONG_RANGE_METRIC),
             minutes=None if seconds is None else seconds / 60,
             tokens_per_sec=m.get("train_tokens_per_sec"),
         )
@@ -207,6 +210,7 @@ def summarize(run: Run) -> Summary:
         word_order_acc=None,
         word_order_pair_acc=None,
         word_order_same_pieces_pair_acc=None,
+        long_range_acc=None,
         minutes=max(latest, default=None),
         tokens_per_sec=float(np.mean(speeds)) if speeds else None,
     )
@@ -230,7 +234,8 @@ def comparison_table(runs: Sequence[Run]) -> str:
     """A markdown table, one row per run (BLEU and chrF to 0.1 as usually reported, AER to 0.001).
 
     The encoder, long-test BLEU, AER, word-order accuracies (sentences and pairs exactly
-    right, and pairs right among those whose sources are the same bag of pieces, %) and the
+    right, and pairs right among those whose sources are the same bag of pieces, %), the
+    long-range accuracy (pronouns decided far back, %) and the
     precision (what ``auto`` chose: tokens/s depend on it) get a column only where some run
     has them (a self-attention encoder, ...).
     """
@@ -239,12 +244,13 @@ def comparison_table(runs: Sequence[Run]) -> str:
     with_long = any(s.long_bleu is not None for s in summaries)
     with_aer = any(s.aer is not None for s in summaries)
     with_order = any(s.word_order_acc is not None for s in summaries)
+    with_range = any(s.long_range_acc is not None for s in summaries)
     with_precision = any(run.precision is not None for run in runs)
     text_columns = ["run", "model", "attention"] + ["encoder"] * with_encoder
     header = [*text_columns, "parameters", "best dev BLEU", "test BLEU"]
     header += ["long-test BLEU"] * with_long + ["test chrF"] + ["test AER"] * with_aer
     order_columns = ["word order: sentences %", "pairs %", "pairs of the same pieces %"]
-    header += order_columns * with_order
+    header += order_columns * with_order + ["long-range %"] * with_range
     header += ["training time (min)", "tokens/s"] + ["precision"] * with_precision
     numbers = len(header) - len(text_columns) - with_precision
     rows = [header, ["---"] * len(text_columns) + ["---:"] * numbers + ["---"] * with_precision]
@@ -259,10 +265,44 @@ def comparison_table(runs: Sequence[Run]) -> str:
             _percent(s.word_order_pair_acc),
             _percent(s.word_order_same_pieces_pair_acc),
         ] * with_order
+        row += [_percent(s.long_range_acc)] * with_range
         row += [_number(s.minutes, 1), _number(s.tokens_per_sec, 0)]
         row += [_cell(run.precision)] * with_precision
         rows.append(row)
     return "\n".join("| " + " | ".join(row) + " |" for row in rows)
+
+
+def bucket_table(runs: Sequence[Run]) -> str | None:
+    """A markdown table of the finished runs' numbers by bucket: test and long-test BLEU by
+    source length, long-range accuracy (%) by distance; None when no run has any."""
+    finished = [run for run in runs if run.metrics]
+    columns: list[tuple[str, str | None, str, str]] = []  # (split, key, bucket, header)
+    for split, key, what in (
+        ("test", "bleu_by_length", "test BLEU"),
+        ("long", "bleu_by_length", "long-test BLEU"),
+        ("long_range", None, "long-range %"),
+    ):
+        found = {b for run in finished for b in _buckets(run.metrics or {}, split, key)}
+        columns += [(split, key, b, f"{what} {b}") for b in sorted(found, key=_bucket_order)]
+    if not columns:
+        return None
+    rows = [["run", *(column[3] for column in columns)], ["---"] + ["---:"] * len(columns)]
+    for run in finished:
+        row = [_cell(run.label)]
+        for split, key, bucket, _ in columns:
+            value = _buckets(run.metrics or {}, split, key).get(bucket)
+            row.append(_number(value, 1) if key else _percent(value))
+        rows.append(row)
+    return "\n".join("| " + " | ".join(row) + " |" for row in rows)
+
+
+def _buckets(metrics: dict[str, Any], split: str, key: str | None) -> dict[str, float]:
+    """A split's ``key`` (BLEU by length), or without a key its ``long_range_acc/<bucket>``."""
+    numbers = metrics.get(split, {})
+    if key:
+        return numbers.get(key, {})
+    prefix = f"{LONG_RANGE_METRIC}/"
+    return {k[len(prefix) :]: v for k, v in numbers.items() if k.startswith(prefix)}
 
 
 def _png(fig: Figure) -> bytes:
@@ -359,6 +399,10 @@ def comparison_markdown(runs: Sequence[Run], table: str, plot_files: Sequence[st
         }
     )
     lines = [f"# Comparison of {len(runs)} runs", "", table, ""]
+    buckets = bucket_table(runs)
+    if buckets:
+        lines += ["By bucket: source length in subword tokens, long-range distance in words.", ""]
+        lines += [buckets, ""]
     if not all(run.finished for run in runs):
         lines += [
             "Unfinished runs have no metrics.json yet: their best dev BLEU, time and tokens/s "

@@ -31,6 +31,8 @@ class SyntheticConfig:
     long_max_clauses: int = 4
     word_order_train: int = 1000
     word_order_size: int = 200
+    long_range_train: int = 0
+    long_range_size: int = 0
     seed: int = 1
 
 

@@ -10,6 +10,7 @@ import torch
 from torch.nn import functional as F
 
 from seq2seq.data.dataset import TokenizedSplit
+from seq2seq.data.synthetic.links import LongRangePair
 from seq2seq.data.tokenizer import PAD_ID, SubwordTokenizer
 from seq2seq.device import autocast
 from seq2seq.fast.prepacked import prepacked_for_search
@@ -19,6 +20,7 @@ from seq2seq.metrics.alignment import (
     piece_word_indices_by_boundaries,
     piece_word_indices_by_spans,
 )
+from seq2seq.metrics.long_range import long_range_accuracy
 from seq2seq.metrics.translation import bleu_by_length, group_references, translation_scores
 from seq2seq.metrics.word_order import word_order_accuracy
 from seq2seq.model.seq2seq import Seq2Seq
@@ -193,9 +195,11 @@ def evaluate(
     word_order: bool = False,
     beam_stop: str = "exact",
     choose_alignment_layer: bool = False,
+    long_range: bool = False,
 ) -> EvalResult:
     """Everything a validation or the final test reports for one split (with ``word_order``,
-    a split of word-order pairs: its exact-match accuracies too).
+    a split of word-order pairs: its exact-match accuracies too; with ``long_range``, the
+    synthetic long-range split: its pronoun accuracy by distance).
 
     With several decoder layers (a Transformer) and ``with_alignment``, each layer's AER is
     reported as ``aer_layer<k>`` and ``aer`` is the alignment layer's; ``choose_alignment_layer``
@@ -231,6 +235,8 @@ def evaluate(
     metrics |= {"bleu": float(scores["bleu"]), "chrf": float(scores["chrf"])}
     if word_order:
         metrics |= word_order_scores(translations, split)
+    if long_range:
+        metrics |= long_range_scores(translations, split)
     return EvalResult(loss, metrics, by_length, str(scores["bleu_signature"]), translations)
 
 
@@ -264,3 +270,12 @@ def word_order_scores(translations: list[Translation], split: TokenizedSplit) ->
         [e.target for e in split.examples],
         [a == b for a, b in zip(bags[0::2], bags[1::2], strict=True)],
     )
+
+
+def long_range_scores(translations: list[Translation], split: TokenizedSplit) -> dict[str, float]:
+    """:func:`long_range_accuracy` of the synthetic long-range split, each entry scored by the
+    rule it was generated with (its gold :class:`LongRangePair`)."""
+    by_source = {t.source: t.hypothesis for t in translations}
+    pairs = [e.gold for e in split.examples]
+    assert all(isinstance(p, LongRangePair) for p in pairs), "not a long-range split"
+    return long_range_accuracy([by_source[e.source] for e in split.examples], pairs)

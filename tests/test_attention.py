@@ -17,20 +17,25 @@ from seq2seq.model.attention import (
 from seq2seq.model.encoder import EncoderOutput
 
 SIZE = 8
+VOCAB = 6  # source pieces: few, so that sentences repeat some (TF-IDF counts them)
 SCORERS = [name for name in ATTENTION_TYPES if name != "none"]
+FIXED = ("mean", "tfidf")  # weights from the source alone
 
 
 def encoder_output(lengths: list[int], seed: int = 0) -> EncoderOutput:
     generator = torch.Generator().manual_seed(seed)
     states = torch.randn(len(lengths), max(lengths), SIZE, generator=generator)
     mask = torch.arange(max(lengths))[None, :] < torch.tensor(lengths)[:, None]
-    return EncoderOutput(states * mask[..., None], states[:, 0], mask)
+    tokens = torch.randint(1, VOCAB, mask.shape, generator=generator) * mask  # 0: padding
+    return EncoderOutput(states * mask[..., None], states[:, 0], mask, tokens)
 
 
 @pytest.mark.parametrize("name", SCORERS)
 def test_weights_sum_to_one_and_are_zero_on_padding(name: str) -> None:
     torch.manual_seed(0)
-    attention = build_attention(name, SIZE, SIZE, attention_size=SIZE, heads=2)
+    attention = build_attention(
+        name, SIZE, SIZE, attention_size=SIZE, heads=2, source_vocab_size=VOCAB
+    )
     encoder = encoder_output([5, 3, 1])
     context, weights = attention(torch.randn(3, SIZE), attention.prepare(encoder))
     assert weights is not None and weights.shape[0] == 3 and weights.shape[-1] == 5
@@ -42,11 +47,16 @@ def test_weights_sum_to_one_and_are_zero_on_padding(name: str) -> None:
 @pytest.mark.parametrize("name", SCORERS)
 def test_padding_values_do_not_change_the_context(name: str) -> None:
     torch.manual_seed(0)
-    attention = build_attention(name, SIZE, SIZE, attention_size=SIZE, heads=2)
+    attention = build_attention(
+        name, SIZE, SIZE, attention_size=SIZE, heads=2, source_vocab_size=VOCAB
+    )
     encoder = encoder_output([4, 2])
     query = torch.randn(2, SIZE)
     noisy = EncoderOutput(
-        encoder.states + 100 * (~encoder.mask)[..., None], encoder.summary, encoder.mask
+        encoder.states + 100 * (~encoder.mask)[..., None],
+        encoder.summary,
+        encoder.mask,
+        encoder.tokens,
     )
     torch.testing.assert_close(
         attention(query, attention.prepare(encoder))[0],
@@ -57,10 +67,12 @@ def test_padding_values_do_not_change_the_context(name: str) -> None:
 @pytest.mark.parametrize("name", SCORERS)
 def test_context_follows_the_encoder_states(name: str) -> None:
     torch.manual_seed(0)
-    attention = build_attention(name, SIZE, SIZE, attention_size=SIZE, heads=2)
+    attention = build_attention(
+        name, SIZE, SIZE, attention_size=SIZE, heads=2, source_vocab_size=VOCAB
+    )
     encoder = encoder_output([4, 4])
     query = torch.randn(2, SIZE)
-    changed = EncoderOutput(encoder.states.clone(), encoder.summary, encoder.mask)
+    changed = EncoderOutput(encoder.states.clone(), encoder.summary, encoder.mask, encoder.tokens)
     changed.states[:, 2] += 1.0
     before = attention(query, attention.prepare(encoder))[0]
     assert not torch.allclose(before, attention(query, attention.prepare(changed))[0])
@@ -71,7 +83,9 @@ def test_queries_sharing_a_memory_row_equal_queries_on_copies_of_it(name: str) -
     """Beam search's rows of one sentence are consecutive queries on one memory row: they get
     what they would get from their own copies of that row."""
     torch.manual_seed(0)
-    attention = build_attention(name, SIZE, SIZE, attention_size=SIZE, heads=2)
+    attention = build_attention(
+        name, SIZE, SIZE, attention_size=SIZE, heads=2, source_vocab_size=VOCAB
+    )
     memory = attention.prepare(encoder_output([5, 3]))
     query = torch.randn(6, SIZE)  # three queries per sentence
     context, weights = attention(query, memory)
@@ -82,7 +96,8 @@ def test_queries_sharing_a_memory_row_equal_queries_on_copies_of_it(name: str) -
         assert weights is None and expected_weights is None
     else:
         torch.testing.assert_close(weights, expected_weights)
-        assert not torch.allclose(weights[0], weights[1])  # each query its own weights
+        # each query its own weights, except where the source alone fixes them
+        assert torch.allclose(weights[0], weights[1]) == (name in FIXED)
     with pytest.raises(ValueError, match="do not split evenly"):
         attention(torch.randn(5, SIZE), memory)
 

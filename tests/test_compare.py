@@ -21,6 +21,7 @@ from seq2seq.comparison import (
     Run,
     Scalar,
     benchmark_table,
+    bucket_table,
     comparison_markdown,
     comparison_table,
     plots,
@@ -48,11 +49,14 @@ def test_every_experiment_composes_with_each_swept_option(experiment: str) -> No
         assert cfg.data.name == experiment.split("_")[0]
         assert cfg.trainer.max_minutes > 0
         assert "experiment" in cfg.hydra.job.config.override_dirname.exclude_keys
-        assert set(params) <= {"model", "model/attention", "model.positions"}
+        assert set(params) <= {"model", "model/attention", "model/encoder", "model.positions"}
         for key, values in params.items():
             assert key not in cfg.hydra.job.config.override_dirname.exclude_keys
-            if key == "model/attention":  # every scorer, "none" included
-                assert sorted(values.split(",")) == ATTENTIONS
+            if key == "model/attention":
+                assert set(values.split(",")) <= set(ATTENTIONS)
+            if key == "model/attention" and experiment.endswith("attention_scorers"):
+                # every scorer, "none" included; the fixed weights are synthetic_bag_of_words'
+                assert sorted(values.split(",")) == sorted(set(ATTENTIONS) - {"mean", "tfidf"})
             if key == "model.positions":  # every position scheme, "none" included
                 assert sorted(values.split(",")) == sorted(POSITIONS)
             for value in values.split(","):
@@ -332,3 +336,25 @@ def test_multirun_experiment_then_compare(tmp_path: Path) -> None:
         assert (out / plot).read_bytes().startswith(PNG_HEADER), plot
         assert f"]({plot})" in markdown
     assert not (out / AER_VS_STEPS).exists()  # a TSV corpus has no gold alignments
+
+
+def test_long_range_column_and_the_table_by_bucket() -> None:
+    near_and_far = finished_run()
+    assert near_and_far.metrics is not None
+    near_and_far.metrics["long_range"] = {
+        "long_range_acc": 0.75,
+        "long_range_acc/11+": 0.5,
+        "long_range_acc/01-06": 1.0,
+    }
+    header, _, with_range, without = comparison_table([near_and_far, finished_run()]).splitlines()
+    assert header.split(" | ")[-3] == "long-range %"
+    assert with_range.split(" | ")[-3] == "75.0" and without.split(" | ")[-3] == "–"
+    table = bucket_table([near_and_far, unfinished_run()])
+    assert table is not None
+    header, _, row = table.splitlines()  # the unfinished run has no buckets
+    assert header == (
+        "| run | test BLEU 01-10 | test BLEU 11-20 | test BLEU 21+ | long-range % 01-06 "
+        "| long-range % 11+ |"
+    )
+    assert row == "| model=bahdanau | 30.0 | 20.0 | 10.0 | 100.0 | 50.0 |"
+    assert bucket_table([unfinished_run()]) is None

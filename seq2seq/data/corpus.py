@@ -33,7 +33,8 @@ class Example:
 
 @dataclass
 class Corpus:
-    """Named splits (train, dev, test and optionally long, word_order) of one direction."""
+    """Named splits (train, dev, test and optionally long, word_order, long_range) of one
+    direction."""
 
     splits: dict[str, list[Example]]
     source_lang: str

@@ -66,11 +66,15 @@ def _synthetic_corpus(cfg: DataConfig) -> Corpus:
         long_max_clauses=s.long_max_clauses,
         word_order_train=s.word_order_train,
         word_order=s.word_order_size,
+        long_range_train=s.long_range_train,
+        long_range=s.long_range_size,
     )
     direction = (cfg.source_lang, cfg.target_lang)
     if direction not in (("zh", "en"), ("en", "zh")):
         raise ValueError(f"the synthetic corpus is zh/en, not {direction[0]}→{direction[1]}")
     forward = direction == ("zh", "en")
+    if not forward:  # the probed pronoun is English's; in Chinese it is left out
+        generated.pop("long_range", None)
     splits = {
         split: [
             Example(p.source, p.target, f"synthetic/{split}:{i + 1}", p)

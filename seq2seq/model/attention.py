@@ -11,6 +11,9 @@ batch in :meth:`Attention.prepare`, not once per output word.
 
 The "distracted" encoder-decoder is :class:`NoAttention`: the same interface, but the context is
 the one fixed summary C of the whole source for every output word, and there are no weights.
+:class:`MeanAttention` and :class:`TfidfAttention` mix the annotations with weights fixed by the
+source alone (every word alike, or by its TF-IDF): a bag of words, refined or not, measured
+beside the learned scorers.
 
 Several queries may share one memory row: ``query`` then has ``g`` consecutive rows per source
 sentence (beam search's ``beam`` prefixes, or all target steps of a sentence at once) and the
@@ -24,11 +27,13 @@ held to these by the tests).
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 
+from seq2seq.data.tokenizer import EOS_ID
 from seq2seq.model.encoding import EncoderOutput
 
 
@@ -252,7 +257,83 @@ class MultiHeadAttention(Attention):
         return context, weights.transpose(1, 2).reshape(rows, self.heads, src_len)
 
 
-ATTENTION_TYPES = ("none", "bahdanau", "dot", "general", "scaled_dot", "multihead")
+# ----------------------------------------------------------------------------------------------
+# Fixed-weight contexts: C_i = Σ_j w_j h_j with weights that no output word chooses.
+#
+# The explainer calls attention "a refined bag of words" and asks whether TF-IDF weights over the
+# source words would not do as well. These scorers answer it behind the same interface: their
+# weights depend on the source sentence alone, so every output word gets the same context. Each
+# is the base forward with a score e_j = log w_j that ignores the query: the masked softmax then
+# gives exactly w_j / Σ_k w_k on real tokens and 0 on padding, and heatmaps show the fixed rows.
+
+
+class FixedAttention(Attention):
+    """Weights from the source alone, the same for every output word: e_ij = e_j."""
+
+    def __init__(self, value_size: int) -> None:
+        super().__init__()
+        self.context_size = value_size
+
+    def source_scores(self, encoder: EncoderOutput) -> torch.Tensor:
+        """e_j = log w_j up to a constant, (batch, src_len); padding is masked afterwards."""
+        raise NotImplementedError
+
+    def prepare(self, encoder: EncoderOutput) -> AttentionMemory:
+        keys = self.source_scores(encoder).float().unsqueeze(-1)  # (batch, src_len, 1)
+        return AttentionMemory(keys, encoder.states, encoder.mask)
+
+    def scores(self, query: torch.Tensor, memory: AttentionMemory) -> torch.Tensor:
+        batch, src_len, _ = memory.keys.shape
+        group = queries_per_row(query, memory)
+        return (
+            memory.keys.view(batch, 1, src_len).expand(batch, group, src_len).reshape(-1, src_len)
+        )
+
+
+class MeanAttention(FixedAttention):
+    """C_i = (1/T_x) Σ_j h_j over the T_x real tokens: every word alike, every step the same."""
+
+    def source_scores(self, encoder: EncoderOutput) -> torch.Tensor:
+        return torch.zeros(encoder.mask.shape, device=encoder.mask.device)
+
+
+class TfidfAttention(FixedAttention):
+    """C_i = Σ_j w_j h_j, w_j = tf(x_j) · idf(x_j) / Σ_k tf(x_k) · idf(x_k) for every i.
+
+    tf(p) counts piece p in this sentence (dividing by the length would cancel in the
+    normalisation), so a piece that occurs twice weighs twice at each occurrence: the TF-IDF
+    of the piece, taken literally, at every position that holds it. idf(p) = ln((1 + N) /
+    (1 + df(p))) + 1 over the N training sources (the smoothed IDF of scikit-learn), never 0, so
+    every real token keeps some weight. Until :meth:`fit` it is 1 for every piece.
+    """
+
+    idf: torch.Tensor
+
+    def __init__(self, value_size: int, source_vocab_size: int) -> None:
+        super().__init__(value_size)
+        # A buffer, not a parameter: saved in checkpoints, never trained.
+        self.register_buffer("idf", torch.ones(source_vocab_size))
+
+    @torch.no_grad()
+    def fit(self, sources: Sequence[Sequence[int]]) -> None:
+        """The IDF table from the training sources' piece ids (each sentence one document).
+
+        The encoder reads every source with EOS at its end, so EOS counts in every document:
+        the lowest IDF, as any piece that every sentence holds.
+        """
+        distinct = [piece for ids in sources for piece in {*ids, EOS_ID}]
+        df = torch.bincount(torch.tensor(distinct, dtype=torch.long), minlength=len(self.idf))
+        self.idf.copy_(torch.log((1.0 + len(sources)) / (1.0 + df.double())) + 1.0)
+
+    def source_scores(self, encoder: EncoderOutput) -> torch.Tensor:
+        tokens, mask = encoder.tokens, encoder.mask
+        assert tokens is not None, "TF-IDF weights need the source piece ids (EncoderOutput.tokens)"
+        same = (tokens.unsqueeze(2) == tokens.unsqueeze(1)) & mask.unsqueeze(1)  # (b, src, src)
+        tf = same.sum(-1).clamp(min=1)  # occurrences of x_j among the real tokens
+        return torch.log(tf * self.idf[tokens])
+
+
+ATTENTION_TYPES = ("none", "bahdanau", "dot", "general", "scaled_dot", "multihead", "mean", "tfidf")
 
 
 def build_attention(
@@ -262,8 +343,10 @@ def build_attention(
     attention_size: int,
     heads: int,
     dropout: float = 0.0,
+    source_vocab_size: int | None = None,
 ) -> Attention:
-    """The scorer named by ``model.attention.name`` (``dropout``: multihead's on its weights)."""
+    """The scorer named by ``model.attention.name`` (``dropout``: multihead's on its weights;
+    ``source_vocab_size``: the size of tfidf's IDF table)."""
     if name == "none":
         return NoAttention(value_size)
     if name == "bahdanau":
@@ -276,4 +359,19 @@ def build_attention(
         return GeneralAttention(query_size, value_size)
     if name == "multihead":
         return MultiHeadAttention(query_size, value_size, attention_size, heads, dropout)
+    if name == "mean":
+        return MeanAttention(value_size)
+    if name == "tfidf":
+        if source_vocab_size is None:
+            raise ValueError("model/attention=tfidf needs the source vocabulary size")
+        return TfidfAttention(value_size, source_vocab_size)
     raise ValueError(f"model.attention.name must be one of {ATTENTION_TYPES}, got {name!r}")
+
+
+def fit_source_idf(model: nn.Module, sources: Iterable[Sequence[int]]) -> bool:
+    """Fit every TF-IDF scorer in ``model`` on ``sources``; False when there is none."""
+    scorers = [m for m in model.modules() if isinstance(m, TfidfAttention)]
+    sentences = list(sources)
+    for scorer in scorers:
+        scorer.fit(sentences)
+    return bool(scorers)

@@ -63,7 +63,7 @@ class RNNEncoder(nn.Module):
         top = final[-self.directions :]  # (directions, batch, hidden)
         summary = torch.cat(list(top), dim=-1)  # (batch, directions*hidden)
         mask = src != PAD_ID
-        return EncoderOutput(self.dropout(states * mask.unsqueeze(-1)), summary, mask)
+        return EncoderOutput(self.dropout(states * mask.unsqueeze(-1)), summary, mask, src)
 
     def recur(
         self, embedded: torch.Tensor, src_lengths: torch.Tensor
@@ -204,7 +204,7 @@ class SelfAttentionEncoder(nn.Module):
         states, mask, _ = self.encode(src)
         real = mask.unsqueeze(-1).to(states.dtype)  # (batch, src_len, 1)
         summary = (states * real).sum(1) / real.sum(1).clamp(min=1)  # masked mean
-        return EncoderOutput(self.dropout(states), summary, mask)
+        return EncoderOutput(self.dropout(states), summary, mask, src)
 
     def attention_maps(self, src: torch.Tensor) -> list[torch.Tensor]:
         """Self-attention weights of every layer, each (batch, heads, src_len, src_len)."""

@@ -16,7 +16,10 @@ class EncoderOutput:
     states: torch.Tensor  # (batch, src_len, directions*hidden) annotations h_j, zero on padding
     summary: torch.Tensor  # (batch, output) C: RNN's final top-layer states, or mean of h_j
     mask: torch.Tensor  # (batch, src_len) True on real source tokens
+    # (batch, src_len) the source piece ids: the TF-IDF scorer weighs the words themselves
+    tokens: torch.Tensor | None = None
 
     def select(self, index: torch.Tensor) -> EncoderOutput:
         """Rows ``index`` of the batch (beam search expands and reorders with this)."""
-        return EncoderOutput(self.states[index], self.summary[index], self.mask[index])
+        tokens = None if self.tokens is None else self.tokens[index]
+        return EncoderOutput(self.states[index], self.summary[index], self.mask[index], tokens)

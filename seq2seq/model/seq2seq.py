@@ -141,9 +141,13 @@ def build_model(
         log.warning("%s", note)
     encoder = build_encoder(cfg, src_vocab_size)
     if cfg.decoder.name == "rnn":
-        decoder: Decoder = build_rnn_decoder(cfg, tgt_vocab_size, encoder.output_size)
+        decoder: Decoder = build_rnn_decoder(
+            cfg, tgt_vocab_size, encoder.output_size, src_vocab_size
+        )
     elif cfg.decoder.name == "transformer":
-        decoder = build_transformer_decoder(cfg, tgt_vocab_size, encoder.output_size)
+        decoder = build_transformer_decoder(
+            cfg, tgt_vocab_size, encoder.output_size, src_vocab_size
+        )
     else:
         raise ValueError(
             f"model.decoder.name must be one of {DECODER_TYPES}, got {cfg.decoder.name!r}"
@@ -159,7 +163,9 @@ def build_model(
     return model
 
 
-def build_rnn_decoder(cfg: ModelConfig, tgt_vocab_size: int, value_size: int) -> RNNDecoder:
+def build_rnn_decoder(
+    cfg: ModelConfig, tgt_vocab_size: int, value_size: int, src_vocab_size: int
+) -> RNNDecoder:
     """``model.decoder_style``: where the context enters the recurrence (Bahdanau or Luong)."""
     attention = build_attention(
         cfg.attention.name,
@@ -167,6 +173,7 @@ def build_rnn_decoder(cfg: ModelConfig, tgt_vocab_size: int, value_size: int) ->
         value_size=value_size,
         attention_size=cfg.attention.size,
         heads=cfg.attention.heads,
+        source_vocab_size=src_vocab_size,
     )
     args = (
         tgt_vocab_size,
@@ -187,7 +194,7 @@ def build_rnn_decoder(cfg: ModelConfig, tgt_vocab_size: int, value_size: int) ->
 
 
 def build_transformer_decoder(
-    cfg: ModelConfig, tgt_vocab_size: int, value_size: int
+    cfg: ModelConfig, tgt_vocab_size: int, value_size: int, src_vocab_size: int
 ) -> TransformerDecoder:
     """Width ``model.embed_size``; each layer's cross-attention is ``model/attention``'s scorer
     (multihead in the Transformer preset), queried by that layer's stream."""
@@ -201,6 +208,7 @@ def build_transformer_decoder(
             attention_size=cfg.attention.size,
             heads=cfg.attention.heads,
             dropout=attention_dropout,
+            source_vocab_size=src_vocab_size,
         )
         for _ in range(cfg.decoder.layers)
     ]

@@ -24,6 +24,7 @@ from seq2seq.data.batching import collate
 from seq2seq.data.tokenizer import EOS_ID
 from seq2seq.files import atomic_write_bytes
 from seq2seq.metrics.alignment import piece_word_indices_by_boundaries, piece_word_indices_by_spans
+from seq2seq.metrics.long_range import LONG_RANGE_METRIC
 from seq2seq.metrics.word_order import WORD_ORDER_METRICS
 from seq2seq.model.encoder import SelfAttentionEncoder
 from seq2seq.model.transformer import TransformerDecoder
@@ -293,9 +294,10 @@ class Reporter:
             for name in ("bleu", "chrf", "aer"):
                 if name in final.get(split, {}):
                     metrics[f"hparams/{split}_{name}"] = final[split][name]
-        for name in WORD_ORDER_METRICS:
-            if name in final.get("word_order", {}):
-                metrics[f"hparams/{name}"] = final["word_order"][name]
+        probes = [("word_order", name) for name in WORD_ORDER_METRICS]
+        for split, name in [*probes, ("long_range", LONG_RANGE_METRIC)]:
+            if name in final.get(split, {}):
+                metrics[f"hparams/{name}"] = final[split][name]
         params = {key: _lookup(self.cfg, key) for key in HPARAM_KEYS}
         params["precision_used"] = self.precision.used  # trainer.precision may say auto
         for summary in hparams(params, metrics):

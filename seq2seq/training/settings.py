@@ -61,6 +61,8 @@ RANGES: dict[str, Rule] = {
     "data.synthetic.max_clauses": SIZE,
     "data.synthetic.word_order_train": COUNT,
     "data.synthetic.word_order_size": COUNT,
+    "data.synthetic.long_range_train": COUNT,
+    "data.synthetic.long_range_size": COUNT,
     "model.embed_size": SIZE,
     "model.encoder_hidden": SIZE,
     "model.encoder_layers": SIZE,

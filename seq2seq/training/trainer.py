@@ -39,6 +39,7 @@ from seq2seq.data.tokenizer import SubwordTokenizer
 from seq2seq.device import PrecisionChoice, choose_precision, hardware_summary
 from seq2seq.evaluation import EvalResult, evaluate
 from seq2seq.files import atomic_write_bytes
+from seq2seq.model.attention import fit_source_idf
 from seq2seq.model.seq2seq import Seq2Seq, build_model
 from seq2seq.provenance import code_record
 from seq2seq.training.averaging import WeightAverage
@@ -172,6 +173,8 @@ class Trainer:
             self.cfg.model, len(data.source_tokenizer), len(data.target_tokenizer), self.device
         )
         self.model = model.to(self.device)
+        if fit_source_idf(model, data.splits["train"].source_ids):  # model/attention=tfidf
+            log.info("tfidf: IDF of the source pieces over %d sentences", len(data.splits["train"]))
         log.info("model: %s parameters\n%s", f"{count_parameters(model):,}", model)
         if ranks.distributed:  # same initial weights, but each rank its own dropout draws
             torch.manual_seed(t.seed + ranks.rank)
@@ -364,12 +367,15 @@ class Trainer:
         with self.average.swapped_in() if self.average else contextlib.nullcontext():
             if self.ranks.is_main:
                 result = evaluate_split(cfg, self.model, self.data, "dev", self.device, precision)
-                if "word_order" in self.data.splits:  # can it tell 我爱你 from 你爱我?
-                    result.metrics |= word_order_metrics(
-                        evaluate_split(
-                            cfg, self.model, self.data, "word_order", self.device, precision
+                # Can it tell 我爱你 from 你爱我, and find the subject far back? Beside dev BLEU.
+                for probe in PROBE_SPLITS:
+                    if probe in self.data.splits:
+                        result.metrics |= probe_metrics(
+                            evaluate_split(
+                                cfg, self.model, self.data, probe, self.device, precision
+                            ),
+                            probe,
                         )
-                    )
             bleu = broadcast_from_main(result.metrics["bleu"] if result else 0.0, self.ranks)
             if bleu > progress.best_bleu:
                 progress.best_bleu, progress.best_step = bleu, progress.step
@@ -588,14 +594,19 @@ def evaluate_split(
         precision=precision,
         with_alignment=data.has_gold_alignments and model.has_attention_weights,
         word_order=split == "word_order",
+        long_range=split == "long_range",
         # model.decoder.alignment_layer=null: the Transformer layer aligning best on dev.
         choose_alignment_layer=split == "dev" and cfg.model.decoder.alignment_layer is None,
     )
 
 
-def word_order_metrics(result: EvalResult) -> dict[str, float]:
-    """The word-order split's accuracies, logged at validation as valid/word_order_*."""
-    return {name: value for name, value in result.metrics.items() if name.startswith("word_order")}
+# Held-out splits that probe one ability each, scored at every validation too.
+PROBE_SPLITS = ("word_order", "long_range")
+
+
+def probe_metrics(result: EvalResult, split: str) -> dict[str, float]:
+    """A probe split's accuracies, logged at validation as valid/word_order_*, long_range_*."""
+    return {name: value for name, value in result.metrics.items() if name.startswith(split)}
 
 
 def final_test(
@@ -607,10 +618,10 @@ def final_test(
     best_path: Path,
     reporter: Reporter,
 ) -> dict[str, Any]:
-    """Score the best checkpoint on test (and the long and word-order splits where there are)."""
+    """Score the best checkpoint on test (and the long and probe splits where there are)."""
     model.load_state_dict(load_checkpoint(best_path, map_location=device)["model"])
     final: dict[str, Any] = {}
-    for split in ("test", "long", "word_order"):
+    for split in ("test", "long", *PROBE_SPLITS):
         if split not in data.splits:
             continue
         result = evaluate_split(cfg, model, data, split, device, precision)
@@ -625,7 +636,11 @@ def final_test(
             split,
             result.metrics["bleu"],
             result.metrics["chrf"],
-            "".join(f", {k} {v:.3f}" for k, v in result.metrics.items() if "word_order" in k),
+            "".join(
+                f", {k} {v:.3f}"
+                for k, v in result.metrics.items()
+                if k.startswith(PROBE_SPLITS) and "/" not in k
+            ),
             result.signature,
         )
     return final

@@ -9,7 +9,7 @@ across splits. Word-order pairs (李雷认识她 / 她认识李雷) come from
 from __future__ import annotations
 
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from seq2seq.data.synthetic.grammar import (
     Clause,
@@ -17,6 +17,7 @@ from seq2seq.data.synthetic.grammar import (
     _takes_place,
     adjective_clause,
     coordinate_np,
+    dropped_subject_np,
     name_np,
     noun_np,
     pronoun_np,
@@ -38,7 +39,7 @@ from seq2seq.data.synthetic.lexicon import (
     Verb,
     load_lexicon,
 )
-from seq2seq.data.synthetic.links import AlignedPair
+from seq2seq.data.synthetic.links import AlignedPair, LongRangePair
 
 
 class _Grammar:
@@ -118,13 +119,48 @@ class _Grammar:
             else self.adjective_clause(question)
         )
 
-    def verb_clause(self, question: bool) -> Clause:
+    def long_range_pair(self, max_chars: int, max_words: int) -> LongRangePair | None:
+        """Subject pronoun, one clause, a connector, then a clause whose subject Chinese omits and
+        English repeats: 她认识他们，但是不喜欢他们 → "She knows them, but she doesn't like them."
+
+        The pronoun (and the verb's agreement) after the connector depends on the first word
+        alone; the object of the first clause may be another person, so a bag of words cannot
+        tell which one. None when the sentence would be longer than ``max_chars`` Chinese
+        characters or ``max_words`` English words (a "long" test sentence must stay longer).
+        """
+        rng = self.rng
+        pronoun = rng.choice(self.pronouns)
+        first = self.verb_clause(False, pronoun_np(pronoun))  # time, place, objects between
+        second = self.clause_of(dropped_subject_np(pronoun))
+        connector = rng.choice(tuple(CONNECTORS))
+        pair = sentence([first, second], [connector])
+        if len(pair.source) > max_chars or len(pair.target_words) > max_words:
+            return None
+        # The omitted subject stands after clause one, its comma and the connector; its English
+        # pronoun after clause one's words and the connector (the comma is glued on).
+        distance = len(first.phrase.zh) + 2
+        probe = sum(not w.glued for w in first.phrase.en) + 1
+        label = pronoun.subject.lower()
+        assert pair.target_words[probe].lower() == label, f"probe misplaced in {pair.target}"
+        return LongRangePair(
+            **vars(pair), antecedent=0, probe=probe, label=label, distance=distance
+        )
+
+    def clause_of(self, subject: NounPhrase) -> Clause:
+        """A statement about a person: a verb clause or a person's adjective."""
+        if self.rng.random() < 0.75:
+            return self.verb_clause(False, subject)
+        adjective = self.rng.choice([a for a in self.predicates if "person" in a.tags])
+        negated = self.rng.random() < 0.2
+        return adjective_clause(subject, adjective, negated=negated)
+
+    def verb_clause(self, question: bool, subject: NounPhrase | None = None) -> Clause:
         rng = self.rng
         verb = rng.choice(self.verbs)
         weights = {"present": 3, "past": 3, "future": 2, "progressive": 1.5, "perfect": 1}
         tense = rng.choices(verb.aspects, [weights[t] for t in verb.aspects])[0]
         negated = not question and tense in NEGATABLE and rng.random() < 0.2
-        subject = self.subject()
+        subject = self.subject() if subject is None else subject
         time = None
         if not verb.stative and self.times[tense] and rng.random() < 0.5:
             time = rng.choice(self.times[tense])
@@ -309,6 +345,8 @@ def generate_splits(
     long_max_clauses: int = 4,
     word_order_train: int = 0,
     word_order: int = 0,
+    long_range_train: int = 0,
+    long_range: int = 0,
 ) -> dict[str, list[AlignedPair]]:
     """Splits "train", "dev", "test", "long" and "word_order", each from its own random stream.
 
@@ -316,7 +354,10 @@ def generate_splits(
     sentences; every "long" sentence is longer, in Chinese characters and in English words,
     than every training sentence. ``word_order_train`` word-order pairs (two sentences each)
     join the end of "train"; "word_order" holds ``word_order`` more, both members unseen
-    elsewhere, consecutive. Drawn last, they leave the other splits as they were without them.
+    elsewhere, consecutive. ``long_range_train`` long-range pairs (他…，所以(他)…: a pronoun
+    decided by a subject far before it, :meth:`_Grammar.long_range_pair`) join "train" after
+    them and "long_range" holds ``long_range`` more, no longer than training sentences. Drawn
+    last, these leave the other splits as they were without them.
     """
     if max_clauses < 1 or not 1 <= long_min_clauses <= long_max_clauses:
         raise ValueError(
@@ -363,24 +404,41 @@ def generate_splits(
         lambda p: len(p.source) > chars and len(p.target_words) > words,
     )
 
-    def draw_word_order(name: str, pairs: int) -> list[AlignedPair]:
+    def draw_groups(
+        name: str, groups: int, what: str, make: Callable[[_Grammar], Sequence[AlignedPair]]
+    ) -> list[AlignedPair]:
+        """``groups`` draws of ``make`` (a word-order pair, one long-range sentence) none of
+        whose sources occurs anywhere yet; ``make`` may give nothing (a sentence too long)."""
         grammar = _Grammar(random.Random(f"{seed}/{name}"), lexicon)
         drawn: list[AlignedPair] = []
-        draws, budget = 0, 100 * pairs + 1000
-        while len(drawn) < 2 * pairs:
+        draws, budget, kept = 0, 100 * groups + 1000, 0
+        while kept < groups:
             if draws == budget:
                 raise RuntimeError(
-                    f"gave up on {pairs} distinct {name} word-order pairs after {budget} draws; "
+                    f"gave up on {groups} distinct {name} {what} after {budget} draws; "
                     "ask for fewer"
                 )
             draws += 1
-            pair = grammar.word_order_pair()
-            if not {p.source for p in pair} & seen:
-                seen.update(p.source for p in pair)
-                drawn += pair
+            group = make(grammar)
+            if group and not {p.source for p in group} & seen:
+                seen.update(p.source for p in group)
+                drawn += group
+                kept += 1
         return drawn
 
-    splits["train"] += draw_word_order("word_order_train", word_order_train)
+    def order_pair(grammar: _Grammar) -> Sequence[AlignedPair]:
+        return grammar.word_order_pair()
+
+    def far_pronoun(grammar: _Grammar) -> Sequence[AlignedPair]:
+        pair = grammar.long_range_pair(chars, words)
+        return [] if pair is None else [pair]
+
+    pairs = "word-order pairs"
+    splits["train"] += draw_groups("word_order_train", word_order_train, pairs, order_pair)
     if word_order:
-        splits["word_order"] = draw_word_order("word_order", word_order)
+        splits["word_order"] = draw_groups("word_order", word_order, pairs, order_pair)
+    sentences = "long-range sentences"
+    splits["train"] += draw_groups("long_range_train", long_range_train, sentences, far_pronoun)
+    if long_range:
+        splits["long_range"] = draw_groups("long_range", long_range, sentences, far_pronoun)
     return splits

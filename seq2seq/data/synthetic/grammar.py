@@ -71,6 +71,21 @@ def pronoun_np(pronoun: Pronoun, case: Case = "subject") -> NounPhrase:
     )
 
 
+def dropped_subject_np(pronoun: Pronoun) -> NounPhrase:
+    """A subject Chinese leaves out and English must write: (他很累，所以)去了 → (…, so) he went.
+
+    Only the English pronoun is written, with no Chinese word to link it to: which one it is
+    follows from the subject of an earlier clause.
+    """
+    return NounPhrase(
+        _Phrase([], [_Word(pronoun.subject)], []),
+        pronoun.person,
+        pronoun.plural,
+        frozenset({"person"}),
+        frozenset({_referent(pronoun)}),
+    )
+
+
 def _referent(pronoun: Pronoun) -> str:
     return {1: "speaker", 2: "listener"}.get(pronoun.person, pronoun.zh)
 

@@ -25,6 +25,23 @@ class AlignedPair:
     possible: frozenset[tuple[int, int]]  # includes `sure`, as AER expects
 
 
+@dataclass(frozen=True)
+class LongRangePair(AlignedPair):
+    """A pair whose English word ``probe`` is decided by the Chinese word ``antecedent``, far away.
+
+    他昨天买了三本书，所以很累 → "He bought three books yesterday, so he is tired.": Chinese
+    leaves the second subject out, English must write it, and only the first clause's subject
+    says which pronoun (and so which verb form) it is. ``label`` is that pronoun, lower case;
+    ``distance`` counts the source words from the antecedent to where the omitted subject
+    stands (the first word after the connector).
+    """
+
+    antecedent: int  # source word index of the deciding subject
+    probe: int  # target word index of the pronoun it decides
+    label: str  # the pronoun, lower case ("he", "she", "they", "i", ...)
+    distance: int  # source words from the antecedent to the omitted subject's place
+
+
 @dataclass(eq=False)
 class _Word:
     text: str
