@@ -108,6 +108,7 @@ def main() -> None:
         "attention": cfg.model.attention.name,
         "decoder": cfg.model.decoder.name,
         "decoder_style": cfg.model.decoder_style,
+        "kernels": model.kernels,  # "fast" or "reference": what model.kernels chose
         "parameters": sum(p.numel() for p in model.parameters()),
         "device": str(device),
         "processes": ranks.world_size,

@@ -442,28 +442,48 @@ def recorded_on(records: Sequence[tuple[str, dict[str, Any]]]) -> list[str]:
     return [f"Recorded on {key}: {', '.join(labels)}." for key, labels in groups.items()] + [""]
 
 
+BENCHMARK_KEYS = (
+    "commit",
+    "model",
+    "decoder",
+    "attention",
+    "kernels",
+    "processes",
+    "threads",
+    "precision",
+)
+
+
 def benchmark_table(records: Sequence[dict[str, Any]]) -> str:
     """Training throughput from ``scripts/benchmark_training.py`` JSON lines: one row per
-    configuration (model, decoder, attention, processes, threads, precision), the median of its
-    repeats with their range, and each row's ratio to the first row's median."""
+    configuration (:data:`BENCHMARK_KEYS`: code, model, kernels, processes, threads,
+    precision), the median of its repeats with their range, and each row's ratio to the first
+    row's median."""
     rows: dict[tuple[Any, ...], list[dict[str, Any]]] = {}
     for record in records:
-        key = tuple(
-            record.get(k)
-            for k in ("model", "decoder", "attention", "processes", "threads", "precision")
-        )
+        key = tuple(record.get(k) for k in BENCHMARK_KEYS)
         rows.setdefault(key, []).append(record)
-    header = ["model", "decoder", "attention", "processes × threads", "precision", "parameters"]
-    header += ["repeats", "tokens/s (median)", "range", "ratio"]
-    lines = [header, ["---"] * 5 + ["---:"] * 5]
+    header = ["commit", "model", "decoder", "attention", "kernels", "processes × threads"]
+    header += ["precision", "parameters", "repeats", "tokens/s (median)", "range", "ratio"]
+    lines = [header, ["---"] * 7 + ["---:"] * 5]
     first = None
-    for (model, decoder, attention, processes, threads, precision), group in rows.items():
+    for (
+        commit,
+        model,
+        decoder,
+        attention,
+        kernels,
+        processes,
+        threads,
+        precision,
+    ), group in rows.items():
         speeds = sorted(float(r["target_tokens_per_sec"]) for r in group)
         median = float(np.median(speeds))
         first = first or median
         lines.append(
-            [_cell(model), _cell(decoder), _cell(attention), f"{processes} × {threads}"]
-            + [_cell(precision), _number(group[0].get("parameters"), 0), str(len(speeds))]
+            [_cell(commit), _cell(model), _cell(decoder), _cell(attention), _cell(kernels)]
+            + [f"{processes} × {threads}", _cell(precision)]
+            + [_number(group[0].get("parameters"), 0), str(len(speeds))]
             + [_number(median, 0), f"{speeds[0]:,.0f}–{speeds[-1]:,.0f}"]
             + [f"{median / first:.2f}×"]
         )

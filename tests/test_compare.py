@@ -189,6 +189,7 @@ def benchmark(tokens_per_sec: float, precision: str = "bf16", **extra: object) -
         "model": "bahdanau",
         "decoder": "rnn",
         "attention": "bahdanau",
+        "kernels": "fast",
         "processes": 1,
         "threads": 2,
         "precision": precision,
@@ -207,15 +208,26 @@ def test_benchmark_table_takes_the_median_of_repeats_and_ratios_to_the_first_row
     records.append(benchmark(6000.0))
     lines = benchmark_table(records).splitlines()
     assert lines[2] == (
-        "| bahdanau | rnn | bahdanau | 1 × 2 | fp32 | 8,300,000 | 2 | 3,200 | 3,000–3,400 | 1.00× |"
+        "| abc1234 | bahdanau | rnn | bahdanau | fast | 1 × 2 | fp32 | 8,300,000 | 2 | 3,200 "
+        "| 3,000–3,400 | 1.00× |"
     )
     assert lines[3] == (
-        "| bahdanau | rnn | bahdanau | 1 × 2 | bf16 | 8,300,000 | 3 | 8,000 | 6,000–9,000 | 2.50× |"
+        "| abc1234 | bahdanau | rnn | bahdanau | fast | 1 × 2 | bf16 | 8,300,000 | 3 | 8,000 "
+        "| 6,000–9,000 | 2.50× |"
     )
     assert lines[5] == (
         "Recorded on Zen (torch capability AVX512, native bf16), torch 2.13.0, commit abc1234, "
         "2026-12-05."
     )
+    # other code or other kernels: rows of their own, never pooled with these
+    records += [benchmark(1600.0, "fp32", commit="def5678"), benchmark(1500.0, kernels="reference")]
+    rows = [line.split(" | ") for line in benchmark_table(records).splitlines()[2:6]]
+    assert [(row[0], row[4], row[9], row[11]) for row in rows] == [
+        ("| abc1234", "fast", "3,200", "1.00× |"),
+        ("| abc1234", "fast", "8,000", "2.50× |"),
+        ("| def5678", "fast", "1,600", "0.50× |"),
+        ("| abc1234", "reference", "1,500", "0.47× |"),
+    ]
 
 
 def test_every_table_says_which_machine_and_commit_gave_it() -> None:
