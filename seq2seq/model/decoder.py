@@ -274,14 +274,17 @@ class LuongDecoder(RNNDecoder):
             self.input_proj.bias,
             self.hidden_proj.bias,
         ]
-        args = (weights, True, 1, 0.0, self.training, False, True)
+        # torch.gru/torch.lstm's positional flags, named: one layer with biases, no dropout
+        # between layers, one direction, (batch, steps, features) tensors.
+        has_biases, layers, dropout, bidirectional, batch_first = True, 1, 0.0, False, True
+        args = (weights, has_biases, layers, dropout, self.training, bidirectional, batch_first)
         if self.is_lstm:
             assert state.cell is not None, "LSTM decoder state without a cell"
             hx = (state.hidden.unsqueeze(0), state.cell.unsqueeze(0))
             return torch.lstm(embedded, hx, *args)[0]
         return torch.gru(embedded, state.hidden.unsqueeze(0), *args)[0]
 
-    def attentional(self, hidden: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
+    def attentional_hidden(self, hidden: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
         """h̃ = tanh(W_c [C; s])."""
         return torch.tanh(self.combine(torch.cat([context, hidden], dim=-1)))
 
@@ -294,7 +297,7 @@ class LuongDecoder(RNNDecoder):
             x = x + self.feed_proj(state.attentional)
         hidden, cell = self.recur(x, state)
         context, weights = self.attention(hidden, memory.attention)
-        feed = self.attentional(hidden, context) if self.input_feeding else None
+        feed = self.attentional_hidden(hidden, context) if self.input_feeding else None
         return DecoderState(hidden, cell, feed), context, weights
 
     def logits(
@@ -305,5 +308,5 @@ class LuongDecoder(RNNDecoder):
         attentional: torch.Tensor | None = None,
     ) -> torch.Tensor:
         if attentional is None:
-            attentional = self.attentional(hidden, context)
+            attentional = self.attentional_hidden(hidden, context)
         return self.output(self.dropout(attentional))
