@@ -35,10 +35,11 @@ def _git(root: Path, *args: str) -> str:
     ).stdout.strip()
 
 
-def code_record() -> dict[str, object]:
-    """The code's commit and the UTC time of recording."""
+def code_record(commit: str | None = None) -> dict[str, object]:
+    """The code's commit (``commit``: one taken when the work began, since the checkout may
+    change while a run trains) and the UTC time of recording."""
     return {
-        "commit": code_commit(),
+        "commit": commit or code_commit(),
         "recorded": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
 

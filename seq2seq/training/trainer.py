@@ -41,7 +41,7 @@ from seq2seq.evaluation import EvalResult, evaluate
 from seq2seq.files import atomic_write_bytes
 from seq2seq.model.attention import fit_source_idf
 from seq2seq.model.seq2seq import Seq2Seq, build_model
-from seq2seq.provenance import code_record
+from seq2seq.provenance import code_commit, code_record
 from seq2seq.training.averaging import WeightAverage
 from seq2seq.training.distributed import (
     Ranks,
@@ -130,6 +130,7 @@ class Trainer:
 
     def __init__(self, cfg: DictConfig, run_dir: Path) -> None:
         check_settings(cfg)
+        self.commit = code_commit()  # the code this run starts with, for metrics.json
         self.cfg, self.t, self.run_dir = cfg, cfg.trainer, run_dir
         self.checkpoints = run_dir / "checkpoints"
         t = self.t
@@ -457,7 +458,7 @@ class Trainer:
             stop_reason=self.stop_reason,
             precision={"asked": self.precision.asked, "used": self.precision.used},
             hardware=hardware_summary(self.device),
-            **code_record(),
+            **code_record(self.commit),
         )
         atomic_write_bytes(self.run_dir / "metrics.json", json.dumps(final, indent=2).encode())
         self.reporter.close(final)
