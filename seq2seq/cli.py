@@ -26,7 +26,7 @@ from seq2seq.inference import (
     load_ensemble,
     write_alignment,
 )
-from seq2seq.search import BEAM_STOPS, Hypothesis
+from seq2seq.search import BEAM_STOPS, Hypothesis, SearchSettings
 from seq2seq.training.settings import LENGTH_PENALTY_RANGE
 
 USER_ERRORS = (CheckpointError, CorpusError, InferenceError, OSError)
@@ -91,6 +91,7 @@ def translate(args: argparse.Namespace) -> int:
                 f"--alignments {args.alignments}: cannot make a directory there "
                 f"({error.strerror}); give a directory's path"
             ) from error
+    search = search_settings(args, translator)
     interactive = args.input is None and sys.stdin.isatty()
     name = str(args.input) if args.input else "standard input"
     opened = args.input.open("rb") if args.input else contextlib.nullcontext(sys.stdin.buffer)
@@ -99,14 +100,7 @@ def translate(args: argparse.Namespace) -> int:
         # A person at a terminal waits for each line; a file goes faster in batches.
         lines = read_lines(handle, name, PROMPT if interactive else None)
         for chunk in chunks(lines, 1 if interactive else args.batch_size):
-            outputs = translator.translate(
-                chunk,
-                args.beam,
-                args.nbest,
-                length_penalty(args, translator),
-                args.batch_size,
-                beam_stop(args, translator),
-            )
+            outputs = translator.translate(chunk, search, args.batch_size)
             for source, hypotheses in zip(chunk, outputs, strict=True):
                 write_translations(translator, index, hypotheses, args.nbest)
                 if args.alignments and hypotheses:
@@ -164,12 +158,10 @@ def evaluate_main(argv: Sequence[str] | None = None) -> int:
         result = evaluate_tsv(
             translator,
             args.tsv,
+            search_settings(args, translator),
             args.direction,
-            args.beam,
-            length_penalty(args, translator),
             args.batch_size,
             args.word_order,
-            beam_stop(args, translator),
         )
         first, members = args.checkpoint[0].resolve(), len(args.checkpoint)
         ensemble = f"-ensemble{members}" if members > 1 else ""
@@ -233,16 +225,15 @@ def add_search_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def length_penalty(args: argparse.Namespace, translator: Translator) -> float:
-    """--length-penalty, else the α the checkpoint's config chose (on dev) for its model."""
-    if args.length_penalty is not None:
-        return float(args.length_penalty)
-    return float(translator.config.trainer.length_penalty)
-
-
-def beam_stop(args: argparse.Namespace, translator: Translator) -> str:
-    """--beam-stop, else the checkpoint's trainer.beam_stop."""
-    return str(args.beam_stop or translator.config.trainer.beam_stop)
+def search_settings(args: argparse.Namespace, translator: Translator) -> SearchSettings:
+    """--beam, --nbest, --length-penalty and --beam-stop over the search the checkpoint's
+    config chose (on dev): a flag not given keeps the config's value."""
+    return translator.search_settings(
+        beam_size=args.beam,
+        nbest=vars(args).get("nbest"),  # seq2seq-evaluate scores the best one only
+        alpha=args.length_penalty,
+        stop=args.beam_stop,
+    )
 
 
 def length_penalty_alpha(text: str) -> float:

@@ -24,7 +24,7 @@ from seq2seq.metrics.long_range import long_range_accuracy
 from seq2seq.metrics.translation import bleu_by_length, group_references, translation_scores
 from seq2seq.metrics.word_order import word_order_accuracy
 from seq2seq.model.seq2seq import Seq2Seq
-from seq2seq.search import Hypothesis, Translatable, translate_batch
+from seq2seq.search import Hypothesis, SearchSettings, Translatable, translate_batch
 
 
 @dataclass
@@ -67,18 +67,14 @@ def translate_split(
     target_tokenizer: SubwordTokenizer,
     device: torch.device,
     batch_size: int,
-    max_ratio: float,
-    max_extra: int,
-    beam_size: int = 1,
-    length_penalty: float = 0.0,
-    precision: str = "fp32",
-    beam_stop: str = "exact",
+    search: SearchSettings,
 ) -> list[Translation]:
     """Translations of every unique source of ``split``, in order of first occurrence.
 
-    Greedy for ``beam_size`` 1, else the best hypothesis of beam search (its attention is
-    what the heatmaps then show).
+    Greedy for beam size 1, else the best hypothesis of beam search (its attention is what the
+    heatmaps then show); ``search.nbest`` is ignored (one translation per source).
     """
+    search = search.replace(nbest=1)
     model.eval()
     grouped = group_references(
         [e.source for e in split.examples], [e.target for e in split.examples]
@@ -90,19 +86,10 @@ def translate_split(
         [split.target_ids[i] for i in grouped.first_index],
     )
     outputs: list[Hypothesis | None] = [None] * len(unique)
-    with prepacked_for_search(model, device, precision, batch_size * beam_size):
+    rows = batch_size * search.beam_size
+    with prepacked_for_search(model, device, search.precision, rows):
         for batch in unique.eval_batches(batch_size):
-            nbest_lists = translate_batch(
-                model,
-                batch.to(device),
-                beam_size,
-                1,
-                length_penalty,
-                max_ratio,
-                max_extra,
-                precision,
-                beam_stop,
-            )
+            nbest_lists = translate_batch(model, batch.to(device), search)
             for row, (hypothesis,) in zip(batch.indices, nbest_lists, strict=True):
                 outputs[row] = hypothesis
     translations = []
@@ -186,14 +173,9 @@ def evaluate(
     target_lang: str,
     length_buckets: list[int],
     batch_size: int,
-    max_ratio: float,
-    max_extra: int,
+    search: SearchSettings,
     with_alignment: bool,
-    beam_size: int = 1,
-    length_penalty: float = 0.0,
-    precision: str = "fp32",
     word_order: bool = False,
-    beam_stop: str = "exact",
     choose_alignment_layer: bool = False,
     long_range: bool = False,
 ) -> EvalResult:
@@ -206,7 +188,7 @@ def evaluate(
     (on dev only) first makes the layer with the lowest AER the alignment layer, which the
     heatmaps, translate.py --alignments and checkpoints then use.
     """
-    loss, layers = teacher_forced_pass(model, split, device, batch_size, precision)
+    loss, layers = teacher_forced_pass(model, split, device, batch_size, search.precision)
     metrics: dict[str, float] = {"loss": loss}
     if with_alignment and layers:
         aers = [
@@ -218,19 +200,7 @@ def evaluate(
             if choose_alignment_layer:
                 model.decoder.alignment_layer.fill_(int(np.argmin(aers)))
         metrics["aer"] = aers[model.decoder.alignment_index]
-    translations = translate_split(
-        model,
-        split,
-        target_tokenizer,
-        device,
-        batch_size,
-        max_ratio,
-        max_extra,
-        beam_size,
-        length_penalty,
-        precision,
-        beam_stop,
-    )
+    translations = translate_split(model, split, target_tokenizer, device, batch_size, search)
     scores, by_length = score_translations(translations, split, target_lang, length_buckets)
     metrics |= {"bleu": float(scores["bleu"]), "chrf": float(scores["chrf"])}
     if word_order:

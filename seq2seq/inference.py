@@ -45,7 +45,7 @@ from seq2seq.metrics.alignment import (
 from seq2seq.model.ensemble import Ensemble
 from seq2seq.model.seq2seq import build_model
 from seq2seq.provenance import provenance
-from seq2seq.search import Hypothesis, Translatable, translate_batch
+from seq2seq.search import Hypothesis, SearchSettings, Translatable, translate_batch
 from seq2seq.training.settings import checkpoint_config
 
 # Written without spaces between words: every subword piece counts as a word of its own.
@@ -91,38 +91,30 @@ class Translator:
     def target_lang(self) -> str:
         return str(self.config.data.target_lang)
 
+    def search_settings(self, **choices: Any) -> SearchSettings:
+        """The search the checkpoint's config chose, in this translator's precision, with
+        ``choices`` that are not None (``beam_size=5``, ``alpha=None``: the config's α)."""
+        return SearchSettings.from_config(self.config, self.precision, **choices)
+
     def translate(
-        self,
-        sources: Sequence[str],
-        beam_size: int = 1,
-        nbest: int = 1,
-        length_penalty: float = 0.0,
-        batch_size: int = 64,
-        beam_stop: str = "exact",
+        self, sources: Sequence[str], search: SearchSettings | None = None, batch_size: int = 64
     ) -> list[list[Hypothesis]]:
-        """The n-best hypotheses of each source, in input order; a blank source gets none."""
+        """The n-best hypotheses of each source, in input order; a blank source gets none.
+
+        ``search`` defaults to :meth:`search_settings`: the checkpoint's own.
+        """
+        search = search or self.search_settings()
         ids = self.encode_sources(sources)
         # Sorting by length puts similar lengths in one batch: little padding.
         order = sorted((i for i, s in enumerate(sources) if s.strip()), key=lambda i: len(ids[i]))
         results: list[list[Hypothesis]] = [[] for _ in sources]
-        trainer = self.config.trainer
         self.model.eval()
-        rows = batch_size * beam_size
-        with prepacked_for_search(self.model, self.device, self.precision, rows):
+        rows = batch_size * search.beam_size
+        with prepacked_for_search(self.model, self.device, search.precision, rows):
             for start in range(0, len(order), batch_size):
                 chunk = order[start : start + batch_size]
                 batch = collate([ids[i] for i in chunk], None, chunk).to(self.device)
-                nbest_lists = translate_batch(
-                    self.model,
-                    batch,
-                    beam_size,
-                    nbest,
-                    length_penalty,
-                    trainer.max_output_ratio,
-                    trainer.max_output_extra,
-                    self.precision,
-                    beam_stop,
-                )
+                nbest_lists = translate_batch(self.model, batch, search)
                 for index, hypotheses in zip(batch.indices, nbest_lists, strict=True):
                     results[index] = hypotheses
         return results
@@ -259,16 +251,15 @@ class TsvEvaluation:
 def evaluate_tsv(
     translator: Translator,
     path: Path,
+    search: SearchSettings | None = None,
     direction: tuple[str, str] | None = None,
-    beam_size: int = 1,
-    length_penalty: float = 0.0,
     batch_size: int | None = None,
     word_order: bool = False,
-    beam_stop: str = "exact",
 ) -> TsvEvaluation:
     """Translate each unique source of a TSV and score it against all its references.
 
-    Columns come from the checkpoint's ``data.columns``; ``direction`` (source, target) must
+    ``search`` defaults to the checkpoint's own (:meth:`Translator.search_settings`). Columns
+    come from the checkpoint's ``data.columns``; ``direction`` (source, target) must
     be the checkpoint's own, and only says so explicitly. With ``word_order`` the lines are
     word-order pairs (two consecutive lines each), and the report adds their exact-match
     accuracies ``word_order_acc`` and ``word_order_pair_acc``.
@@ -296,20 +287,11 @@ def evaluate_tsv(
         translator.config.data.max_length,
         over_long="truncate",
     )
-    trainer = translator.config.trainer
+    search = search or translator.search_settings()
+    batch_size = batch_size or translator.config.trainer.eval_batch_size
     start = time.perf_counter()
     translations = translate_split(
-        translator.model,
-        split,
-        translator.target_tokenizer,
-        translator.device,
-        batch_size or trainer.eval_batch_size,
-        trainer.max_output_ratio,
-        trainer.max_output_extra,
-        beam_size,
-        length_penalty,
-        translator.precision,
-        beam_stop,
+        translator.model, split, translator.target_tokenizer, translator.device, batch_size, search
     )
     seconds = time.perf_counter() - start
     scores, by_length = score_translations(
@@ -320,9 +302,9 @@ def evaluate_tsv(
         "direction": f"{source_lang}-{target_lang}",
         "pairs": len(examples),
         "sentences": len(translations),
-        "beam": beam_size,
-        "length_penalty": length_penalty,
-        "beam_stop": beam_stop,
+        "beam": search.beam_size,
+        "length_penalty": search.alpha,
+        "beam_stop": search.stop,
         "bleu": scores["bleu"],
         "chrf": scores["chrf"],
         "signature": scores["bleu_signature"],
@@ -331,7 +313,7 @@ def evaluate_tsv(
         "seconds": seconds,
         "sentences_per_sec": len(translations) / max(seconds, 1e-9),
         "device": str(translator.device),
-        "precision": translator.precision,
+        "precision": search.precision,
         "precision_asked": translator.precision_choice.asked,
         **provenance(translator.device),
     }

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
+from omegaconf import DictConfig
 
 from seq2seq.data.batching import Batch
 from seq2seq.data.tokenizer import BOS_ID, EOS_ID
@@ -19,6 +20,59 @@ from seq2seq.model.seq2seq import Decoder, Seq2Seq
 BEAM_STOPS = ("exact", "best_ends")
 # What search decodes: one model, or several of one vocabulary as one (seq2seq/model/ensemble.py).
 Translatable = Seq2Seq | Ensemble
+
+
+@dataclass(frozen=True)
+class SearchSettings:
+    """How to decode, in one object: built once from a checkpoint's or a run's config
+    (:meth:`from_config`), the command line's choices laid over it, then handed down unchanged
+    through inference and evaluation to :func:`translate_batch`.
+
+    ``beam_size`` 1 with ``nbest`` 1 is greedy search.
+    """
+
+    beam_size: int = 1
+    nbest: int = 1  # hypotheses returned per sentence, best first; at most beam_size
+    alpha: float = 0.0  # GNMT length-penalty α (config: trainer.length_penalty); 0: none
+    max_ratio: float = 2.0  # an output stops at max_ratio × source length + max_extra pieces
+    max_extra: int = 10
+    stop: str = "exact"  # when beam search ends a sentence: one of BEAM_STOPS
+    precision: str = "fp32"  # autocast of the matrix products: fp32 | bf16 | fp16
+
+    def __post_init__(self) -> None:
+        if self.beam_size < 1 or not 1 <= self.nbest <= self.beam_size:
+            raise ValueError(
+                f"need beam_size >= 1 and 1 <= nbest <= beam_size, "
+                f"got {self.beam_size}, {self.nbest}"
+            )
+        if self.stop not in BEAM_STOPS:
+            raise ValueError(
+                f"beam search stop must be one of {', '.join(BEAM_STOPS)}, got {self.stop!r}"
+            )
+
+    @classmethod
+    def from_config(cls, cfg: DictConfig, precision: str, **choices: Any) -> SearchSettings:
+        """The search a config chose (on dev: trainer.eval_beam, length_penalty, beam_stop,
+        max_output_ratio/extra), with ``choices`` that are not None in its place."""
+        t = cfg.trainer
+        settings = cls(
+            beam_size=int(t.eval_beam),
+            alpha=float(t.length_penalty),
+            max_ratio=float(t.max_output_ratio),
+            max_extra=int(t.max_output_extra),
+            stop=str(t.beam_stop),
+            precision=precision,
+        )
+        return settings.replace(**choices)
+
+    def replace(self, **choices: Any) -> SearchSettings:
+        """These settings with ``choices`` that are not None in place (a CLI flag not given is
+        None)."""
+        return dataclasses.replace(self, **{k: v for k, v in choices.items() if v is not None})
+
+    @property
+    def greedy(self) -> bool:
+        return self.beam_size == 1 and self.nbest == 1
 
 
 @dataclass
@@ -96,35 +150,22 @@ def greedy_search(
 
 @torch.no_grad()
 def beam_search(
-    model: Translatable,
-    batch: Batch,
-    beam_size: int,
-    nbest: int = 1,
-    length_penalty: float = 0.0,
-    max_ratio: float = 2.0,
-    max_extra: int = 10,
-    stop: str = "exact",
+    model: Translatable, batch: Batch, settings: SearchSettings
 ) -> list[list[Hypothesis]]:
-    """Follow the ``beam_size`` most probable prefixes of every sentence of ``batch`` at once
-    (how, and when a sentence is done: :class:`Beam`).
+    """Follow the ``settings.beam_size`` most probable prefixes of every sentence of ``batch``
+    at once (how, and when a sentence is done: :class:`Beam`).
 
-    ``stop="best_ends"`` ends a sentence sooner, as OpenNMT-py's beam search does: at the first
-    step whose best candidate ends in EOS (once ``nbest`` have finished). With α > 0 a longer
-    hypothesis could still have overtaken it, so the result may differ from ``"exact"``; it
-    takes fewer steps.
+    ``settings.stop="best_ends"`` ends a sentence sooner, as OpenNMT-py's beam search does: at
+    the first step whose best candidate ends in EOS (once ``nbest`` have finished). With α > 0
+    a longer hypothesis could still have overtaken it, so the result may differ from
+    ``"exact"``; it takes fewer steps.
 
     Returns, in ``batch`` row order, each sentence's ``nbest`` hypotheses, best first by
-    ``penalized_score``.
+    ``penalized_score``. ``settings.precision`` is applied by :func:`translate_batch`.
     """
-    if beam_size < 1 or not 1 <= nbest <= beam_size:
-        raise ValueError(
-            f"need beam_size >= 1 and 1 <= nbest <= beam_size, got {beam_size}, {nbest}"
-        )
-    if stop not in BEAM_STOPS:
-        raise ValueError(f"beam search stop must be one of {', '.join(BEAM_STOPS)}, got {stop!r}")
     decoder = model.decoder
-    max_length = max_output_length(batch.src_lengths, max_ratio, max_extra)
-    beam = Beam(batch, beam_size, nbest, length_penalty, stop, max_length)
+    max_length = max_output_length(batch.src_lengths, settings.max_ratio, settings.max_extra)
+    beam = Beam(batch, settings, max_length)
     # The first step has one prefix per sentence (BOS): run it once per sentence, then copy it
     # to the sentence's beam rows.
     encoder = model.encode(batch)
@@ -173,11 +214,15 @@ class Beam:
     process.
     """
 
-    def __init__(
-        self, batch: Batch, beam_size: int, nbest: int, alpha: float, stop: str, max_length: int
-    ) -> None:
+    def __init__(self, batch: Batch, settings: SearchSettings, max_length: int) -> None:
         size = self.size = batch.src.size(0)
-        self.beam_size, self.nbest, self.alpha, self.stop = beam_size, nbest, alpha, stop
+        beam_size, alpha = settings.beam_size, settings.alpha
+        self.beam_size, self.nbest, self.alpha, self.stop = (
+            beam_size,
+            settings.nbest,
+            alpha,
+            settings.stop,
+        )
         self.batch, self.device = batch, batch.src.device
         self.rows = size * beam_size
         # A live prefix's penalised score can at best become score / lp(max_length).
@@ -394,48 +439,22 @@ def _backtrack(
 
 
 def translate_batch(
-    model: Translatable,
-    batch: Batch,
-    beam_size: int = 1,
-    nbest: int = 1,
-    length_penalty: float = 0.0,
-    max_ratio: float = 2.0,
-    max_extra: int = 10,
-    precision: str = "fp32",
-    beam_stop: str = "exact",
+    model: Translatable, batch: Batch, settings: SearchSettings
 ) -> list[list[Hypothesis]]:
     """n-best lists per batch row; greedy search for beam size 1 (the same words, less work).
 
-    ``precision`` bf16/fp16 runs the model's matrix products under autocast; callers that
-    translate many batches pack the weights once around them
-    (:func:`seq2seq.fast.prepacked.prepacked_for_search`). ``beam_stop`` is
-    :func:`beam_search`'s ``stop``.
+    ``settings.precision`` bf16/fp16 runs the model's matrix products under autocast; callers
+    that translate many batches pack the weights once around them
+    (:func:`seq2seq.fast.prepacked.prepacked_for_search`).
     """
-    with autocast(batch.src.device, precision):
-        return _search(
-            model, batch, beam_size, nbest, length_penalty, max_ratio, max_extra, beam_stop
-        )
-
-
-def _search(
-    model: Translatable,
-    batch: Batch,
-    beam_size: int,
-    nbest: int,
-    length_penalty: float,
-    max_ratio: float,
-    max_extra: int,
-    beam_stop: str,
-) -> list[list[Hypothesis]]:
-    if beam_size == 1 and nbest == 1:
+    with autocast(batch.src.device, settings.precision):
+        if not settings.greedy:
+            return beam_search(model, batch, settings)
         return [
             [
                 dataclasses.replace(
-                    h, penalized_score=h.score / gnmt_length_penalty(len(h.tokens), length_penalty)
+                    h, penalized_score=h.score / gnmt_length_penalty(len(h.tokens), settings.alpha)
                 )
             ]
-            for h in greedy_search(model, batch, max_ratio, max_extra)
+            for h in greedy_search(model, batch, settings.max_ratio, settings.max_extra)
         ]
-    return beam_search(
-        model, batch, beam_size, nbest, length_penalty, max_ratio, max_extra, beam_stop
-    )

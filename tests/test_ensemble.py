@@ -15,7 +15,7 @@ from seq2seq.cli import evaluate_main, translate_main
 from seq2seq.data.batching import collate
 from seq2seq.model.ensemble import Ensemble
 from seq2seq.model.seq2seq import Seq2Seq
-from seq2seq.search import beam_search, greedy_search, translate_batch
+from seq2seq.search import SearchSettings, beam_search, greedy_search, translate_batch
 
 TINY = Path(__file__).resolve().parent / "data" / "tiny"
 
@@ -36,8 +36,8 @@ def test_an_ensemble_of_one_is_the_model_alone(attention: str, rnn: str, style: 
                 [[h] for h in greedy_search(ensemble, batch)],
             ),
             (
-                beam_search(model, batch, beam_size=4, nbest=3, length_penalty=1.0),
-                beam_search(ensemble, batch, beam_size=4, nbest=3, length_penalty=1.0),
+                beam_search(model, batch, SearchSettings(beam_size=4, nbest=3, alpha=1.0)),
+                beam_search(ensemble, batch, SearchSettings(beam_size=4, nbest=3, alpha=1.0)),
             ),
         ]:
             for alone_hypotheses, hypotheses in zip(alone, together, strict=True):
@@ -69,8 +69,10 @@ def test_two_members_decode_the_normalised_mean_of_their_log_probabilities(
     even with different numbers of heads (each averaged over its heads first)."""
     members = [random_model("bahdanau", "gru", 1), random_model("multihead", "gru", 2, "luong")]
     ensemble, batch = Ensemble(members).eval(), random_batch(seed=3)
-    nbest_lists = translate_batch(ensemble, batch, beam_size, nbest=beam_size)
-    alone = translate_batch(members[0], batch, beam_size)
+    nbest_lists = translate_batch(
+        ensemble, batch, SearchSettings(beam_size=beam_size, nbest=beam_size)
+    )
+    alone = translate_batch(members[0], batch, SearchSettings(beam_size=beam_size))
     assert [h[0].tokens for h in nbest_lists] != [h[0].tokens for h in alone]  # both count
     for row, hypotheses in enumerate(nbest_lists):
         source = batch.src[row, : int(batch.src_lengths[row]) - 1].tolist()

@@ -13,7 +13,6 @@ from seq2seq.explorer.cli import load_models, main
 from seq2seq.explorer.figures import alignment_figure, attention_grid_figure, step_figure
 from seq2seq.explorer.predict import (
     NO_WEIGHTS,
-    SearchSettings,
     beam_trace,
     explain,
     prefix_text,
@@ -53,7 +52,7 @@ def variant_checkpoints(tmp_path_factory: pytest.TempPathFactory) -> dict[str, P
 
 
 def test_alignment_rows_sum_to_one_and_steps_replay_the_search(translator: Translator) -> None:
-    result = explain(translator, SENTENCE, SearchSettings(top_k=3))
+    result = explain(translator, SENTENCE, translator.search_settings(), top_k=3)
     best = result.outputs[0]
     assert result.source_labels[-1] == "</s>" and best.target_labels[-1] == "</s>"
     assert best.text == translator.detokenize(translator.translate([SENTENCE])[0][0])
@@ -86,9 +85,9 @@ def test_alignment_rows_sum_to_one_and_steps_replay_the_search(translator: Trans
 
 
 def test_beam_gives_nbest_and_a_live_beam_per_step(translator: Translator) -> None:
-    settings = SearchSettings(beam_size=3, nbest=2, length_penalty=1.0)
+    settings = translator.search_settings(beam_size=3, nbest=2, alpha=1.0)
     result = explain(translator, SENTENCE, settings)
-    (expected,) = translator.translate([SENTENCE], 3, 2, 1.0)
+    (expected,) = translator.translate([SENTENCE], settings)
     assert [o.text for o in result.outputs] == [translator.detokenize(h) for h in expected]
     scores = [output.score for output in result.outputs]
     assert scores == sorted(scores, reverse=True)
@@ -109,7 +108,7 @@ def test_beam_gives_nbest_and_a_live_beam_per_step(translator: Translator) -> No
 
 def test_distracted_model_reports_no_weights(variant_checkpoints: dict[str, Path]) -> None:
     translator = load_translator(variant_checkpoints["distracted"], "cpu", "fp32")
-    result = explain(translator, SENTENCE, SearchSettings(beam_size=2, nbest=2))
+    result = explain(translator, SENTENCE, translator.search_settings(beam_size=2, nbest=2))
     assert all(output.weights is None and output.alignment is None for output in result.outputs)
     assert result.notes == [NO_WEIGHTS] and "same context C" in NO_WEIGHTS
     steps = result.outputs[0].steps
@@ -120,7 +119,7 @@ def test_self_attention_encoder_maps_per_layer_and_head(
     variant_checkpoints: dict[str, Path],
 ) -> None:
     translator = load_translator(variant_checkpoints["self_attention"], "cpu", "fp32")
-    result = explain(translator, SENTENCE, SearchSettings())
+    result = explain(translator, SENTENCE, translator.search_settings())
     maps = result.encoder_attention
     layers = int(translator.config.model.encoder.layers)
     assert maps is not None
@@ -130,12 +129,12 @@ def test_self_attention_encoder_maps_per_layer_and_head(
 
 def test_blank_and_over_long_sentences_are_refused(translator: Translator) -> None:
     with pytest.raises(InferenceError, match="type a sentence"):
-        explain(translator, "   ", SearchSettings())
+        explain(translator, "   ", translator.search_settings())
     cap = int(translator.config.data.max_length)
     with pytest.raises(InferenceError, match=f"data.max_length={cap}"):
-        explain(translator, SENTENCE * cap, SearchSettings())
+        explain(translator, SENTENCE * cap, translator.search_settings())
     with pytest.raises(InferenceError, match="characters"):
-        explain(translator, "我" * 5000, SearchSettings())
+        explain(translator, "我" * 5000, translator.search_settings())
 
 
 def test_to_words_sums_source_pieces_and_averages_target_pieces() -> None:
@@ -199,8 +198,8 @@ def test_a_transformer_shows_every_layers_cross_attention(
     """(layers, heads, tgt, src) for the grid; the heatmap and the steps show the checkpoint's
     alignment layer, the weights its search saw."""
     translator = load_translator(variant_checkpoints["transformer"], "cpu", "fp32")
-    result = explain(translator, SENTENCE, SearchSettings(beam_size=2, top_k=2))
-    (hypothesis,) = translator.translate([SENTENCE], beam_size=2)[0]
+    result = explain(translator, SENTENCE, translator.search_settings(beam_size=2), top_k=2)
+    (hypothesis,) = translator.translate([SENTENCE], translator.search_settings(beam_size=2))[0]
     best = result.outputs[0]
     assert best.weights is not None
     assert best.weights.shape == (3, 2, len(best.target_labels), len(result.source_labels))

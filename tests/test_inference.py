@@ -47,7 +47,7 @@ def test_beam_search_scores_at_least_greedy_on_a_trained_model(tiny_checkpoint: 
     translator = load_translator(tiny_checkpoint, "cpu")
     sources = [source for source, _ in tsv_pairs("test.tsv") + tsv_pairs("dev.tsv")]
     greedy = translator.translate(sources)
-    beam = translator.translate(sources, beam_size=4)
+    beam = translator.translate(sources, translator.search_settings(beam_size=4))
     for (g,), (b,) in zip(greedy, beam, strict=True):
         assert b.score >= g.score - 1e-4
 
@@ -120,12 +120,15 @@ def test_translate_a_file_with_alignments(
     assert translate_main([*args, "--alignments", str(alignments), "--batch-size", "2"]) == 0
     lines = capsys.readouterr().out.split("\n")[:-1]
     translator = load_translator(tiny_checkpoint, "cpu")
-    expected = [translator.detokenize(h[0]) if h else "" for h in translator.translate(sources, 3)]
+    beam3 = translator.search_settings(beam_size=3)
+    expected = [
+        translator.detokenize(h[0]) if h else "" for h in translator.translate(sources, beam3)
+    ]
     assert lines == expected and lines[1] == ""
     # Beam search in validation (translate_split) gives the same translations.
-    evaluation = evaluate_tsv(translator, TINY / "test.tsv", beam_size=3)
+    evaluation = evaluate_tsv(translator, TINY / "test.tsv", beam3)
     for t in evaluation.translations:
-        assert t.hypothesis == translator.detokenize(translator.translate([t.source], 3)[0][0])
+        assert t.hypothesis == translator.detokenize(translator.translate([t.source], beam3)[0][0])
 
     assert sorted(p.name for p in alignments.iterdir()) == [
         f"{n}.{ext}" for n in (0, 2, 3) for ext in ("links", "npz", "png")

@@ -17,7 +17,7 @@ from omegaconf import OmegaConf
 import seq2seq.fast
 from seq2seq.config import ModelConfig
 from seq2seq.model.seq2seq import Seq2Seq, build_model
-from seq2seq.search import beam_search, greedy_search
+from seq2seq.search import SearchSettings, beam_search, greedy_search
 from seq2seq.training.resume import check_resume_config
 from seq2seq.training.step import TrainingStep, build_optimizer
 from tests.test_fused_loops import padded_batch
@@ -78,7 +78,7 @@ def test_with_reference_kernels_training_and_search_run_only_the_plain_modules(
             update(batch)
             with torch.no_grad():
                 greedy_search(model.eval(), batch)
-                beam_search(model, batch, beam_size=3)
+                beam_search(model, batch, SearchSettings(beam_size=3))
 
         called = fast_code_called(train_and_search)
         modules = {type(module).__module__ for module in model.modules()}
@@ -118,7 +118,10 @@ def test_a_checkpoint_loads_into_either_kernels_and_searches_alike(
     batch = padded_batch()
     with torch.no_grad():
         results = [
-            (greedy_search(model, batch), beam_search(model, batch, beam_size=3, nbest=3))
+            (
+                greedy_search(model, batch),
+                beam_search(model, batch, SearchSettings(beam_size=3, nbest=3)),
+            )
             for model in (fast, reference)
         ]
     (greedy, beams), (greedy_reference, beams_reference) = results

@@ -14,6 +14,7 @@ from seq2seq.data.tokenizer import BOS_ID, EOS_ID
 from seq2seq.model.seq2seq import Seq2Seq, build_model
 from seq2seq.search import (
     CANDIDATE_CHUNK,
+    SearchSettings,
     beam_search,
     best_candidates,
     gnmt_length_penalty,
@@ -59,7 +60,7 @@ def test_beam_size_one_is_greedy(attention: str, rnn: str, style: str) -> None:
     for seed in range(4):
         model, batch = random_model(attention, rnn, seed, style), random_batch(seed)
         greedy = greedy_search(model, batch)
-        beam = beam_search(model, batch, beam_size=1)
+        beam = beam_search(model, batch, SearchSettings(beam_size=1))
         for g, (b,) in zip(greedy, beam, strict=True):
             assert b.tokens == g.tokens
             assert b.score == pytest.approx(g.score, abs=1e-4)
@@ -79,7 +80,7 @@ def test_nbest_is_sorted_and_each_hypothesis_is_what_the_model_says(
 ) -> None:
     """Teacher-forcing each returned output gives its score and its attention, row for row."""
     model, batch = random_model(attention, "gru", 1, style), random_batch(seed=1)
-    nbest_lists = beam_search(model, batch, beam_size=4, nbest=3, length_penalty=alpha)
+    nbest_lists = beam_search(model, batch, SearchSettings(beam_size=4, nbest=3, alpha=alpha))
     for row, hypotheses in enumerate(nbest_lists):
         assert len(hypotheses) == 3
         penalized = [h.penalized_score for h in hypotheses]
@@ -107,11 +108,11 @@ def test_nbest_is_sorted_and_each_hypothesis_is_what_the_model_says(
 
 def test_beam_search_returns_different_hypotheses_in_batch_row_order() -> None:
     model, batch = random_model("bahdanau", "lstm", seed=2), random_batch(seed=2)
-    nbest_lists = beam_search(model, batch, beam_size=3, nbest=3)
+    nbest_lists = beam_search(model, batch, SearchSettings(beam_size=3, nbest=3))
     for row, hypotheses in enumerate(nbest_lists):
         assert len({tuple(h.tokens) for h in hypotheses}) == 3
         alone = collate([batch.src[row, : int(batch.src_lengths[row]) - 1].tolist()], None, [0])
-        (alone_hypotheses,) = beam_search(model, alone, beam_size=3, nbest=3)
+        (alone_hypotheses,) = beam_search(model, alone, SearchSettings(beam_size=3, nbest=3))
         if batch.src_lengths[row] == batch.src_lengths.max():  # same length limit
             assert [h.tokens for h in alone_hypotheses] == [h.tokens for h in hypotheses]
 
@@ -137,10 +138,12 @@ def test_length_penalty_lets_a_longer_hypothesis_win() -> None:
     word = 7
     model = fixed_distribution_model({EOS_ID: 0.09, word: 0.9})
     batch = collate([[5, 6]], None, [0])
-    ((plain, second),) = beam_search(model, batch, beam_size=2, nbest=2, length_penalty=0.0)
+    ((plain, second),) = beam_search(model, batch, SearchSettings(beam_size=2, nbest=2, alpha=0.0))
     assert plain.tokens == [EOS_ID] and second.tokens == [word, EOS_ID]
     assert plain.score > second.score
-    ((penalized, runner_up),) = beam_search(model, batch, beam_size=2, nbest=2, length_penalty=1.0)
+    ((penalized, runner_up),) = beam_search(
+        model, batch, SearchSettings(beam_size=2, nbest=2, alpha=1.0)
+    )
     assert penalized.tokens == [word, EOS_ID] and runner_up.tokens == [EOS_ID]
     expected = (math.log(0.9) + math.log(0.09)) / (7 / 6)
     assert penalized.penalized_score == pytest.approx(expected, abs=1e-4)
@@ -149,16 +152,37 @@ def test_length_penalty_lets_a_longer_hypothesis_win() -> None:
 def test_a_sentence_without_eos_is_cut_at_the_length_limit() -> None:
     model = fixed_distribution_model({EOS_ID: 1e-6, BOS_ID: 1e-6})
     batch = collate([[5, 6, 7]], None, [0])  # 4 source tokens with EOS
-    ((greedy,),) = translate_batch(model, batch, max_ratio=1.0, max_extra=2)
-    (beam,) = beam_search(model, batch, beam_size=3, nbest=3, max_ratio=1.0, max_extra=2)
+    ((greedy,),) = translate_batch(model, batch, SearchSettings(max_ratio=1.0, max_extra=2))
+    (beam,) = beam_search(
+        model, batch, SearchSettings(beam_size=3, nbest=3, max_ratio=1.0, max_extra=2)
+    )
     assert len(greedy.tokens) == 6 and EOS_ID not in greedy.tokens
     assert all(len(h.tokens) == 6 and EOS_ID not in h.tokens for h in beam)
 
 
 def test_nbest_larger_than_the_beam_is_refused() -> None:
-    model, batch = random_model("bahdanau", "gru", seed=0), random_batch(seed=0)
     with pytest.raises(ValueError, match="nbest"):
-        beam_search(model, batch, beam_size=2, nbest=3)
+        SearchSettings(beam_size=2, nbest=3)
+    with pytest.raises(ValueError, match="beam_size"):
+        SearchSettings(beam_size=0, nbest=0)
+
+
+def test_search_settings_come_from_the_config_and_choices_given_replace_them() -> None:
+    trainer = {
+        "eval_beam": 4,
+        "length_penalty": 1.5,
+        "max_output_ratio": 1.5,
+        "max_output_extra": 3,
+        "beam_stop": "best_ends",
+    }
+    cfg = OmegaConf.create({"trainer": trainer})
+    settings = SearchSettings.from_config(cfg, "bf16")
+    assert settings == SearchSettings(4, 1, 1.5, 1.5, 3, "best_ends", "bf16")
+    # A command-line flag not given is None: the config's value stays.
+    chosen = SearchSettings.from_config(cfg, "fp32", beam_size=2, nbest=2, alpha=None, stop=None)
+    assert chosen == SearchSettings(2, 2, 1.5, 1.5, 3, "best_ends", "fp32")
+    assert chosen.replace(alpha=0.0).alpha == 0.0 and not chosen.greedy
+    assert SearchSettings.from_config(cfg, "fp32", beam_size=1).greedy
 
 
 @pytest.mark.parametrize("alpha", [0.0, 0.6])
@@ -172,8 +196,8 @@ def test_stopping_a_sentence_early_never_changes_its_best_hypothesis(
     sentences leave it at different steps."""
     for seed in range(5):
         model, batch = random_model(attention, "gru", seed), random_batch(seed, size=8)
-        exhaustive = beam_search(model, batch, beam_size=4, nbest=4, length_penalty=alpha)
-        early = beam_search(model, batch, beam_size=4, nbest=1, length_penalty=alpha)
+        exhaustive = beam_search(model, batch, SearchSettings(beam_size=4, nbest=4, alpha=alpha))
+        early = beam_search(model, batch, SearchSettings(beam_size=4, nbest=1, alpha=alpha))
         for (first, *_), (best,) in zip(exhaustive, early, strict=True):
             assert best.tokens == first.tokens
             assert best.penalized_score == pytest.approx(first.penalized_score, abs=1e-5)
@@ -246,8 +270,8 @@ def test_batched_beam_search_equals_a_textbook_beam_search(
             model.decoder.output.bias.mul_(sharpness)
             model.decoder.output.bias[EOS_ID] += eos_bias  # hypotheses end at many lengths
         batch = random_batch(seed, size=6)
-        nbest = beam_search(model, batch, beam_size=3, nbest=3, length_penalty=alpha)
-        best = beam_search(model, batch, beam_size=3, nbest=1, length_penalty=alpha)
+        nbest = beam_search(model, batch, SearchSettings(beam_size=3, nbest=3, alpha=alpha))
+        best = beam_search(model, batch, SearchSettings(beam_size=3, nbest=1, alpha=alpha))
         limit = max_output_length(batch.src_lengths, 2.0, 10)
         for row in range(len(batch.indices)):
             source = batch.src[row, : int(batch.src_lengths[row]) - 1].tolist()  # without EOS
@@ -273,8 +297,10 @@ def test_stopping_when_the_best_candidate_ends_is_the_textbook_search_stopped_th
             model.decoder.output.bias.mul_(6.0)
             model.decoder.output.bias[EOS_ID] += 2.0
         batch = random_batch(seed, size=6)
-        quick = beam_search(model, batch, 3, length_penalty=alpha, stop="best_ends")
-        exact = beam_search(model, batch, 3, length_penalty=alpha)
+        quick = beam_search(
+            model, batch, SearchSettings(beam_size=3, alpha=alpha, stop="best_ends")
+        )
+        exact = beam_search(model, batch, SearchSettings(beam_size=3, alpha=alpha))
         limit = max_output_length(batch.src_lengths, 2.0, 10)
         for row in range(len(batch.indices)):
             source = batch.src[row, : int(batch.src_lengths[row]) - 1].tolist()
@@ -287,9 +313,8 @@ def test_stopping_when_the_best_candidate_ends_is_the_textbook_search_stopped_th
 
 
 def test_an_unknown_beam_stop_is_refused() -> None:
-    model, batch = random_model("bahdanau", "gru", seed=0), random_batch(seed=0)
     with pytest.raises(ValueError, match="best_ends"):
-        beam_search(model, batch, beam_size=2, stop="first")
+        SearchSettings(beam_size=2, stop="first")
 
 
 def test_search_log_probabilities_are_float32_under_bf16_autocast() -> None:

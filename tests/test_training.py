@@ -197,7 +197,7 @@ def test_validation_with_beam_search_draws_the_beam_output(tmp_path: Path) -> No
     translator = load_translator(run_dir / "checkpoints" / "last.pt", "cpu", "fp32")
     lines = (TINY / "dev.tsv").read_text(encoding="utf-8").splitlines()
     sources = list(dict.fromkeys(line.split("\t")[0] for line in lines))  # as validation does
-    (best,) = translator.translate(sources, beam_size=3, batch_size=128)[0]
+    (best,) = translator.translate(sources, translator.search_settings(beam_size=3), 128)[0]
     pieces = translator.target_tokenizer.pieces(best.tokens)
     assert list(saved["target_labels"][:-1]) == pieces[:-1]
     assert saved["weights"].shape == (len(best.tokens), len(saved["source_labels"]))

@@ -18,7 +18,7 @@ from seq2seq.data.batching import Batch, collate
 from seq2seq.data.tokenizer import BOS_ID, PAD_ID
 from seq2seq.inference import load_translator
 from seq2seq.model.seq2seq import Seq2Seq, build_model
-from seq2seq.search import beam_search, greedy_search
+from seq2seq.search import SearchSettings, beam_search, greedy_search
 from seq2seq.training.schedule import step_lr
 from seq2seq.training.trainer import train
 
@@ -132,7 +132,7 @@ def test_beam_size_one_is_greedy(attention: str) -> None:
     for seed in range(3):
         model, batch = transformer(seed, attention=attention), batch_with_targets(seed)
         greedy = greedy_search(model, batch)
-        beam = beam_search(model, batch, beam_size=1)
+        beam = beam_search(model, batch, SearchSettings(beam_size=1))
         assert [h.tokens for h in greedy] == [b[0].tokens for b in beam]
         for g, (b,) in zip(greedy, beam, strict=True):
             assert g.score == pytest.approx(b.score, abs=1e-4)
@@ -140,7 +140,9 @@ def test_beam_size_one_is_greedy(attention: str) -> None:
 
 def test_beam_search_scores_are_the_models_log_probabilities() -> None:
     model, batch = transformer(5), batch_with_targets(5)
-    for sentence, hypotheses in enumerate(beam_search(model, batch, beam_size=4, nbest=3)):
+    for sentence, hypotheses in enumerate(
+        beam_search(model, batch, SearchSettings(beam_size=4, nbest=3))
+    ):
         for hypothesis in hypotheses:
             tokens = hypothesis.tokens
             source = batch.src[sentence, : batch.src_lengths[sentence] - 1].tolist()  # no EOS
@@ -248,7 +250,7 @@ def test_transformer_trains_and_shows_each_layers_alignment(tmp_path: Path) -> N
     translator = load_translator(run_dir / "checkpoints" / "best.pt", "cpu", "fp32")
     assert translator.model.decoder.alignment_index == chosen
     source = "我爱你。"
-    (hypothesis,) = translator.translate([source], beam_size=3)[0][:1]
+    (hypothesis,) = translator.translate([source], translator.search_settings(beam_size=3))[0][:1]
     alignment = translator.alignment(source, hypothesis)
     assert alignment.weights.shape == (len(hypothesis.tokens), len(alignment.source_labels))
     np.testing.assert_allclose(alignment.weights.sum(axis=1), 1.0, rtol=1e-5)

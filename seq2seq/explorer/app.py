@@ -24,7 +24,6 @@ from seq2seq.explorer.predict import (
     Explanation,
     LoadedModel,
     Output,
-    SearchSettings,
     explain,
     to_words,
 )
@@ -137,13 +136,16 @@ def build(models: Sequence[LoadedModel], temp_dir: Path) -> gr.Blocks:
             text: str, mode: str, beam: float, alpha: float | None, best: float, unit: str
         ) -> list[Any]:
             greedy = mode == "greedy"
-            settings = SearchSettings(
-                beam_size=1 if greedy else int(beam),
-                nbest=1 if greedy else int(best),
-                length_penalty=float(alpha or 0.0),
-            )
+            choices = {  # the page's controls, over each checkpoint's own search settings
+                "beam_size": 1 if greedy else max(int(beam), int(best)),  # n-best widens it
+                "nbest": 1 if greedy else int(best),
+                "alpha": float(alpha or 0.0),
+            }
             try:
-                results = [explain(model.translator, text, settings) for model in models]
+                results = [
+                    explain(model.translator, text, model.translator.search_settings(**choices))
+                    for model in models
+                ]
             except InferenceError as error:
                 raise gr.Error(str(error), print_exception=False) from error
             updates: list[Any] = [results]

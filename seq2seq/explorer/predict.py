@@ -24,7 +24,7 @@ from seq2seq.inference import InferenceError, Translator, piece_word_indices
 from seq2seq.model.encoder import EncoderOutput
 from seq2seq.model.seq2seq import Decoder
 from seq2seq.model.transformer import TransformerDecoder
-from seq2seq.search import Hypothesis, next_word
+from seq2seq.search import Hypothesis, SearchSettings, next_word
 
 # Characters accepted before tokenizing: a pasted book is refused before it costs anything.
 MAX_CHARACTERS = 2000
@@ -45,16 +45,6 @@ class LoadedModel:
         model = self.translator.config.model
         attention = "none (distracted)" if model.attention.name == "none" else model.attention.name
         return f"attention: {attention}; encoder: {model.encoder.name}"
-
-
-@dataclass(frozen=True)
-class SearchSettings:
-    """The search controls of the page; ``beam_size`` 1 with ``nbest`` 1 is greedy search."""
-
-    beam_size: int = 1
-    nbest: int = 1
-    length_penalty: float = 0.0
-    top_k: int = 5
 
 
 @dataclass
@@ -99,7 +89,9 @@ class Explanation:
     notes: list[str] = field(default_factory=list)
 
 
-def explain(translator: Translator, source: str, settings: SearchSettings) -> Explanation:
+def explain(
+    translator: Translator, source: str, search: SearchSettings, top_k: int = 5
+) -> Explanation:
     """Translate ``source`` and collect the alignment, per-step and encoder views of it.
 
     Raises :class:`InferenceError` for a blank or over-long sentence, with the cap that
@@ -108,10 +100,8 @@ def explain(translator: Translator, source: str, settings: SearchSettings) -> Ex
     start = time.perf_counter()
     source = source.strip()
     source_ids = checked_source_ids(translator, source)
-    beam_size = max(settings.beam_size, settings.nbest)
-    (hypotheses,) = translator.translate(
-        [source], beam_size, settings.nbest, settings.length_penalty, batch_size=1
-    )
+    beam_size = search.beam_size
+    (hypotheses,) = translator.translate([source], search, batch_size=1)
     source_labels = [*translator.source_tokenizer.pieces(source_ids), "</s>"]
     outputs = [output_of(translator, hypothesis) for hypothesis in hypotheses]
     model = translator.model
@@ -135,7 +125,7 @@ def explain(translator: Translator, source: str, settings: SearchSettings) -> Ex
             encoder_attention = torch.stack([m[0] for m in maps(batch.src)]).float().numpy()
     for output, replay in zip(outputs, forced, strict=True):
         output.steps = [
-            step_of(translator, piece, log_probs, weights, beam, settings.top_k)
+            step_of(translator, piece, log_probs, weights, beam, top_k)
             for piece, (log_probs, weights), beam in zip(
                 output.target_labels, replay, beams, strict=False
             )

@@ -42,6 +42,7 @@ from seq2seq.files import atomic_write_bytes
 from seq2seq.model.attention import fit_source_idf
 from seq2seq.model.seq2seq import Seq2Seq, build_model
 from seq2seq.provenance import code_commit, code_record
+from seq2seq.search import SearchSettings
 from seq2seq.training.averaging import WeightAverage
 from seq2seq.training.distributed import (
     Ranks,
@@ -587,12 +588,7 @@ def evaluate_split(
         target_lang=cfg.data.target_lang,
         length_buckets=list(cfg.data.length_buckets),
         batch_size=cfg.trainer.eval_batch_size,
-        max_ratio=cfg.trainer.max_output_ratio,
-        max_extra=cfg.trainer.max_output_extra,
-        beam_size=cfg.trainer.eval_beam,
-        length_penalty=cfg.trainer.length_penalty,
-        beam_stop=cfg.trainer.beam_stop,
-        precision=precision,
+        search=SearchSettings.from_config(cfg, precision),
         with_alignment=data.has_gold_alignments and model.has_attention_weights,
         word_order=split == "word_order",
         long_range=split == "long_range",
