@@ -43,7 +43,7 @@ from seq2seq.training.trainer import prepare_data, training_sampler
 DEFAULT_OVERRIDES = [
     "data=tatoeba",
     f"data.dir={PROJECT_ROOT.parent / 'shared' / 'data' / 'tatoeba-cmn-eng'}",
-    "model=bahdanau",
+    "model=rnn_attention",
 ]
 
 

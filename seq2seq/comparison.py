@@ -85,9 +85,9 @@ def find_runs(directory: Path) -> list[Path]:
 def load_runs(directories: Sequence[Path]) -> list[Run]:
     """Every run in ``directories``, named by its path below the directory it was found in.
 
-    Sweep job directories are named after their overrides (``model=bahdanau``), so that path is
-    the readable name; when two sweeps hold the same name, runs are named from their common
-    parent instead (``synthetic/…/model=bahdanau``).
+    Sweep job directories are named after their overrides (``model=rnn_attention``), so that
+    path is the readable name; when two sweeps hold the same name, runs are named from their
+    common parent instead (``synthetic/…/model=rnn_attention``).
     """
     found: dict[Path, str] = {}
     for directory in directories:

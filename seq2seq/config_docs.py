@@ -25,7 +25,7 @@ DOCS_PAGE = PROJECT_ROOT / "docs" / "configuration.md"
 # The YAML file whose comments describe each schema group: the group's default option.
 GROUP_DEFAULTS = {
     "data": "data/synthetic.yaml",
-    "model": "model/bahdanau.yaml",
+    "model": "model/rnn_attention.yaml",
     "model.attention": "model/attention/bahdanau.yaml",
     "model.encoder": "model/encoder/rnn.yaml",
     "model.decoder": "model/decoder/rnn.yaml",

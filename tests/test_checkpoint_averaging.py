@@ -81,6 +81,16 @@ def test_checkpoints_of_another_model_or_vocabulary_are_refused_in_one_line(
         average_checkpoints([tmp_path / "a.pt", tmp_path / "other.pt"])
 
 
+def test_checkpoints_from_before_and_after_the_preset_rename_average(tmp_path: Path) -> None:
+    # A run resumed across model=bahdanau → model=rnn_attention keeps step_<n>.pt of both names.
+    checkpoint(tmp_path / "before.pt", seed=0, name="bahdanau")
+    checkpoint(tmp_path / "after.pt", seed=1, name="rnn_attention")
+    average_checkpoints([tmp_path / "before.pt", tmp_path / "after.pt"])
+    checkpoint(tmp_path / "other.pt", seed=1, name="distracted")
+    with pytest.raises(CheckpointError, match=r"other.pt: model.name='distracted'"):
+        average_checkpoints([tmp_path / "before.pt", tmp_path / "other.pt"])
+
+
 def test_a_run_keeps_its_newest_validation_checkpoints_in_step_order(tmp_path: Path) -> None:
     state = checkpoint(tmp_path / "unrelated.pt", seed=0)
     for step in (500, 1000, 1500, 2000):  # 1000 after 500: by number, not by name

@@ -76,8 +76,8 @@ def test_the_tatoeba_recipe_keeps_additive_attention_and_applies_to_the_distract
 
 def finished_run(**test_extra: float) -> Run:
     return Run(
-        name="model=bahdanau",
-        model="bahdanau",
+        name="model=rnn_attention",
+        model="rnn_attention",
         attention="bahdanau",
         metrics={
             "test": {
@@ -121,8 +121,8 @@ def test_table_rounds_numbers_and_marks_unfinished_runs() -> None:
         "| test chrF | test AER | training time (min) | tokens/s |"
     )
     assert lines[2] == (
-        "| model=bahdanau | bahdanau | bahdanau | 1,234,567 | 25.5 | 23.5 | 10.1 | 50.0 | 0.312 "
-        "| 10.0 | 3,214 |"
+        "| model=rnn_attention | rnn_attention | bahdanau | 1,234,567 | 25.5 | 23.5 | 10.1 | 50.0 "
+        "| 0.312 | 10.0 | 3,214 |"
     )
     # what the event files hold so far: best dev BLEU, latest event, mean tokens/s
     assert lines[3] == (
@@ -186,7 +186,7 @@ HARDWARE = {"cpu": "Zen", "cpu_capability": "AVX512", "native_bf16": True, "torc
 
 def benchmark(tokens_per_sec: float, precision: str = "bf16", **extra: object) -> dict:
     return {
-        "model": "bahdanau",
+        "model": "rnn_attention",
         "decoder": "rnn",
         "attention": "bahdanau",
         "kernels": "fast",
@@ -208,11 +208,11 @@ def test_benchmark_table_takes_the_median_of_repeats_and_ratios_to_the_first_row
     records.append(benchmark(6000.0))
     lines = benchmark_table(records).splitlines()
     assert lines[2] == (
-        "| abc1234 | bahdanau | rnn | bahdanau | fast | 1 × 2 | fp32 | 8,300,000 | 2 | 3,200 "
+        "| abc1234 | rnn_attention | rnn | bahdanau | fast | 1 × 2 | fp32 | 8,300,000 | 2 | 3,200 "
         "| 3,000–3,400 | 1.00× |"
     )
     assert lines[3] == (
-        "| abc1234 | bahdanau | rnn | bahdanau | fast | 1 × 2 | bf16 | 8,300,000 | 3 | 8,000 "
+        "| abc1234 | rnn_attention | rnn | bahdanau | fast | 1 × 2 | bf16 | 8,300,000 | 3 | 8,000 "
         "| 6,000–9,000 | 2.50× |"
     )
     assert lines[5] == (
@@ -308,7 +308,7 @@ def test_multirun_experiment_then_compare(tmp_path: Path) -> None:
         sys.executable,
         str(PROJECT_ROOT / "train.py"),
         "-m",
-        "+experiment=synthetic_distracted_vs_bahdanau",
+        "+experiment=synthetic_distracted_vs_attention",
         *tiny,
         f"hydra.sweep.dir={sweep}",
         f"hydra.job.config.override_dirname.exclude_keys=[{','.join(excluded)}]",
@@ -318,7 +318,7 @@ def test_multirun_experiment_then_compare(tmp_path: Path) -> None:
     )
     assert result.returncode == 0, result.stderr[-3000:]
     runs = sorted(p.name for p in sweep.iterdir() if p.is_dir())
-    assert runs == ["model=bahdanau", "model=distracted"]
+    assert runs == ["model=distracted", "model=rnn_attention"]
     # Each job points TensorBoard at the whole sweep, so the runs show side by side.
     assert (result.stdout + result.stderr).count(f"TensorBoard logs are in {sweep}. ") == 2
     for name in runs:
@@ -338,7 +338,7 @@ def test_multirun_experiment_then_compare(tmp_path: Path) -> None:
     )
     assert result.returncode == 0, result.stderr[-3000:]
     rows = [line for line in result.stdout.splitlines() if line.startswith("| model=")]
-    assert [row.split(" | ")[0] for row in rows] == ["| model=bahdanau", "| model=distracted"]
+    assert [row.split(" | ")[0] for row in rows] == ["| model=distracted", "| model=rnn_attention"]
     assert "(unfinished)" not in result.stdout
     markdown = (out / "comparison.md").read_text()
     assert all(row in markdown for row in rows)
@@ -368,5 +368,5 @@ def test_long_range_column_and_the_table_by_bucket() -> None:
         "| run | test BLEU 01-10 | test BLEU 11-20 | test BLEU 21+ | long-range % 01-06 "
         "| long-range % 11+ |"
     )
-    assert row == "| model=bahdanau | 30.0 | 20.0 | 10.0 | 100.0 | 50.0 |"
+    assert row == "| model=rnn_attention | 30.0 | 20.0 | 10.0 | 100.0 | 50.0 |"
     assert bucket_table([unfinished_run()]) is None

@@ -78,7 +78,7 @@ def test_encoder_switch(model: str, encoder: str) -> None:
 def test_default_is_the_synthetic_corpus_with_attention() -> None:
     with initialize_config_dir(str(CONFIGS), version_base="1.3"):
         cfg = compose("config")
-    assert (cfg.data.name, cfg.model.name) == ("synthetic", "bahdanau")
+    assert (cfg.data.name, cfg.model.name) == ("synthetic", "rnn_attention")
     assert cfg.model.encoder.name == "rnn"  # the self-attention encoder is opt-in
 
 

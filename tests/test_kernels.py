@@ -134,8 +134,8 @@ def test_a_checkpoint_loads_into_either_kernels_and_searches_alike(
 
 
 def test_a_run_resumes_with_other_kernels_or_from_a_checkpoint_written_before_them() -> None:
-    saved = {"model": {"name": "bahdanau", "kernels": "reference"}}
-    check_resume_config("last.pt", saved, {"model": {"name": "bahdanau", "kernels": "auto"}})
-    check_resume_config("last.pt", {"model": {"name": "bahdanau"}}, saved)
+    saved = {"model": {"name": "rnn_attention", "kernels": "reference"}}
+    check_resume_config("last.pt", saved, {"model": {"name": "rnn_attention", "kernels": "auto"}})
+    check_resume_config("last.pt", {"model": {"name": "rnn_attention"}}, saved)
     with pytest.raises(ValueError, match="model.name"):
         check_resume_config("last.pt", saved, {"model": {"name": "luong", "kernels": "auto"}})

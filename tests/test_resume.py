@@ -160,6 +160,16 @@ def test_resume_refuses_other_model_data_or_optimisation_and_names_each_key() ->
     assert "trainer.lr: 0.001 → 0.002" in str(error.value)
 
 
+def test_a_checkpoint_named_before_the_preset_was_renamed_resumes_under_its_new_name() -> None:
+    # model=bahdanau became model=rnn_attention: model.name is a label, the model is the same.
+    saved = {"model": {"name": "bahdanau", "rnn": "gru"}, "trainer": {"lr": 1e-3}}
+    current = {"model": {"name": "rnn_attention", "rnn": "gru"}, "trainer": {"lr": 1e-3}}
+    check_resume_config("last.pt", saved, current)
+    distracted = {**saved, "model": {"name": "distracted", "rnn": "gru"}}
+    with pytest.raises(ValueError, match="model.name: 'distracted' → 'rnn_attention'"):
+        check_resume_config("last.pt", distracted, current)
+
+
 def test_resume_reports_the_settings_that_may_change(caplog: pytest.LogCaptureFixture) -> None:
     saved = {"trainer": {"max_steps": 6, "resume": None, "lr": 1e-3}, "viz": {"examples": [0]}}
     current = {"trainer": {"max_steps": 9, "resume": "x", "lr": 1e-3}, "viz": {"examples": [1]}}

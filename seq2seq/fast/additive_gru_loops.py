@@ -1,8 +1,8 @@
 """The additive-attention GRU decoders' teacher-forced loops, back-propagation through time
 written out.
 
-Bahdanau's wiring (``model=bahdanau``, the reference model): each output word i runs from the
-previous state s = s_{i-1}
+Bahdanau's wiring (``model=rnn_attention``, the reference model): each output word i runs from
+the previous state s = s_{i-1}
 
     e_ij = vᵀ tanh(W s + U h_j)            similarity of s with each annotation (U h_j: ``keys``)
     a_i  = softmax_j(e_ij) over real words  attention weights

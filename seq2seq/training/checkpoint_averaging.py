@@ -20,7 +20,7 @@ from seq2seq.checkpoint import (
     save_checkpoint,
     validation_checkpoints,
 )
-from seq2seq.training.resume import config_changes
+from seq2seq.training.resume import config_changes, under_current_names
 
 # What an averaged checkpoint carries: what translate.py and evaluate.py read.
 REQUIRED = ("config", "model", "source_spm", "target_spm")
@@ -105,7 +105,8 @@ def check_same_model(
     check_same_vocabularies(
         path, state, first_path, first, "only checkpoints of one vocabulary can be averaged"
     )
-    changes = config_changes(first["config"]["model"], state["config"]["model"])
+    first_model, model = (under_current_names(s["config"])["model"] for s in (first, state))
+    changes = config_changes(first_model, model)
     if changes:
         key, (old, new) = next(iter(changes.items()))
         raise CheckpointError(

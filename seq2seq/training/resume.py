@@ -56,6 +56,11 @@ CHANGEABLE_ON_RESUME = frozenset(
 )
 CHANGEABLE_PREFIXES = ("viz.",)
 
+# Model presets renamed since a checkpoint may have been written: its former ``model.name``
+# counts as the current one on resume and when averaging (the name is a label; the model is
+# built from the other keys). model=bahdanau became model=rnn_attention on 2026-12-05.
+RENAMED_MODELS = {"bahdanau": "rnn_attention"}
+
 # What a last.pt holds beyond what translating needs, and resuming restores.
 RESUMABLE_STATE = ("progress", "optimizer", "scheduler", "sampler", "rng")
 
@@ -99,13 +104,21 @@ def config_changes(saved: dict[str, Any], current: dict[str, Any]) -> dict[str, 
     }
 
 
+def under_current_names(config: dict[str, Any]) -> dict[str, Any]:
+    """``config`` with a renamed preset's former ``model.name`` replaced by its current one."""
+    model = config.get("model")
+    if isinstance(model, dict) and model.get("name") in RENAMED_MODELS:
+        return {**config, "model": {**model, "name": RENAMED_MODELS[model["name"]]}}
+    return config
+
+
 def is_changeable(key: str) -> bool:
     return key in CHANGEABLE_ON_RESUME or key.startswith(CHANGEABLE_PREFIXES)
 
 
 def check_resume_config(path: str, saved: dict[str, Any], current: dict[str, Any]) -> None:
     """Refuse to resume with a different model, data or optimisation; log allowed changes."""
-    changes = config_changes(saved, current)
+    changes = config_changes(under_current_names(saved), under_current_names(current))
     refused = {key: values for key, values in changes.items() if not is_changeable(key)}
     if refused:
         listed = "; ".join(f"{key}: {old!r} → {new!r}" for key, (old, new) in refused.items())
