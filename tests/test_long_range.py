@@ -9,17 +9,15 @@ from pathlib import Path
 
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from seq2seq.checkpoint import load_checkpoint
-from seq2seq.config import PROJECT_ROOT, register_configs
 from seq2seq.data.synthetic import generate_splits, load_lexicon
 from seq2seq.data.synthetic.lexicon import CONNECTORS
 from seq2seq.data.synthetic.links import LongRangePair
 from seq2seq.data.tokenizer import EOS_ID, SubwordTokenizer
 from seq2seq.metrics.long_range import long_range_accuracy, probe_word
-from seq2seq.training.trainer import train
+from tests.test_training import train_synthetic
 
 SIZES = dict(train=300, dev=20, test=20, long_test=10, seed=3, word_order_train=10, word_order=5)
 
@@ -99,7 +97,6 @@ def test_long_range_accuracy_counts_the_pronoun_per_distance_bucket(splits: dict
 def test_a_tfidf_run_logs_long_range_accuracy_and_saves_the_training_idf(tmp_path: Path) -> None:
     """model/attention=tfidf on the synthetic corpus with a long-range split: valid/ and test
     long_range_acc by distance, and best.pt's IDF is the one of the training sources."""
-    register_configs()
     sizes = {
         "train_size": 200,
         "dev_size": 10,
@@ -110,28 +107,16 @@ def test_a_tfidf_run_logs_long_range_accuracy_and_saves_the_training_idf(tmp_pat
         "long_range_train": 40,
         "long_range_size": 30,
     }
-    overrides = [
+    run_dir = train_synthetic(
+        tmp_path,
+        4,
+        2,
         "model/attention=tfidf",
         "model.embed_size=16",
         "model.encoder_hidden=8",
         "model.decoder_hidden=16",
         *(f"data.synthetic.{key}={value}" for key, value in sizes.items()),
-        "data.src_vocab_size=400",
-        "data.tgt_vocab_size=300",
-        f"data.cache_dir={tmp_path / 'cache'}",
-        "trainer.max_steps=4",
-        "trainer.eval_every=2",
-        "trainer.batch_size=32",
-        "trainer.progress=false",
-        "trainer.max_minutes=0",
-        "trainer.threads=1",
-        "trainer.precision=fp32",
-        "viz.examples=[0]",
-    ]
-    with initialize_config_dir(str(PROJECT_ROOT / "configs"), version_base="1.3"):
-        cfg = compose("config", overrides=overrides)
-    run_dir = tmp_path / "run"
-    train(cfg, run_dir)
+    )
     accumulator = EventAccumulator(str(run_dir), size_guidance={"scalars": 0})
     accumulator.Reload()
     values = [e.value for e in accumulator.Scalars("valid/long_range_acc")]

@@ -8,19 +8,18 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from seq2seq.checkpoint import load_checkpoint
-from seq2seq.config import PROJECT_ROOT, DecoderConfig, EncoderConfig, ModelConfig, register_configs
+from seq2seq.config import DecoderConfig, EncoderConfig, ModelConfig
 from seq2seq.data.batching import Batch, collate
 from seq2seq.data.tokenizer import BOS_ID, PAD_ID
 from seq2seq.inference import load_translator
 from seq2seq.model.seq2seq import Seq2Seq, build_model
 from seq2seq.search import SearchSettings, beam_search, greedy_search
 from seq2seq.training.schedule import step_lr
-from seq2seq.training.trainer import train
+from tests.test_training import train_synthetic
 
 VOCAB = 30
 
@@ -193,8 +192,10 @@ def test_inverse_sqrt_warms_up_then_falls_as_one_over_root_step() -> None:
 def test_transformer_trains_and_shows_each_layers_alignment(tmp_path: Path) -> None:
     """On the synthetic corpus (gold links): AER per layer, the dev-chosen alignment layer in
     best.pt, and the layer × head grid beside the alignment heatmaps."""
-    register_configs()
-    overrides = [
+    run_dir = train_synthetic(
+        tmp_path,
+        8,
+        4,
         "model=transformer",
         "model.embed_size=16",
         "model.attention.size=16",
@@ -209,24 +210,9 @@ def test_transformer_trains_and_shows_each_layers_alignment(tmp_path: Path) -> N
         "data.synthetic.long_test_size=10",
         "data.synthetic.word_order_train=20",
         "data.synthetic.word_order_size=10",
-        "data.src_vocab_size=400",
-        "data.tgt_vocab_size=300",
-        f"data.cache_dir={tmp_path / 'cache'}",
         "trainer.lr_schedule=inverse_sqrt",
         "trainer.warmup_steps=4",
-        "trainer.max_steps=8",
-        "trainer.eval_every=4",
-        "trainer.batch_size=32",
-        "trainer.progress=false",
-        "trainer.max_minutes=0",
-        "trainer.threads=1",
-        "trainer.precision=fp32",
-        "viz.examples=[0]",
-    ]
-    with initialize_config_dir(str(PROJECT_ROOT / "configs"), version_base="1.3"):
-        cfg = compose("config", overrides=overrides)
-    run_dir = tmp_path / "run"
-    train(cfg, run_dir)
+    )
     accumulator = EventAccumulator(str(run_dir), size_guidance={"images": 0, "scalars": 0})
     accumulator.Reload()
     scalars = set(accumulator.Tags()["scalars"])
