@@ -80,15 +80,20 @@ def fast_and_reference(*args: object, **kwargs: object) -> tuple[Seq2Seq, Seq2Se
 
 @pytest.mark.parametrize("attention", ["none", "bahdanau", "general", "multihead"])
 @pytest.mark.parametrize(
-    ("rnn", "style", "feeding"),
-    [("gru", "bahdanau", True), ("lstm", "bahdanau", True), ("gru", "luong", True)],
+    ("rnn", "style", "feeding", "tie"),
+    [
+        ("gru", "bahdanau", True, False),
+        ("lstm", "bahdanau", True, False),
+        ("gru", "luong", True, False),
+        ("gru", "luong", True, True),
+    ],
 )
 def test_the_fast_kernels_train_the_reference_model_in_float64(
-    attention: str, rnn: str, style: str, feeding: bool
+    attention: str, rnn: str, style: str, feeding: bool, tie: bool
 ) -> None:
     """The hand-written loops (GRU with the additive scorer), and the recorded loop with its
     products summed once (the others), give the reference's outputs and every gradient."""
-    fast, reference = fast_and_reference(attention, rnn, style, feeding)
+    fast, reference = fast_and_reference(attention, rnn, style, feeding, tie=tie)
     batch = padded_batch()
     mine = training_run(fast.double().train(), batch)
     expected = training_run(reference.double().train(), batch)

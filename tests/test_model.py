@@ -26,6 +26,7 @@ def small_model(
     style: str = "bahdanau",
     feeding: bool = True,
     kernels: str = "auto",
+    tie: bool = False,
 ) -> Seq2Seq:
     cfg = OmegaConf.structured(
         ModelConfig(
@@ -41,6 +42,7 @@ def small_model(
         )
     )
     cfg.attention.name, cfg.attention.size, cfg.attention.heads = attention, 12, 2
+    cfg.decoder.tie_embeddings = tie
     torch.manual_seed(0)
     return build_model(cfg, VOCAB, VOCAB).eval()
 
@@ -173,6 +175,30 @@ def test_checkpoint_round_trip_and_errors(tmp_path: Path) -> None:
     (tmp_path / "corrupt.pt").write_bytes(b"not a checkpoint")
     with pytest.raises(CheckpointError, match="not a readable checkpoint"):
         load_checkpoint(tmp_path / "corrupt.pt")
+
+
+@pytest.mark.parametrize("style", ["bahdanau", "luong"])
+def test_tied_rnn_output_scores_with_the_target_embedding(tmp_path: Path, style: str) -> None:
+    """model.decoder.tie_embeddings: hidden (12) → embed (8), then the embedding matrix scores
+    every piece; a word only ever scored, never fed, still trains its one embedding row."""
+    model, untied = small_model(style=style, tie=True), small_model(style=style)
+    assert model.decoder.output[1].weight is model.decoder.embedding.weight
+    count = sum(p.numel() for p in model.parameters())
+    assert count == sum(p.numel() for p in untied.parameters()) - VOCAB * 12 + 12 * 8
+
+    batch = toy_batch()
+    logits, _ = model.train()(batch)
+    sequence_loss(logits, batch.tgt_out).backward()
+    fed = set(batch.tgt_in.flatten().tolist())
+    never_fed = [word for word in range(4, VOCAB) if word not in fed]
+    assert model.decoder.embedding.weight.grad[never_fed].abs().sum(-1).gt(0).all()
+
+    path = tmp_path / "tied.pt"
+    save_checkpoint(path, {"model": model.state_dict()})
+    restored = small_model(style=style, tie=True)
+    restored.load_state_dict(load_checkpoint(path)["model"])
+    assert restored.decoder.output[1].weight is restored.decoder.embedding.weight
+    torch.testing.assert_close(restored.eval()(batch)[0], model.eval()(batch)[0])
 
 
 def test_checkpoint_refuses_pickled_code(tmp_path: Path) -> None:

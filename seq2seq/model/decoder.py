@@ -83,6 +83,20 @@ class RNNDecoder(nn.Module):
         self.input_proj = nn.Linear(embed_size, self.gates)  # hoisted over all steps
         self.hidden_proj = nn.Linear(hidden_size, self.gates)
 
+    def output_layer(self, vocab_size: int, hidden_size: int, tie_embeddings: bool) -> nn.Module:
+        """What the output reads (hidden_size wide) → a score per target piece.
+
+        Tied (Press & Wolf 2017): a projection to the embedding size, then the target embedding
+        matrix itself — the row that embeds a word also scores it, so each word's one vector
+        learns from both sides; fewer parameters on small data, and a narrower product over
+        the vocabulary at every output word."""
+        if not tie_embeddings:
+            return nn.Linear(hidden_size, vocab_size)
+        embed_size = self.embedding.embedding_dim
+        scores = nn.Linear(embed_size, vocab_size)
+        scores.weight = self.embedding.weight
+        return nn.Sequential(nn.Linear(hidden_size, embed_size, bias=False), scores)
+
     def init_state(self, encoder: EncoderOutput) -> DecoderState:
         init = torch.tanh(self.init_proj(encoder.summary))
         if self.is_lstm:
@@ -192,11 +206,12 @@ class BahdanauDecoder(RNNDecoder):
         rnn: str,
         dropout: float,
         attention: Attention,
+        tie_embeddings: bool = False,
     ) -> None:
         super().__init__(vocab_size, embed_size, hidden_size, summary_size, rnn, dropout, attention)
         self.context_proj = nn.Linear(attention.context_size, self.gates, bias=False)
         self.readout = nn.Linear(hidden_size + attention.context_size + embed_size, hidden_size)
-        self.output = nn.Linear(hidden_size, vocab_size)
+        self.output = self.output_layer(vocab_size, hidden_size, tie_embeddings)
 
     def step(
         self, input_gates: torch.Tensor, state: DecoderState, memory: DecoderMemory
@@ -231,13 +246,14 @@ class LuongDecoder(RNNDecoder):
         dropout: float,
         attention: Attention,
         input_feeding: bool,
+        tie_embeddings: bool = False,
     ) -> None:
         super().__init__(vocab_size, embed_size, hidden_size, summary_size, rnn, dropout, attention)
         self.input_feeding = input_feeding
         if input_feeding:
             self.feed_proj = nn.Linear(hidden_size, self.gates, bias=False)
         self.combine = nn.Linear(attention.context_size + hidden_size, hidden_size, bias=False)
-        self.output = nn.Linear(hidden_size, vocab_size)
+        self.output = self.output_layer(vocab_size, hidden_size, tie_embeddings)
 
     def init_state(self, encoder: EncoderOutput) -> DecoderState:
         state = super().init_state(encoder)

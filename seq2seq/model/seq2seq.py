@@ -73,7 +73,7 @@ def ineffective_options(cfg: ModelConfig) -> list[str]:
         notes += [
             f"model.decoder.{key}={cfg.decoder[key]} has no effect with the RNN decoder; it is "
             "for model.decoder.name=transformer"
-            for key in ("layers", "heads", "ff_size", "max_positions", "tie_embeddings")
+            for key in ("layers", "heads", "ff_size", "max_positions")
             if cfg.decoder[key] != getattr(default.decoder, key)
         ]
     rnn_bahdanau = not transformer and cfg.decoder_style == "bahdanau"
@@ -184,10 +184,11 @@ def build_rnn_decoder(
         cfg.dropout,
         attention,
     )
+    tie = cfg.decoder.tie_embeddings
     if cfg.decoder_style == "bahdanau":
-        return BahdanauDecoder(*args)
+        return BahdanauDecoder(*args, tie_embeddings=tie)
     if cfg.decoder_style == "luong":
-        return LuongDecoder(*args, input_feeding=cfg.input_feeding)
+        return LuongDecoder(*args, input_feeding=cfg.input_feeding, tie_embeddings=tie)
     raise ValueError(
         f"model.decoder_style must be 'bahdanau' or 'luong', got {cfg.decoder_style!r}"
     )
