@@ -6,9 +6,11 @@
 Runs the trainer's own sampler, learning-rate schedule, update
 (``seq2seq.training.step.TrainingStep``: forward, loss, backward, clipping, Adam) and weight
 average (``trainer.ema_decay``) for ``--warmup`` + ``--steps`` updates, no validation, and
-reports the steady-state rate of the timed steps. Under torchrun the ranks train data-parallel
-as ``train.py`` does (each its share of the same global batches) and rank 0 reports the rate of
-all of them together.
+reports the steady-state rate of the timed steps. The warm-up updates also count the FLOPs of
+their matrix products (``matmul_gflop_per_token``), from which ``scripts/roofline.py`` gives the
+share of the machine's measured peak that the rate reaches. Under torchrun the ranks train
+data-parallel as ``train.py`` does (each its share of the same global batches) and rank 0
+reports the rate of all of them together.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from seq2seq.config import PROJECT_ROOT, register_configs
 from seq2seq.device import choose_precision, keep_freed_memory
 from seq2seq.model.seq2seq import build_model
 from seq2seq.provenance import provenance
+from seq2seq.roofline import matmul_flop_counter
 from seq2seq.training.averaging import WeightAverage
 from seq2seq.training.distributed import (
     current_ranks,
@@ -91,6 +94,7 @@ def main() -> None:
             yield from sampler
 
     tokens, start = 0, 0.0
+    flops, flop_tokens = 0, 0
     for step, indices in enumerate(batches()):
         if step == args.warmup:
             if device.type == "cuda":
@@ -99,7 +103,13 @@ def main() -> None:
         if step == args.warmup + args.steps:
             break
         scheduler.before_update(step + 1)
-        tokens += update(train.batch(indices).to(device)).target_tokens
+        batch = train.batch(indices).to(device)
+        if step < args.warmup:
+            with matmul_flop_counter() as counter:
+                flop_tokens += update(batch).target_tokens
+            flops += counter.get_total_flops()
+        else:
+            tokens += update(batch).target_tokens
     if device.type == "cuda":
         torch.cuda.synchronize()
     seconds = time.perf_counter() - start
@@ -119,6 +129,10 @@ def main() -> None:
         "steps": args.steps,
         "target_tokens_per_sec": round(tokens / seconds, 1),
         "seconds_per_step": round(seconds / args.steps, 4),
+        # matrix-product GFLOP per target token of the warm-up updates (rank 0 counts its share)
+        "matmul_gflop_per_token": (
+            round(flops * ranks.world_size / flop_tokens / 1e9, 5) if flop_tokens else None
+        ),
         "peak_rss_gib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 2),
         **provenance(device),
     }

@@ -16,7 +16,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "seq2seq"
 # inference hand it, and knows nothing of either. fast (the model's speed layer) shares the
 # model's layer: its kernels subclass the model's modules, and the model's builder swaps them in.
 LAYERS: tuple[tuple[str, ...], ...] = (
-    ("config", "device", "files", "config_docs", "provenance"),
+    ("config", "device", "files", "config_docs", "provenance", "roofline"),
     ("data",),
     ("model", "fast"),
     ("search",),

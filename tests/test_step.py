@@ -138,3 +138,19 @@ def test_the_benchmark_runs_the_trainers_update_schedule_and_average(tmp_path: P
     report = json.loads(result.stdout.strip().splitlines()[-1])
     assert report["steps"] == 3 and report["ema_decay"] == 0.9
     assert report["target_tokens_per_sec"] > 0
+    assert report["matmul_gflop_per_token"] > 0
+
+    # The roofline reads that line: its share of the peak measured at the model's shapes.
+    (tmp_path / "speed.jsonl").write_text(result.stdout)
+    roofline = subprocess.run(
+        [sys.executable, str(PROJECT_ROOT / "scripts" / "roofline.py")]
+        + ["--threads", "1", "--rows", "16", "--seconds", "0.001"]
+        + ["--benchmarks", str(tmp_path / "speed.jsonl"), *overrides],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert roofline.returncode == 0, roofline.stderr[-2000:]
+    share_row = roofline.stdout.strip().splitlines()[-1]
+    assert share_row.startswith(f"| {report['model']} | {report['precision']} |")
+    assert share_row.endswith("% |")
