@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, OmegaConf
@@ -40,9 +41,10 @@ class SyntheticConfig:
 class DataConfig:
     name: str = MISSING
     dir: str | None = None
-    train: str | None = None
-    dev: str | None = None
-    test: str | None = None
+    # data=tsv: a TSV path, or a list of one line-aligned text file per language of `columns`
+    train: Any = None
+    dev: Any = None
+    test: Any = None
     word_order: str | None = None
     url: str = ""
     sha256: str = ""
@@ -55,6 +57,7 @@ class DataConfig:
     tgt_vocab_size: int = 4000
     shared_vocab_size: int | None = None
     spm_model_type: str = "unigram"
+    spm_sample: int | None = 200_000
     simplify_source: bool = False
     subword_sampling_alpha: float | None = None
     cache_dir: str = str(PROJECT_ROOT / "data" / "cache")

@@ -1,9 +1,13 @@
-"""Parallel corpora: strict reading of tab-separated files, and the container of splits."""
+"""Parallel corpora: strict reading of tab-separated or line-aligned files (gzipped or not), and
+the container of splits."""
 
 from __future__ import annotations
 
+import gzip
+import itertools
 import logging
-from collections.abc import Sequence
+import zlib
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -43,6 +47,40 @@ class Corpus:
     skipped: dict[str, int] = field(default_factory=dict)
 
 
+def read_parallel(
+    spec: str | Path | Sequence[str | Path],
+    columns: Sequence[str],
+    source_lang: str,
+    target_lang: str,
+    on_malformed: str = "error",
+    skip_hint: str = "set data.on_malformed=skip to skip such lines",
+) -> tuple[list[Example], int]:
+    """A corpus as users bring it: one TSV file (a path), or one line-aligned plain-text file
+    per language in the order of ``columns`` (a list of paths: OPUS, WMT and UN corpora come
+    so); any of them gzipped (``.gz``). See :func:`read_parallel_tsv` for what is malformed."""
+    if isinstance(spec, (str, Path)):
+        return read_parallel_tsv(
+            Path(spec).expanduser(), columns, source_lang, target_lang, on_malformed, skip_hint
+        )
+    paths = [Path(path).expanduser() for path in spec]
+    if len(paths) != len(columns):
+        raise ValueError(
+            f"{len(paths)} files {[str(p) for p in paths]} for the {len(columns)} languages of "
+            f"data.columns {list(columns)}: give one line-aligned file per language, in that order"
+        )
+    _check_languages(columns, source_lang, target_lang)
+    records = _aligned_lines(paths)
+    return _collect(
+        paths[columns.index(source_lang)],
+        records,
+        columns,
+        source_lang,
+        target_lang,
+        on_malformed,
+        skip_hint,
+    )
+
+
 def read_parallel_tsv(
     path: Path,
     columns: Sequence[str],
@@ -51,7 +89,8 @@ def read_parallel_tsv(
     on_malformed: str = "error",
     skip_hint: str = "set data.on_malformed=skip to skip such lines",
 ) -> tuple[list[Example], int]:
-    """Read ``path`` (one pair a line, columns named by ``columns``) as source→target examples.
+    """Read ``path`` (one pair a line, columns named by ``columns``; gzipped if it ends in
+    ``.gz``) as source→target examples.
 
     A line with the wrong number of columns, an empty side or bytes that are not UTF-8 raises
     :class:`CorpusError` naming file and line and ending with ``skip_hint`` (how the caller
@@ -59,35 +98,55 @@ def read_parallel_tsv(
     at the end of the file are dropped (editors add them); a blank line before a pair is
     malformed. Returns the examples and the number of skipped lines.
     """
-    if on_malformed not in ("error", "skip"):
-        raise ValueError(f"data.on_malformed must be 'error' or 'skip', got {on_malformed!r}")
+    _check_languages(columns, source_lang, target_lang)
+    records = (
+        (path, number, raw.strip() == b"", *_parse_line(raw, len(columns)))
+        for number, raw in _numbered_lines(path)
+    )
+    return _collect(path, records, columns, source_lang, target_lang, on_malformed, skip_hint)
+
+
+# One line of a corpus: the file to blame, its line number, whether it is blank, the problem
+# (None when well-formed) and the fields in the order of data.columns.
+Record = tuple[Path, int, bool, "str | None", list[str]]
+
+
+def _check_languages(columns: Sequence[str], source_lang: str, target_lang: str) -> None:
     for lang in (source_lang, target_lang):
         if lang not in columns:
             raise ValueError(f"language {lang!r} is not one of the TSV columns {list(columns)}")
-    if not path.is_file():
-        raise CorpusError(f"{path}: file not found")
+
+
+def _collect(
+    path: Path,
+    records: Iterator[Record],
+    columns: Sequence[str],
+    source_lang: str,
+    target_lang: str,
+    on_malformed: str,
+    skip_hint: str,
+) -> tuple[list[Example], int]:
+    """Examples from ``records`` under the rules of :func:`read_parallel_tsv`."""
+    if on_malformed not in ("error", "skip"):
+        raise ValueError(f"data.on_malformed must be 'error' or 'skip', got {on_malformed!r}")
     src_col, tgt_col = columns.index(source_lang), columns.index(target_lang)
     examples: list[Example] = []
     skipped = 0
-    blank: list[int] = []  # numbers of the blank lines since the last pair
-    with path.open("rb") as handle:
-        for line_number, raw in enumerate(handle, start=1):
-            if line_number == 1:
-                raw = raw.removeprefix(UTF8_BOM)  # editors on Windows start files with one
-            if not raw.strip():
-                blank.append(line_number)
-                continue
-            if blank and on_malformed == "error":
-                raise CorpusError(f"{path}:{blank[0]}: blank line ({skip_hint})")
-            skipped, blank = skipped + len(blank), []
-            problem, fields = _parse_line(raw, len(columns))
-            if problem is None:
-                source, target = fields[src_col].strip(), fields[tgt_col].strip()
-                examples.append(Example(source, target, f"{path.name}:{line_number}"))
-                continue
-            if on_malformed == "error":
-                raise CorpusError(f"{path}:{line_number}: {problem} ({skip_hint})")
-            skipped += 1
+    blank: list[tuple[Path, int]] = []  # the blank lines since the last pair
+    for where, line_number, is_blank, problem, fields in records:
+        if is_blank:
+            blank.append((where, line_number))
+            continue
+        if blank and on_malformed == "error":
+            raise CorpusError(f"{blank[0][0]}:{blank[0][1]}: blank line ({skip_hint})")
+        skipped, blank = skipped + len(blank), []
+        if problem is None:
+            source, target = fields[src_col].strip(), fields[tgt_col].strip()
+            examples.append(Example(source, target, f"{path.name}:{line_number}"))
+            continue
+        if on_malformed == "error":
+            raise CorpusError(f"{where}:{line_number}: {problem} ({skip_hint})")
+        skipped += 1
     if skipped:
         log.warning("%s: skipped %d malformed line(s)", path, skipped)
     if not examples:
@@ -95,13 +154,61 @@ def read_parallel_tsv(
     return examples, skipped
 
 
-def _parse_line(raw: bytes, n_columns: int) -> tuple[str | None, list[str]]:
-    """Return (problem, fields); problem is None for a well-formed line."""
+def _numbered_lines(path: Path) -> Iterator[tuple[int, bytes]]:
+    """(line number, raw bytes) of a file, gunzipped where it ends in ``.gz``; the first line
+    without the UTF-8 byte order mark that editors on Windows start files with."""
+    if not path.is_file():
+        raise CorpusError(f"{path}: file not found")
+    number = 0
+    try:
+        with gzip.open(path, "rb") if path.name.endswith(".gz") else path.open("rb") as handle:
+            for number, raw in enumerate(handle, start=1):
+                yield number, raw.removeprefix(UTF8_BOM) if number == 1 else raw
+    except (gzip.BadGzipFile, EOFError, zlib.error) as error:
+        raise CorpusError(f"{path}:{number + 1}: not a readable gzip file ({error})") from error
+
+
+def _aligned_lines(paths: Sequence[Path]) -> Iterator[Record]:
+    """One record per line number of line-aligned files; files of unequal length are an error
+    whatever data.on_malformed says (every pair after the gap would be wrong)."""
+    missing = object()
+    streams = [_numbered_lines(path) for path in paths]
+    for lines in itertools.zip_longest(*streams, fillvalue=missing):
+        ended = [path for path, line in zip(paths, lines, strict=True) if line is missing]
+        if ended:
+            going = next(line for line in lines if line is not missing)
+            raise CorpusError(
+                f"{ended[0]}: ends at line {going[0] - 1}, but "
+                f"{paths[lines.index(going)]} has line {going[0]}; the files must be "
+                "line-aligned, one sentence a line"
+            )
+        number = lines[0][0]
+        raws = [raw for _, raw in lines]
+        if all(raw.strip() == b"" for raw in raws):
+            yield paths[0], number, True, None, []
+            continue
+        fields: list[str] = []
+        for path, raw in zip(paths, raws, strict=True):
+            problem, text = _parse_line(raw, 1, tabs_allowed=True)
+            if problem is not None:
+                yield path, number, False, problem, []
+                break
+            fields.append(text[0])
+        else:
+            yield paths[0], number, False, None, fields
+
+
+def _parse_line(
+    raw: bytes, n_columns: int, tabs_allowed: bool = False
+) -> tuple[str | None, list[str]]:
+    """Return (problem, fields); problem is None for a well-formed line. ``tabs_allowed``: the
+    whole line is one field (a plain-text file of one language)."""
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as error:
         return f"bytes that are not UTF-8 at column {error.start + 1}", []
-    fields = text.rstrip("\r\n").split("\t")
+    text = text.rstrip("\r\n")
+    fields = [text] if tabs_allowed else text.split("\t")
     if len(fields) != n_columns:
         return f"expected {n_columns} tab-separated columns, found {len(fields)}", []
     if any(not f.strip() for f in fields):

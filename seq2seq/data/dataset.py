@@ -9,7 +9,7 @@ from pathlib import Path
 
 from seq2seq.config import DataConfig
 from seq2seq.data.batching import Batch, collate, slice_into_batches
-from seq2seq.data.corpus import SPLITS, Corpus, CorpusError, Example, read_parallel_tsv
+from seq2seq.data.corpus import SPLITS, Corpus, CorpusError, Example, read_parallel
 from seq2seq.data.tatoeba import ensure_tatoeba
 from seq2seq.data.tokenizer import SHARED, SubwordTokenizer, train_tokenizer
 
@@ -30,14 +30,14 @@ def load_corpus(cfg: DataConfig) -> Corpus:
         missing = [split for split in SPLITS if not getattr(cfg, split)]
         if missing:
             raise ValueError(f"data=tsv needs a path for data.{', data.'.join(missing)}")
-        paths = {split: Path(getattr(cfg, split)).expanduser() for split in SPLITS}
+        paths = {split: getattr(cfg, split) for split in SPLITS}
     else:
         raise ValueError(f"data.name must be synthetic, tatoeba or tsv, got {cfg.name!r}")
     if cfg.word_order:
         paths["word_order"] = Path(cfg.word_order).expanduser()
     corpus = Corpus({}, cfg.source_lang, cfg.target_lang)
     for split, path in paths.items():
-        examples, skipped = read_parallel_tsv(
+        examples, skipped = read_parallel(
             path, cfg.columns, cfg.source_lang, cfg.target_lang, cfg.on_malformed
         )
         corpus.splits[split] = examples
@@ -126,30 +126,26 @@ def build_tokenizers(corpus: Corpus, cfg: DataConfig) -> tuple[SubwordTokenizer,
     """One sentencepiece model per language, trained on the training split only (the source's
     converting traditional Chinese to simplified where ``data.simplify_source`` says so); or,
     with ``data.shared_vocab_size``, one model trained on both sides, used for both."""
-    cache = Path(cfg.cache_dir).expanduser()
     train = corpus.splits["train"]
-    if cfg.shared_vocab_size is not None:
-        shared = train_tokenizer(
-            [e.source for e in train] + [e.target for e in train],
-            f"{corpus.source_lang}{SHARED}{corpus.target_lang}",
-            cfg.shared_vocab_size,
+
+    def trained(texts: list[str], lang: str, size: int, simplify: bool) -> SubwordTokenizer:
+        return train_tokenizer(
+            texts,
+            lang,
+            size,
             cfg.spm_model_type,
-            cache,
-            simplify=cfg.simplify_source,
+            Path(cfg.cache_dir).expanduser(),
+            simplify=simplify,
+            sample=cfg.spm_sample,
         )
+
+    sources, targets = [e.source for e in train], [e.target for e in train]
+    if cfg.shared_vocab_size is not None:
+        lang = f"{corpus.source_lang}{SHARED}{corpus.target_lang}"
+        shared = trained(sources + targets, lang, cfg.shared_vocab_size, cfg.simplify_source)
         return shared, shared
-    source = train_tokenizer(
-        [e.source for e in train],
-        corpus.source_lang,
-        cfg.src_vocab_size,
-        cfg.spm_model_type,
-        cache,
-        simplify=cfg.simplify_source,
-    )
-    target = train_tokenizer(
-        [e.target for e in train], corpus.target_lang, cfg.tgt_vocab_size, cfg.spm_model_type, cache
-    )
-    return source, target
+    source = trained(sources, corpus.source_lang, cfg.src_vocab_size, cfg.simplify_source)
+    return source, trained(targets, corpus.target_lang, cfg.tgt_vocab_size, False)
 
 
 def tokenize_split(

@@ -26,10 +26,13 @@ log = logging.getLogger(__name__)
 
 # Settings a resumed run may change: how long and where it runs, how often it validates and
 # logs, how it decodes for validation, which kernels compute the same model (a checkpoint
-# written before model.kernels existed has none). Everything else must equal the checkpoint's.
+# written before model.kernels existed has none), how many sentences sentencepiece would train on
+# (a resumed run reads the models its checkpoint carries). Everything else must equal the
+# checkpoint's.
 CHANGEABLE_ON_RESUME = frozenset(
     {
         "data.cache_dir",
+        "data.spm_sample",
         "model.kernels",
         "trainer.device",
         "trainer.ddp_timeout_minutes",

@@ -1,0 +1,133 @@
+"""The formats corpora come in: TSV, one line-aligned file per language, either gzipped; and
+sentencepiece trained on a fixed sample of a large corpus."""
+
+from __future__ import annotations
+
+import gzip
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+
+from seq2seq.config import PROJECT_ROOT, register_configs
+from seq2seq.data.corpus import CorpusError, read_parallel, read_parallel_tsv
+from seq2seq.data.dataset import load_corpus
+from seq2seq.data.tokenizer import train_tokenizer, training_sample
+
+COLUMNS = ["zh", "en"]
+
+
+def split_into_files(tsv: Path, directory: Path, gzipped: bool) -> list[Path]:
+    """The TSV's two columns as two line-aligned files, gzipped or not."""
+    lines = tsv.read_text(encoding="utf-8").splitlines()
+    paths = []
+    for column, lang in enumerate(COLUMNS):
+        text = "".join(line.split("\t")[column] + "\n" for line in lines).encode()
+        path = directory / f"corpus.{lang}{'.gz' if gzipped else ''}"
+        path.write_bytes(gzip.compress(text) if gzipped else text)
+        paths.append(path)
+    return paths
+
+
+@pytest.mark.parametrize("gzipped", [False, True])
+def test_two_aligned_files_read_as_the_tsv_of_the_same_pairs(
+    tiny_tsv_dir: Path, tmp_path: Path, gzipped: bool
+) -> None:
+    tsv, _ = read_parallel_tsv(tiny_tsv_dir / "train.tsv", COLUMNS, "zh", "en")
+    paths = split_into_files(tiny_tsv_dir / "train.tsv", tmp_path, gzipped)
+    for source, target in (("zh", "en"), ("en", "zh")):
+        examples, skipped = read_parallel(paths, COLUMNS, source, target)
+        assert skipped == 0 and len(examples) == len(tsv)
+        pairs = [(e.source, e.target) for e in examples]
+        expected = [(e.source, e.target) for e in tsv]
+        assert pairs == (expected if source == "zh" else [(t, s) for s, t in expected])
+        assert examples[3].origin == f"{paths[COLUMNS.index(source)].name}:4"
+
+
+def test_gzipped_tsv_reads_as_the_plain_one(tiny_tsv_dir: Path, tmp_path: Path) -> None:
+    plain = tiny_tsv_dir / "train.tsv"
+    packed = tmp_path / "train.tsv.gz"
+    packed.write_bytes(gzip.compress(plain.read_bytes()))
+    assert read_parallel(packed, COLUMNS, "zh", "en")[0] == [
+        e.__class__(e.source, e.target, e.origin.replace("train.tsv", "train.tsv.gz"))
+        for e in read_parallel(plain, COLUMNS, "zh", "en")[0]
+    ]
+
+
+def test_a_tab_inside_a_plain_text_line_is_part_of_the_sentence(tmp_path: Path) -> None:
+    zh, en = tmp_path / "a.zh", tmp_path / "a.en"
+    zh.write_text("我\t爱你。\n")
+    en.write_text("I love\tyou.\n")
+    [example], _ = read_parallel([zh, en], COLUMNS, "zh", "en")
+    assert (example.source, example.target) == ("我\t爱你。", "I love\tyou.")
+
+
+def test_a_bad_line_in_a_gzipped_file_names_the_file_and_line(tmp_path: Path) -> None:
+    tsv = tmp_path / "bad.tsv.gz"
+    tsv.write_bytes(gzip.compress("我爱你。\tI love you.\n他来了。\n".encode()))
+    with pytest.raises(CorpusError, match=r"bad\.tsv\.gz:2: expected 2 tab-separated columns"):
+        read_parallel(tsv, COLUMNS, "zh", "en")
+    zh, en = tmp_path / "c.zh.gz", tmp_path / "c.en.gz"
+    zh.write_bytes(gzip.compress("我爱你。\n他来了。\n她走了。\n".encode()))
+    en.write_bytes(gzip.compress(b"I love you.\n \nShe left.\n"))
+    with pytest.raises(CorpusError, match=r"c\.en\.gz:2: empty sentence"):
+        read_parallel([zh, en], COLUMNS, "zh", "en")
+    examples, skipped = read_parallel([zh, en], COLUMNS, "zh", "en", on_malformed="skip")
+    assert skipped == 1 and [e.target for e in examples] == ["I love you.", "She left."]
+    assert examples[1].origin == "c.zh.gz:3"
+
+
+def test_files_of_unequal_length_are_an_error_even_when_skipping(tmp_path: Path) -> None:
+    zh, en = tmp_path / "d.zh", tmp_path / "d.en"
+    zh.write_text("我爱你。\n他来了。\n")
+    en.write_text("I love you.\n")
+    for policy in ("error", "skip"):
+        with pytest.raises(CorpusError, match=r"d\.en: ends at line 1, but .*d\.zh has line 2"):
+            read_parallel([zh, en], COLUMNS, "zh", "en", on_malformed=policy)
+
+
+def test_a_file_that_is_not_gzip_and_a_wrong_number_of_files(tmp_path: Path) -> None:
+    fake = tmp_path / "e.tsv.gz"
+    fake.write_text("我爱你。\tI love you.\n")
+    with pytest.raises(CorpusError, match=r"e\.tsv\.gz:1: not a readable gzip file"):
+        read_parallel(fake, COLUMNS, "zh", "en")
+    with pytest.raises(ValueError, match="3 files .* for the 2 languages of data.columns"):
+        read_parallel([fake, fake, fake], COLUMNS, "zh", "en")
+
+
+def test_data_tsv_takes_a_list_of_files_from_the_command_line(
+    tiny_tsv_dir: Path, tmp_path: Path
+) -> None:
+    """``data.train=[corpus.zh.gz,corpus.en.gz]`` as a user types it, through Hydra."""
+    paths = split_into_files(tiny_tsv_dir / "train.tsv", tmp_path, gzipped=True)
+    register_configs()
+    with initialize_config_dir(str(PROJECT_ROOT / "configs"), version_base="1.3"):
+        cfg = compose(
+            "config",
+            overrides=[
+                "data=tsv",
+                f"data.train=[{paths[0]},{paths[1]}]",
+                f"data.dev={tiny_tsv_dir / 'dev.tsv'}",
+                f"data.test={tiny_tsv_dir / 'test.tsv'}",
+            ],
+        )
+    corpus = load_corpus(cfg.data)
+    expected, _ = read_parallel_tsv(tiny_tsv_dir / "train.tsv", COLUMNS, "zh", "en")
+    assert [e.target for e in corpus.splits["train"]] == [e.target for e in expected]
+
+
+def test_sentencepiece_trains_on_a_fixed_sample_of_a_large_corpus(tmp_path: Path) -> None:
+    texts = [f"sentence number {i} of many" for i in range(50)]
+    sample = training_sample(texts, 20)
+    assert len(sample) == 20 and len(set(sample)) == 20
+    assert sample == training_sample(texts, 20)  # the same draw every run
+    assert sample == sorted(sample, key=texts.index)  # in corpus order
+    assert training_sample(texts, None) is texts and training_sample(texts, 50) is texts
+    with pytest.raises(ValueError, match="data.spm_sample must be a positive number"):
+        training_sample(texts, 0)
+    # The model trained on the sample is the one trained on those sentences alone.
+    sampled = train_tokenizer(texts, "en", 30, "unigram", tmp_path / "a", sample=20)
+    alone = train_tokenizer(sample, "en", 30, "unigram", tmp_path / "b")
+    assert sampled.model_proto == alone.model_proto
+    everything = train_tokenizer(texts, "en", 30, "unigram", tmp_path / "c")
+    assert everything.model_proto != sampled.model_proto
