@@ -131,3 +131,38 @@ def test_sentencepiece_trains_on_a_fixed_sample_of_a_large_corpus(tmp_path: Path
     assert sampled.model_proto == alone.model_proto
     everything = train_tokenizer(texts, "en", 30, "unigram", tmp_path / "c")
     assert everything.model_proto != sampled.model_proto
+
+
+def test_a_saved_hugging_face_dataset_reads_as_the_tsv(tiny_tsv_dir: Path, tmp_path: Path) -> None:
+    datasets = pytest.importorskip("datasets", reason="the hf extra (pip install 'seq2seq[hf]')")
+    tsv, _ = read_parallel_tsv(tiny_tsv_dir / "train.tsv", COLUMNS, "zh", "en")
+    pairs = [(e.source, e.target) for e in tsv]
+    table = datasets.Dataset.from_dict({"zh": [s for s, _ in pairs], "en": [t for _, t in pairs]})
+    table.save_to_disk(str(tmp_path / "saved"))
+    examples, skipped = read_parallel(tmp_path / "saved", COLUMNS, "zh", "en")
+    assert skipped == 0 and [(e.source, e.target) for e in examples] == pairs
+    # The Hub's translation layout, as Parquet: one column of {"zh": ..., "en": ...} dicts.
+    nested = datasets.Dataset.from_dict({"translation": [{"zh": s, "en": t} for s, t in pairs]})
+    nested.to_parquet(str(tmp_path / "nested.parquet"))
+    examples, _ = read_parallel(tmp_path / "nested.parquet", COLUMNS, "en", "zh")
+    assert [(e.target, e.source) for e in examples] == pairs
+    assert examples[1].origin == "nested.parquet:2"
+
+
+def test_a_bad_row_of_a_hugging_face_dataset_is_named(tmp_path: Path) -> None:
+    datasets = pytest.importorskip("datasets", reason="the hf extra (pip install 'seq2seq[hf]')")
+    table = datasets.Dataset.from_dict(
+        {"zh": ["我爱你。", "他来了。", None], "en": ["I love you.", " ", "She left."]}
+    )
+    table.to_parquet(str(tmp_path / "bad.parquet"))
+    with pytest.raises(CorpusError, match=r"bad\.parquet:2: empty or missing sentence"):
+        read_parallel(tmp_path / "bad.parquet", COLUMNS, "zh", "en")
+    examples, skipped = read_parallel(tmp_path / "bad.parquet", COLUMNS, "zh", "en", "skip")
+    assert skipped == 2 and [e.target for e in examples] == ["I love you."]
+    datasets.Dataset.from_dict({"fr": ["x"], "en": ["y"]}).to_parquet(str(tmp_path / "f.parquet"))
+    with pytest.raises(CorpusError, match=r"no column 'zh' .* among \['fr', 'en'\]"):
+        read_parallel(tmp_path / "f.parquet", COLUMNS, "zh", "en")
+    splits = datasets.DatasetDict({"train": table, "test": table})
+    splits.save_to_disk(str(tmp_path / "splits"))
+    with pytest.raises(CorpusError, match=r"holds the splits \['test', 'train'\]; name one"):
+        read_parallel(tmp_path / "splits", COLUMNS, "zh", "en")

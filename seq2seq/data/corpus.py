@@ -10,7 +10,7 @@ import zlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from seq2seq.data.synthetic import AlignedPair
@@ -55,13 +55,14 @@ def read_parallel(
     on_malformed: str = "error",
     skip_hint: str = "set data.on_malformed=skip to skip such lines",
 ) -> tuple[list[Example], int]:
-    """A corpus as users bring it: one TSV file (a path), or one line-aligned plain-text file
-    per language in the order of ``columns`` (a list of paths: OPUS, WMT and UN corpora come
-    so); any of them gzipped (``.gz``). See :func:`read_parallel_tsv` for what is malformed."""
+    """A corpus as users bring it: one TSV file (a path), one line-aligned plain-text file per
+    language in the order of ``columns`` (a list of paths: OPUS, WMT and UN corpora come so),
+    any of them gzipped (``.gz``), or a local Hugging Face dataset (:func:`read_hf_dataset`).
+    See :func:`read_parallel_tsv` for what is malformed."""
     if isinstance(spec, (str, Path)):
-        return read_parallel_tsv(
-            Path(spec).expanduser(), columns, source_lang, target_lang, on_malformed, skip_hint
-        )
+        path = Path(spec).expanduser()
+        read = read_hf_dataset if is_hf_dataset(path) else read_parallel_tsv
+        return read(path, columns, source_lang, target_lang, on_malformed, skip_hint)
     paths = [Path(path).expanduser() for path in spec]
     if len(paths) != len(columns):
         raise ValueError(
@@ -104,6 +105,78 @@ def read_parallel_tsv(
         for number, raw in _numbered_lines(path)
     )
     return _collect(path, records, columns, source_lang, target_lang, on_malformed, skip_hint)
+
+
+HF_FILE_SUFFIXES = (".parquet", ".arrow")
+
+
+def is_hf_dataset(path: Path) -> bool:
+    """A directory written by ``datasets``' ``save_to_disk``, or a Parquet or Arrow file."""
+    return path.is_dir() or path.suffix in HF_FILE_SUFFIXES
+
+
+def read_hf_dataset(
+    path: Path,
+    columns: Sequence[str],
+    source_lang: str,
+    target_lang: str,
+    on_malformed: str = "error",
+    skip_hint: str = "set data.on_malformed=skip to skip such lines",
+) -> tuple[list[Example], int]:
+    """A local Hugging Face dataset: a directory written by ``Dataset.save_to_disk`` (one split),
+    or a ``.parquet`` / ``.arrow`` file. Each language is the column named by its code in
+    ``columns``, or the key of that name in a ``translation`` column of dicts (the layout of the
+    Hub's translation sets, e.g. ``{"zh": ..., "en": ...}``). Row numbers (from 1) stand for
+    line numbers in messages; an empty or missing sentence is malformed."""
+    try:
+        import datasets  # optional (the hf extra): only this input needs it
+    except ImportError as error:
+        raise CorpusError(
+            f"{path}: reading a Hugging Face dataset needs the datasets package: "
+            "pip install 'seq2seq[hf]'"
+        ) from error
+    _check_languages(columns, source_lang, target_lang)
+    if not path.exists():
+        raise CorpusError(f"{path}: file not found")
+    try:
+        if path.is_dir():
+            table = datasets.load_from_disk(str(path))
+        elif path.suffix == ".parquet":
+            table = datasets.Dataset.from_parquet(str(path), keep_in_memory=True)
+        else:
+            table = datasets.Dataset.from_file(str(path), in_memory=True)
+    except (FileNotFoundError, ValueError, OSError) as error:
+        raise CorpusError(f"{path}: not a readable Hugging Face dataset ({error})") from error
+    if isinstance(table, datasets.DatasetDict):
+        raise CorpusError(
+            f"{path}: holds the splits {sorted(table)}; name one split's directory, "
+            f"e.g. {path / next(iter(table))}"
+        )
+    texts = [_hf_column(path, table, lang) for lang in columns]
+    records = (
+        (path, row, False, *_hf_fields(values))
+        for row, values in enumerate(zip(*texts, strict=True), start=1)
+    )
+    return _collect(path, records, columns, source_lang, target_lang, on_malformed, skip_hint)
+
+
+def _hf_column(path: Path, table: Any, lang: str) -> list[object]:
+    """The sentences of ``lang``: its own column, or its key in the ``translation`` dicts."""
+    names = table.column_names
+    if lang in names:
+        return table[lang]
+    if "translation" in names:
+        return [pair.get(lang) if pair else None for pair in table["translation"]]
+    raise CorpusError(
+        f"{path}: no column {lang!r} (nor a 'translation' column of dicts) among {names}; "
+        "name the language columns in data.columns"
+    )
+
+
+def _hf_fields(values: Sequence[object]) -> tuple[str | None, list[str]]:
+    if any(not isinstance(value, str) or not value.strip() for value in values):
+        return "empty or missing sentence", []
+    return None, [str(value) for value in values]
 
 
 # One line of a corpus: the file to blame, its line number, whether it is blank, the problem
