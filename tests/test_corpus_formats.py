@@ -1,18 +1,22 @@
-"""The formats corpora come in: TSV, one line-aligned file per language, either gzipped; and
-sentencepiece trained on a fixed sample of a large corpus."""
+"""The formats corpora come in (TSV, one line-aligned file per language, either gzipped, a Hugging
+Face dataset), several corpora mixed by weight, and sentencepiece on a fixed sample."""
 
 from __future__ import annotations
 
 import gzip
+import logging
 from pathlib import Path
 
 import pytest
 from hydra import compose, initialize_config_dir
+from omegaconf import DictConfig, OmegaConf
 
 from seq2seq.config import PROJECT_ROOT, register_configs
+from seq2seq.data.batching import BucketBatchSampler, corpus_quotas
 from seq2seq.data.corpus import CorpusError, read_parallel, read_parallel_tsv
-from seq2seq.data.dataset import load_corpus
+from seq2seq.data.dataset import build_tokenizers, load_corpus, tokenize_split
 from seq2seq.data.tokenizer import train_tokenizer, training_sample
+from seq2seq.training.trainer import training_sampler
 
 COLUMNS = ["zh", "en"]
 
@@ -27,6 +31,24 @@ def split_into_files(tsv: Path, directory: Path, gzipped: bool) -> list[Path]:
         path.write_bytes(gzip.compress(text) if gzipped else text)
         paths.append(path)
     return paths
+
+
+def tsv_config(tiny_tsv_dir: Path, tmp_path: Path, train: str) -> DictConfig:
+    """The config of ``data=tsv data.train=<train>`` as a user types it, through Hydra."""
+    register_configs()
+    with initialize_config_dir(str(PROJECT_ROOT / "configs"), version_base="1.3"):
+        return compose(
+            "config",
+            overrides=[
+                "data=tsv",
+                f"data.train={train}",
+                f"data.dev={tiny_tsv_dir / 'dev.tsv'}",
+                f"data.test={tiny_tsv_dir / 'test.tsv'}",
+                f"data.cache_dir={tmp_path / 'cache'}",
+                "data.src_vocab_size=40",
+                "data.tgt_vocab_size=40",
+            ],
+        )
 
 
 @pytest.mark.parametrize("gzipped", [False, True])
@@ -100,18 +122,7 @@ def test_data_tsv_takes_a_list_of_files_from_the_command_line(
 ) -> None:
     """``data.train=[corpus.zh.gz,corpus.en.gz]`` as a user types it, through Hydra."""
     paths = split_into_files(tiny_tsv_dir / "train.tsv", tmp_path, gzipped=True)
-    register_configs()
-    with initialize_config_dir(str(PROJECT_ROOT / "configs"), version_base="1.3"):
-        cfg = compose(
-            "config",
-            overrides=[
-                "data=tsv",
-                f"data.train=[{paths[0]},{paths[1]}]",
-                f"data.dev={tiny_tsv_dir / 'dev.tsv'}",
-                f"data.test={tiny_tsv_dir / 'test.tsv'}",
-            ],
-        )
-    corpus = load_corpus(cfg.data)
+    corpus = load_corpus(tsv_config(tiny_tsv_dir, tmp_path, f"[{paths[0]},{paths[1]}]").data)
     expected, _ = read_parallel_tsv(tiny_tsv_dir / "train.tsv", COLUMNS, "zh", "en")
     assert [e.target for e in corpus.splits["train"]] == [e.target for e in expected]
 
@@ -166,3 +177,86 @@ def test_a_bad_row_of_a_hugging_face_dataset_is_named(tmp_path: Path) -> None:
     splits.save_to_disk(str(tmp_path / "splits"))
     with pytest.raises(CorpusError, match=r"holds the splits \['test', 'train'\]; name one"):
         read_parallel(tmp_path / "splits", COLUMNS, "zh", "en")
+
+
+def test_quotas_split_an_epoch_by_weight() -> None:
+    assert corpus_quotas(100, [1, 3]) == [25, 75]
+    assert corpus_quotas(10, [1, 1, 1]) in ([4, 3, 3], [3, 4, 3], [3, 3, 4])
+    assert sum(corpus_quotas(997, [0.2, 5, 1.3])) == 997
+
+
+def weighted_sampler(
+    weights: list[float], epoch_state: dict | None = None, rank: int = 0, world_size: int = 1
+) -> BucketBatchSampler:
+    """A small corpus (20 pairs) and a large one (80), by weight."""
+    groups = [0] * 20 + [1] * 80
+    lengths = [3 + i % 7 for i in range(100)]
+    sampler = BucketBatchSampler(lengths, "sentences", 10, 2, 7, rank, world_size, groups, weights)
+    if epoch_state:
+        sampler.load_state_dict(epoch_state)
+    return sampler
+
+
+def test_weights_change_the_mix_as_asked_and_stay_seeded() -> None:
+    """1:1 draws the small corpus 50 times an epoch (each pair 2.5 times on average, every
+    pair at least twice) and the large one 50 (a subsample); 1:4 draws them as they are."""
+    drawn = [i for batch in weighted_sampler([1, 1]).batches_for_epoch(0) for i in batch]
+    assert len(drawn) == 100
+    small = [i for i in drawn if i < 20]
+    assert len(small) == 50 and min(small.count(i) for i in range(20)) >= 2
+    assert len(set(i for i in drawn if i >= 20)) == 50  # no large-corpus pair twice
+    as_is = [i for batch in weighted_sampler([1, 4]).batches_for_epoch(0) for i in batch]
+    assert sorted(as_is) == list(range(100))
+    assert weighted_sampler([1, 1]).batches_for_epoch(3) == weighted_sampler(
+        [1, 1]
+    ).batches_for_epoch(3)
+    assert weighted_sampler([1, 1]).batches_for_epoch(3) != weighted_sampler(
+        [1, 1]
+    ).batches_for_epoch(4)
+
+
+def test_a_weighted_sampler_resumes_exactly_and_splits_over_ranks() -> None:
+    whole = weighted_sampler([2, 1])
+    stream = iter(whole)
+    first = [next(stream) for _ in range(4)]
+    state = whole.state_dict()
+    rest_of_epoch = list(stream)
+    resumed = list(weighted_sampler([2, 1], state))
+    assert resumed == rest_of_epoch and first + rest_of_epoch == whole.batches_for_epoch(0)
+    shares = [list(weighted_sampler([2, 1], rank=r, world_size=2)) for r in (0, 1)]
+    for global_batch, left, right in zip(whole.batches_for_epoch(0), *shares, strict=True):
+        assert sorted(left + right) == sorted(global_batch)  # each rank its share, none twice
+
+
+def test_data_train_as_weighted_corpora(
+    tiny_tsv_dir: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """``data.train=[{path: ..., weight: ...}, ...]`` from the command line: each part read in
+    its own format, its examples tagged, and the log names each corpus with its share."""
+    files = split_into_files(tiny_tsv_dir / "train.tsv", tmp_path, gzipped=True)
+    small = f"{{path:{tiny_tsv_dir / 'dev.tsv'},weight:3,name:small}}"
+    weighted = f"[{small},{{path:[{files[0]},{files[1]}]}}]"
+    cfg = tsv_config(tiny_tsv_dir, tmp_path, weighted)
+    corpus = load_corpus(cfg.data)
+    dev, _ = read_parallel_tsv(tiny_tsv_dir / "dev.tsv", COLUMNS, "zh", "en")
+    names = [part.name for part in corpus.train_parts]
+    assert names == ["small", f"{files[0]}+{files[1]}"]
+    assert [part.weight for part in corpus.train_parts] == [3.0, 1.0]
+    assert [e.corpus for e in corpus.splits["train"]] == [0] * len(dev) + [1] * 136
+    source, target = build_tokenizers(corpus, cfg.data)
+    train = tokenize_split("train", corpus.splits["train"], source, target)
+    train.parts = corpus.train_parts
+    with caplog.at_level(logging.INFO, logger="seq2seq.training.trainer"):
+        sampler = training_sampler(cfg.trainer, train)
+    total = len(train)
+    assert sampler.quotas == corpus_quotas(total, [3.0, 1.0])
+    assert f"train corpus small: {len(dev)} pairs" in caplog.text and "weight 3" in caplog.text
+    for bad, problem in (
+        ("weight:0", "weight must be a positive number"),
+        ("weight:1,size:2", r"unknown key\(s\) \['size'\]"),
+    ):
+        cfg.data.train = [
+            OmegaConf.create(f"{{path: {tiny_tsv_dir / 'dev.tsv'}, {bad.replace(':', ': ')}}}")
+        ]
+        with pytest.raises(ValueError, match=problem):
+            load_corpus(cfg.data)

@@ -95,8 +95,24 @@ def slice_into_batches(
     return batches
 
 
+def corpus_quotas(total: int, weights: Sequence[float]) -> list[int]:
+    """``total`` draws split in proportion to ``weights`` (largest remainders), summing to it."""
+    shares = [total * weight / sum(weights) for weight in weights]
+    quotas = [int(share) for share in shares]
+    by_remainder = sorted(range(len(shares)), key=lambda c: quotas[c] - shares[c])
+    for corpus in by_remainder[: total - sum(quotas)]:
+        quotas[corpus] += 1
+    return quotas
+
+
 class BucketBatchSampler:
-    """Seeded, resumable sampler of length-bucketed training batches."""
+    """Seeded, resumable sampler of length-bucketed training batches.
+
+    With ``groups`` (each example's corpus) and ``weights`` (one per corpus), an epoch draws as
+    many examples as there are, corpus c contributing weight_c / Σ weights of them: a small
+    corpus is repeated, a large one subsampled, each in a fresh seeded order per epoch (with
+    repeats only once all its examples are drawn). Without, an epoch is every example once.
+    """
 
     def __init__(
         self,
@@ -107,8 +123,18 @@ class BucketBatchSampler:
         seed: int,
         rank: int = 0,
         world_size: int = 1,
+        groups: Sequence[int] | None = None,
+        weights: Sequence[float] | None = None,
     ) -> None:
         assert 0 <= rank < world_size, f"rank {rank} outside a world of {world_size}"
+        assert (groups is None) == (weights is None), "groups and weights go together"
+        self.members: list[list[int]] = []
+        self.quotas: list[int] = []
+        if groups is not None and weights is not None:
+            self.members = [[] for _ in weights]
+            for index, group in enumerate(groups):
+                self.members[group].append(index)
+            self.quotas = corpus_quotas(len(groups), weights)
         self.lengths = list(lengths)
         self.batch_type = batch_type
         self.batch_size = batch_size
@@ -122,9 +148,23 @@ class BucketBatchSampler:
         per_batch = batch_size if batch_type == "sentences" else max(1, batch_size // mean_length)
         self.bucket_size = max(1, per_batch * bucket_batches)
 
+    def epoch_draws(self, epoch: int) -> list[int]:
+        """The examples of ``epoch`` (repeats allowed with weights), in no particular order."""
+        if not self.members:
+            return list(range(len(self.lengths)))
+        draws: list[int] = []
+        for corpus, (members, quota) in enumerate(zip(self.members, self.quotas, strict=True)):
+            rng = random.Random(f"{self.seed}/{epoch}/corpus{corpus}")
+            while quota > 0 and members:
+                order = members.copy()
+                rng.shuffle(order)
+                draws += order[:quota]
+                quota -= len(order)
+        return draws
+
     def batches_for_epoch(self, epoch: int) -> list[list[int]]:
         rng = random.Random(f"{self.seed}/{epoch}")
-        order = list(range(len(self.lengths)))
+        order = self.epoch_draws(epoch)
         rng.shuffle(order)
         batches: list[list[int]] = []
         for start in range(0, len(order), self.bucket_size):

@@ -33,6 +33,16 @@ class Example:
     target: str
     origin: str
     gold: AlignedPair | None = None
+    corpus: int = 0  # which of several weighted training corpora (data.train) it came from
+
+
+@dataclass(frozen=True)
+class CorpusPart:
+    """One of several training corpora mixed by weight (``data.train`` as a list of corpora)."""
+
+    name: str
+    weight: float  # its share of each epoch's draws is weight / the sum of the weights
+    pairs: int
 
 
 @dataclass
@@ -45,6 +55,7 @@ class Corpus:
     target_lang: str
     has_gold_alignments: bool = False
     skipped: dict[str, int] = field(default_factory=dict)
+    train_parts: list[CorpusPart] = field(default_factory=list)  # empty: one unweighted corpus
 
 
 def read_parallel(

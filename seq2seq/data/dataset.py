@@ -3,13 +3,21 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 from seq2seq.config import DataConfig
 from seq2seq.data.batching import Batch, collate, slice_into_batches
-from seq2seq.data.corpus import SPLITS, Corpus, CorpusError, Example, read_parallel
+from seq2seq.data.corpus import (
+    SPLITS,
+    Corpus,
+    CorpusError,
+    CorpusPart,
+    Example,
+    read_parallel,
+)
 from seq2seq.data.tatoeba import ensure_tatoeba
 from seq2seq.data.tokenizer import SHARED, SubwordTokenizer, train_tokenizer
 
@@ -37,6 +45,9 @@ def load_corpus(cfg: DataConfig) -> Corpus:
         paths["word_order"] = Path(cfg.word_order).expanduser()
     corpus = Corpus({}, cfg.source_lang, cfg.target_lang)
     for split, path in paths.items():
+        if split == "train" and is_weighted_list(path):
+            read_weighted_corpora(path, cfg, corpus)
+            continue
         examples, skipped = read_parallel(
             path, cfg.columns, cfg.source_lang, cfg.target_lang, cfg.on_malformed
         )
@@ -49,6 +60,46 @@ def load_corpus(cfg: DataConfig) -> Corpus:
             "pairs, two consecutive lines each, so an even number"
         )
     return corpus
+
+
+def is_weighted_list(spec: object) -> bool:
+    """``data.train`` as a list of corpora (``{path: ..., weight: ...}`` each), not one corpus."""
+    return (
+        isinstance(spec, Sequence)
+        and not isinstance(spec, str)
+        and any(isinstance(item, Mapping) for item in spec)
+    )
+
+
+def read_weighted_corpora(
+    spec: Sequence[Mapping[str, Any]], cfg: DataConfig, corpus: Corpus
+) -> None:
+    """Read each ``{path, weight, name}`` of ``data.train`` into ``corpus``'s train split, each
+    example tagged with its corpus, and record the parts (OpenNMT-py's corpus ``weight``)."""
+    examples: list[Example] = []
+    skipped = 0
+    for index, item in enumerate(spec):
+        where = f"data.train[{index}]"
+        if not isinstance(item, Mapping) or "path" not in item:
+            raise ValueError(
+                f"{where}: each corpus of a weighted list is {{path: ..., weight: ...}}"
+            )
+        unknown = set(item) - {"path", "weight", "name"}
+        if unknown:
+            raise ValueError(f"{where}: unknown key(s) {sorted(unknown)}; use path, weight, name")
+        weight = item.get("weight", 1.0)
+        if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not weight > 0:
+            raise ValueError(f"{where}.weight must be a positive number, got {weight!r}")
+        path = item["path"]
+        name = str(item.get("name") or (path if isinstance(path, str) else "+".join(path)))
+        part, part_skipped = read_parallel(
+            path, cfg.columns, cfg.source_lang, cfg.target_lang, cfg.on_malformed
+        )
+        examples += [replace(example, corpus=index) for example in part]
+        skipped += part_skipped
+        corpus.train_parts.append(CorpusPart(name, float(weight), len(part)))
+    corpus.splits["train"] = examples
+    corpus.skipped["train"] = skipped
 
 
 def _synthetic_corpus(cfg: DataConfig) -> Corpus:
@@ -95,6 +146,8 @@ class TokenizedSplit:
     examples: list[Example]
     source_ids: list[list[int]]
     target_ids: list[list[int]]
+    # the weighted corpora its examples come from (Example.corpus indexes them); empty: one
+    parts: list[CorpusPart] = field(default_factory=list)
 
     def __len__(self) -> int:
         return len(self.examples)

@@ -97,6 +97,7 @@ def prepare_data(
         )
         for name, examples in corpus.splits.items()
     }
+    splits["train"].parts = corpus.train_parts
     return TrainingData(source_tok, target_tok, splits, corpus.has_gold_alignments)
 
 
@@ -520,7 +521,9 @@ def training_sampler(
         max(len(s), len(g)) + 1
         for s, g in zip(train_split.source_ids, train_split.target_ids, strict=True)
     ]
-    return BucketBatchSampler(
+    parts = train_split.parts
+    groups = [example.corpus for example in train_split.examples] if parts else None
+    sampler = BucketBatchSampler(
         lengths,
         t.batch_type,
         t.batch_size,
@@ -528,7 +531,22 @@ def training_sampler(
         t.seed,
         ranks.rank,
         ranks.world_size,
+        groups,
+        [part.weight for part in parts] if parts else None,
     )
+    for part, members, quota in zip(parts, sampler.members, sampler.quotas, strict=True):
+        log.info(
+            "train corpus %s: %d pairs (%d after the length filter), weight %g: %d draws an "
+            "epoch (%.1f%% of it, each pair %.2f times)",
+            part.name,
+            part.pairs,
+            len(members),
+            part.weight,
+            quota,
+            100 * quota / max(1, len(lengths)),
+            quota / max(1, len(members)),
+        )
+    return sampler
 
 
 def subword_sampler(cfg: DictConfig, data: TrainingData) -> SubwordSampler | None:
