@@ -4,7 +4,10 @@ Face dataset), several corpora mixed by weight, and sentencepiece on a fixed sam
 from __future__ import annotations
 
 import gzip
+import json
 import logging
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -19,6 +22,7 @@ from seq2seq.data.tokenizer import train_tokenizer, training_sample
 from seq2seq.training.trainer import training_sampler
 
 COLUMNS = ["zh", "en"]
+TATOEBA = PROJECT_ROOT.parent / "shared" / "data" / "tatoeba-cmn-eng"
 
 
 def split_into_files(tsv: Path, directory: Path, gzipped: bool) -> list[Path]:
@@ -260,3 +264,22 @@ def test_data_train_as_weighted_corpora(
         ]
         with pytest.raises(ValueError, match=problem):
             load_corpus(cfg.data)
+
+
+@pytest.mark.skipif(not TATOEBA.is_dir(), reason="needs ../shared/data/tatoeba-cmn-eng")
+def test_the_corpus_benchmark_writes_a_corpus_and_times_the_start(tmp_path: Path) -> None:
+    """scripts/benchmark_corpus.py on a small corpus: the files, then one JSON line whose
+    stages add up, the pairs counted, the second start served from the sentencepiece cache."""
+    command = [sys.executable, str(PROJECT_ROOT / "scripts" / "benchmark_corpus.py")]
+    command += ["--pairs", "300", "--out", str(tmp_path)]
+    command += ["data.src_vocab_size=1500", "data.tgt_vocab_size=400"]
+    reports = []
+    for _ in range(2):
+        result = subprocess.run(command, capture_output=True, text=True, timeout=300)
+        assert result.returncode == 0, result.stderr[-2000:]
+        reports.append(json.loads(result.stdout.strip().splitlines()[-1]))
+    first, second = reports
+    assert (tmp_path / "train.zh.gz").is_file() and first["pairs"] == 300
+    stages = [value for key, value in first.items() if key.endswith("_s") and "written" not in key]
+    assert first["startup_s"] == pytest.approx(sum(stages) - first["startup_s"], abs=0.2)
+    assert second["sentencepiece_s"] <= first["sentencepiece_s"]
