@@ -31,6 +31,7 @@ TESTS = [
     "tests/test_word_order.py",
     "tests/test_averaging_and_schedule.py",
     "tests/test_data.py",
+    "tests/test_corpus_formats.py",
     "tests/test_step.py",
     "tests/test_fixed_attention.py",
     "tests/test_long_range.py",
@@ -62,6 +63,7 @@ T = "seq2seq/model/transformer.py"
 # The training loop's parts and the metrics (the hand-written loops are L above: if that file
 # moves, changing L moves all of its mutants).
 B, V, P = "seq2seq/data/batching.py", "seq2seq/training/averaging.py", "seq2seq/training/step.py"
+DC, DT = "seq2seq/data/corpus.py", "seq2seq/data/tokenizer.py"
 M = "seq2seq/metrics/"
 C, F, K = "seq2seq/model/cells.py", "seq2seq/fast/modules.py", "seq2seq/fast/kernels.py"
 # (file, original, mutated, label)
@@ -229,6 +231,18 @@ MUTANTS = [
     (B, "self.epoch, self.position = int(state[\"epoch\"]), int(state[\"position\"])",
      "self.epoch, self.position = int(state[\"epoch\"]), 0",
      "sampler restarts its epoch on resume"),
+    (B, "shares = [total * weight / sum(weights) for weight in weights]",
+     "shares = [total / len(weights) for weight in weights]", "corpus weights ignored"),
+    (B, "draws += order[:quota]", "draws += members[:quota]",
+     "a weighted corpus drawn in file order, unshuffled"),
+    # the corpus readers and sentencepiece's sample
+    (DC, "        if ended:\n", "        if False:\n",
+     "line-aligned files of unequal length accepted"),
+    (DC, "examples.append(Example(source, target, f\"{path.name}:{line_number}\"))",
+     "examples.append(Example(target, source, f\"{path.name}:{line_number}\"))",
+     "corpus reader swaps source and target"),
+    (DT, "chosen = sorted(random.Random(0).sample(range(len(texts)), size))",
+     "chosen = list(range(size))", "sentencepiece sample is the corpus's first lines"),
     # the weight average
     (V, "torch._foreach_lerp_(self.average, self.parameters, 1.0 - self.current_decay())",
      "torch._foreach_lerp_(self.average, self.parameters, self.current_decay())",

@@ -79,6 +79,8 @@ def test_evaluate_from_another_directory_matches_sacrebleu(
     assert report["signature"] == str(bleu.get_signature())
     assert report["beam"] == 3 and report["direction"] == "zh-en"
     assert report["seconds"] > 0 and report["sentences_per_sec"] > 0
+    # every output holds at least its EOS, so its pieces come at least as fast as its sentences
+    assert report["target_tokens_per_sec"] >= report["sentences_per_sec"]
 
 
 def test_evaluate_with_greedy_search_reproduces_the_training_test_score(
