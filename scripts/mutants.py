@@ -238,8 +238,8 @@ MUTANTS = [
     # the corpus readers and sentencepiece's sample
     (DC, "        if ended:\n", "        if False:\n",
      "line-aligned files of unequal length accepted"),
-    (DC, "examples.append(Example(source, target, f\"{path.name}:{line_number}\"))",
-     "examples.append(Example(target, source, f\"{path.name}:{line_number}\"))",
+    (DC, "examples.append(Example(source, target, f\"{path.name}:{line_number}\", None, corpus))",
+     "examples.append(Example(target, source, f\"{path.name}:{line_number}\", None, corpus))",
      "corpus reader swaps source and target"),
     (DT, "chosen = sorted(random.Random(0).sample(range(len(texts)), size))",
      "chosen = list(range(size))", "sentencepiece sample is the corpus's first lines"),

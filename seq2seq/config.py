@@ -41,7 +41,8 @@ class SyntheticConfig:
 class DataConfig:
     name: str = MISSING
     dir: str | None = None
-    # data=tsv: a TSV path, or a list of one line-aligned text file per language of `columns`
+    # data=tsv: a TSV or a Hugging Face dataset path, a list of one line-aligned text file per
+    # language of `columns`, or (train) a list of weighted corpora (data/README.md)
     train: Any = None
     dev: Any = None
     test: Any = None

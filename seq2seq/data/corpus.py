@@ -65,31 +65,33 @@ def read_parallel(
     target_lang: str,
     on_malformed: str = "error",
     skip_hint: str = "set data.on_malformed=skip to skip such lines",
+    corpus: int = 0,
 ) -> tuple[list[Example], int]:
     """A corpus as users bring it: one TSV file (a path), one line-aligned plain-text file per
     language in the order of ``columns`` (a list of paths: OPUS, WMT and UN corpora come so),
-    any of them gzipped (``.gz``), or a local Hugging Face dataset (:func:`read_hf_dataset`).
-    See :func:`read_parallel_tsv` for what is malformed."""
+    any of them gzipped (``.gz``), or a local Hugging Face dataset (:func:`_dataset_records`).
+    See :func:`read_parallel_tsv` for what is malformed. ``corpus`` tags every example
+    (:attr:`Example.corpus`: which of several weighted training corpora)."""
     if isinstance(spec, (str, Path)):
         path = Path(spec).expanduser()
-        read = read_hf_dataset if is_hf_dataset(path) else read_parallel_tsv
-        return read(path, columns, source_lang, target_lang, on_malformed, skip_hint)
-    paths = [Path(path).expanduser() for path in spec]
-    if len(paths) != len(columns):
-        raise ValueError(
-            f"{len(paths)} files {[str(p) for p in paths]} for the {len(columns)} languages of "
-            f"data.columns {list(columns)}: give one line-aligned file per language, in that order"
+        records = (
+            _dataset_records(path, columns)
+            if is_hf_dataset(path)
+            else _tsv_records(path, len(columns))
         )
-    _check_languages(columns, source_lang, target_lang)
-    records = _aligned_lines(paths)
+    else:
+        paths = [Path(path).expanduser() for path in spec]
+        if len(paths) != len(columns):
+            raise ValueError(
+                f"{len(paths)} files {[str(p) for p in paths]} for the {len(columns)} languages "
+                f"of data.columns {list(columns)}: give one line-aligned file per language, in "
+                "that order"
+            )
+        # examples are named after the source language's file (_collect rejects an unknown one)
+        path = paths[list(columns).index(source_lang)] if source_lang in columns else paths[0]
+        records = _aligned_lines(paths)
     return _collect(
-        paths[columns.index(source_lang)],
-        records,
-        columns,
-        source_lang,
-        target_lang,
-        on_malformed,
-        skip_hint,
+        path, records, columns, source_lang, target_lang, on_malformed, skip_hint, corpus
     )
 
 
@@ -110,12 +112,13 @@ def read_parallel_tsv(
     at the end of the file are dropped (editors add them); a blank line before a pair is
     malformed. Returns the examples and the number of skipped lines.
     """
-    _check_languages(columns, source_lang, target_lang)
-    records = (
-        (path, number, raw.strip() == b"", *_parse_line(raw, len(columns)))
-        for number, raw in _numbered_lines(path)
-    )
+    records = _tsv_records(path, len(columns))
     return _collect(path, records, columns, source_lang, target_lang, on_malformed, skip_hint)
+
+
+def _tsv_records(path: Path, n_columns: int) -> Iterator[Record]:
+    for number, raw in _numbered_lines(path):
+        yield (path, number, raw.strip() == b"", *_parse_line(raw, n_columns))
 
 
 HF_FILE_SUFFIXES = (".parquet", ".arrow")
@@ -126,19 +129,13 @@ def is_hf_dataset(path: Path) -> bool:
     return path.is_dir() or path.suffix in HF_FILE_SUFFIXES
 
 
-def read_hf_dataset(
-    path: Path,
-    columns: Sequence[str],
-    source_lang: str,
-    target_lang: str,
-    on_malformed: str = "error",
-    skip_hint: str = "set data.on_malformed=skip to skip such lines",
-) -> tuple[list[Example], int]:
-    """A local Hugging Face dataset: a directory written by ``Dataset.save_to_disk`` (one split),
-    or a ``.parquet`` / ``.arrow`` file. Each language is the column named by its code in
-    ``columns``, or the key of that name in a ``translation`` column of dicts (the layout of the
-    Hub's translation sets, e.g. ``{"zh": ..., "en": ...}``). Row numbers (from 1) stand for
-    line numbers in messages; an empty or missing sentence is malformed."""
+def _dataset_records(path: Path, columns: Sequence[str]) -> Iterator[Record]:
+    """The rows of a local Hugging Face dataset: a directory written by
+    ``Dataset.save_to_disk`` (one split), or a ``.parquet`` / ``.arrow`` file. Each language is
+    the column named by its code in ``columns``, or the key of that name in a ``translation``
+    column of dicts (the layout of the Hub's translation sets, e.g. ``{"zh": ..., "en": ...}``).
+    Row numbers (from 1) stand for line numbers in messages; an empty or missing sentence is
+    malformed."""
     try:
         import datasets  # optional (the hf extra): only this input needs it
     except ImportError as error:
@@ -146,7 +143,6 @@ def read_hf_dataset(
             f"{path}: reading a Hugging Face dataset needs the datasets package: "
             "pip install 'seq2seq[hf]'"
         ) from error
-    _check_languages(columns, source_lang, target_lang)
     if not path.exists():
         raise CorpusError(f"{path}: file not found")
     try:
@@ -164,11 +160,8 @@ def read_hf_dataset(
             f"e.g. {path / next(iter(table))}"
         )
     texts = [_hf_column(path, table, lang) for lang in columns]
-    records = (
-        (path, row, False, *_hf_fields(values))
-        for row, values in enumerate(zip(*texts, strict=True), start=1)
-    )
-    return _collect(path, records, columns, source_lang, target_lang, on_malformed, skip_hint)
+    for row, values in enumerate(zip(*texts, strict=True), start=1):
+        yield (path, row, False, *_hf_fields(values))
 
 
 def _hf_column(path: Path, table: Any, lang: str) -> list[object]:
@@ -209,8 +202,10 @@ def _collect(
     target_lang: str,
     on_malformed: str,
     skip_hint: str,
+    corpus: int = 0,
 ) -> tuple[list[Example], int]:
     """Examples from ``records`` under the rules of :func:`read_parallel_tsv`."""
+    _check_languages(columns, source_lang, target_lang)
     if on_malformed not in ("error", "skip"):
         raise ValueError(f"data.on_malformed must be 'error' or 'skip', got {on_malformed!r}")
     src_col, tgt_col = columns.index(source_lang), columns.index(target_lang)
@@ -226,7 +221,7 @@ def _collect(
         skipped, blank = skipped + len(blank), []
         if problem is None:
             source, target = fields[src_col].strip(), fields[tgt_col].strip()
-            examples.append(Example(source, target, f"{path.name}:{line_number}"))
+            examples.append(Example(source, target, f"{path.name}:{line_number}", None, corpus))
             continue
         if on_malformed == "error":
             raise CorpusError(f"{where}:{line_number}: {problem} ({skip_hint})")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -93,9 +93,9 @@ def read_weighted_corpora(
         path = item["path"]
         name = str(item.get("name") or (path if isinstance(path, str) else "+".join(path)))
         part, part_skipped = read_parallel(
-            path, cfg.columns, cfg.source_lang, cfg.target_lang, cfg.on_malformed
+            path, cfg.columns, cfg.source_lang, cfg.target_lang, cfg.on_malformed, corpus=index
         )
-        examples += [replace(example, corpus=index) for example in part]
+        examples += part
         skipped += part_skipped
         corpus.train_parts.append(CorpusPart(name, float(weight), len(part)))
     corpus.splits["train"] = examples
