@@ -25,6 +25,7 @@ import torch
 from hydra import compose, initialize_config_dir
 
 from seq2seq.config import PROJECT_ROOT, register_configs
+from seq2seq.data.dataset import load_training_data
 from seq2seq.device import choose_precision, keep_freed_memory
 from seq2seq.model.seq2seq import build_model
 from seq2seq.provenance import provenance
@@ -41,7 +42,7 @@ from seq2seq.training.distributed import (
 )
 from seq2seq.training.schedule import LearningRateSchedule
 from seq2seq.training.step import TrainingStep, build_optimizer
-from seq2seq.training.trainer import prepare_data, training_sampler
+from seq2seq.training.trainer import training_sampler
 
 DEFAULT_OVERRIDES = [
     "data=tatoeba",
@@ -72,7 +73,7 @@ def main() -> None:
     device = training_device(t.device, ranks)
     precision = choose_precision(t.precision, device)
     with main_first(ranks):
-        data = prepare_data(cfg)
+        data = load_training_data(cfg.data)
     model = build_model(cfg.model, len(data.source_tokenizer), len(data.target_tokenizer), device)
     model.to(device)
     optimizer = build_optimizer(model, t.lr)

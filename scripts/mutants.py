@@ -32,6 +32,7 @@ TESTS = [
     "tests/test_averaging_and_schedule.py",
     "tests/test_data.py",
     "tests/test_corpus_formats.py",
+    "tests/test_token_store.py",
     "tests/test_step.py",
     "tests/test_fixed_attention.py",
     "tests/test_long_range.py",
@@ -64,6 +65,8 @@ T = "seq2seq/model/transformer.py"
 # moves, changing L moves all of its mutants).
 B, V, P = "seq2seq/data/batching.py", "seq2seq/training/averaging.py", "seq2seq/training/step.py"
 DC, DT = "seq2seq/data/corpus.py", "seq2seq/data/tokenizer.py"
+DS, TS = "seq2seq/data/dataset.py", "seq2seq/data/token_store.py"
+SS = "seq2seq/data/subword_sampling.py"
 M = "seq2seq/metrics/"
 C, F, K = "seq2seq/model/cells.py", "seq2seq/fast/modules.py", "seq2seq/fast/kernels.py"
 # (file, original, mutated, label)
@@ -238,9 +241,32 @@ MUTANTS = [
     # the corpus readers and sentencepiece's sample
     (DC, "        if ended:\n", "        if False:\n",
      "line-aligned files of unequal length accepted"),
-    (DC, "examples.append(Example(source, target, f\"{path.name}:{line_number}\", None, corpus))",
-     "examples.append(Example(target, source, f\"{path.name}:{line_number}\", None, corpus))",
-     "corpus reader swaps source and target"),
+    (DC, "yield source.strip(), target.strip(), line_number",
+     "yield target.strip(), source.strip(), line_number", "corpus reader swaps source and target"),
+    # the token store and subword sampling
+    (DS, "digests = [[c.name, content_digest(c.files())] for c in corpora]",
+     "digests = [[c.name] for c in corpora]", "token store found by corpus name, not its bytes"),
+    (DS, 'for key in ("source_lang", "target_lang", "on_malformed", "max_length")',
+     'for key in ("source_lang", "target_lang", "on_malformed")',
+     "token store ignores data.max_length"),
+    (DS, "if tokenizers is not None and not holds_models(directory, tokenizers):", "if False:",
+     "a resumed run takes a store tokenized with other models"),
+    (TS, "within = np.arange(offsets[-1]) - np.repeat(offsets[:-1], lengths)",
+     "within = np.arange(offsets[-1]) - offsets[-1]", "ragged take reads the wrong values"),
+    (SS, "uniforms = uniform_hash((self.seed, epoch, side), sentences, ranks)",
+     "uniforms = uniform_hash((self.seed, 0, side), sentences, ranks)",
+     "subword sampling draws every epoch alike"),
+    (SS, "sentences = np.repeat(np.asarray(indices, dtype=np.int64), counts)",
+     "sentences = np.repeat(np.arange(len(indices)), counts)",
+     "subword draw depends on a sentence's place in its batch"),
+    (SS, "keys = alpha * log_probs - np.log(-np.log(uniforms))",
+     "keys = alpha * log_probs + np.log(-np.log(uniforms))",
+     "subword sampling's Gumbel noise negated"),
+    (SS, "if pending is not None and pending[0] == key:", "if pending is not None:",
+     "a prefetched subword batch used for other indices"),
+    (B, "for batch in self.epoch_batches[self.position :]:",
+     "for batch in self.epoch_batches[self.position + 1 :]:",
+     "sampler's upcoming batch is the one after next"),
     (DT, "chosen = sorted(random.Random(0).sample(range(len(texts)), size))",
      "chosen = list(range(size))", "sentencepiece sample is the corpus's first lines"),
     # the weight average

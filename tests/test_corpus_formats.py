@@ -11,13 +11,13 @@ import sys
 from pathlib import Path
 
 import pytest
-from hydra import compose, initialize_config_dir
-from omegaconf import DictConfig, OmegaConf
+from helpers import tsv_config
+from omegaconf import OmegaConf
 
-from seq2seq.config import PROJECT_ROOT, register_configs
+from seq2seq.config import PROJECT_ROOT
 from seq2seq.data.batching import BucketBatchSampler, corpus_quotas
 from seq2seq.data.corpus import CorpusError, read_parallel, read_parallel_tsv
-from seq2seq.data.dataset import build_tokenizers, load_corpus, tokenize_split
+from seq2seq.data.dataset import load_training_data
 from seq2seq.data.tokenizer import train_tokenizer, training_sample
 from seq2seq.training.trainer import training_sampler
 
@@ -35,24 +35,6 @@ def split_into_files(tsv: Path, directory: Path, gzipped: bool) -> list[Path]:
         path.write_bytes(gzip.compress(text) if gzipped else text)
         paths.append(path)
     return paths
-
-
-def tsv_config(tiny_tsv_dir: Path, tmp_path: Path, train: str) -> DictConfig:
-    """The config of ``data=tsv data.train=<train>`` as a user types it, through Hydra."""
-    register_configs()
-    with initialize_config_dir(str(PROJECT_ROOT / "configs"), version_base="1.3"):
-        return compose(
-            "config",
-            overrides=[
-                "data=tsv",
-                f"data.train={train}",
-                f"data.dev={tiny_tsv_dir / 'dev.tsv'}",
-                f"data.test={tiny_tsv_dir / 'test.tsv'}",
-                f"data.cache_dir={tmp_path / 'cache'}",
-                "data.src_vocab_size=40",
-                "data.tgt_vocab_size=40",
-            ],
-        )
 
 
 @pytest.mark.parametrize("gzipped", [False, True])
@@ -126,9 +108,11 @@ def test_data_tsv_takes_a_list_of_files_from_the_command_line(
 ) -> None:
     """``data.train=[corpus.zh.gz,corpus.en.gz]`` as a user types it, through Hydra."""
     paths = split_into_files(tiny_tsv_dir / "train.tsv", tmp_path, gzipped=True)
-    corpus = load_corpus(tsv_config(tiny_tsv_dir, tmp_path, f"[{paths[0]},{paths[1]}]").data)
+    cfg = tsv_config(tiny_tsv_dir, tmp_path / "cache", f"[{paths[0]},{paths[1]}]")
+    train = load_training_data(cfg.data).splits["train"]
     expected, _ = read_parallel_tsv(tiny_tsv_dir / "train.tsv", COLUMNS, "zh", "en")
-    assert [e.target for e in corpus.splits["train"]] == [e.target for e in expected]
+    assert [e.target for e in train.examples] == [e.target for e in expected]
+    assert train.examples[2].origin == "corpus.zh.gz:3"
 
 
 def test_sentencepiece_trains_on_a_fixed_sample_of_a_large_corpus(tmp_path: Path) -> None:
@@ -240,16 +224,14 @@ def test_data_train_as_weighted_corpora(
     files = split_into_files(tiny_tsv_dir / "train.tsv", tmp_path, gzipped=True)
     small = f"{{path:{tiny_tsv_dir / 'dev.tsv'},weight:3,name:small}}"
     weighted = f"[{small},{{path:[{files[0]},{files[1]}]}}]"
-    cfg = tsv_config(tiny_tsv_dir, tmp_path, weighted)
-    corpus = load_corpus(cfg.data)
+    cfg = tsv_config(tiny_tsv_dir, tmp_path / "cache", weighted)
+    train = load_training_data(cfg.data).splits["train"]
     dev, _ = read_parallel_tsv(tiny_tsv_dir / "dev.tsv", COLUMNS, "zh", "en")
-    names = [part.name for part in corpus.train_parts]
+    names = [part.name for part in train.parts]
     assert names == ["small", f"{files[0]}+{files[1]}"]
-    assert [part.weight for part in corpus.train_parts] == [3.0, 1.0]
-    assert [e.corpus for e in corpus.splits["train"]] == [0] * len(dev) + [1] * 136
-    source, target = build_tokenizers(corpus, cfg.data)
-    train = tokenize_split("train", corpus.splits["train"], source, target)
-    train.parts = corpus.train_parts
+    assert [part.weight for part in train.parts] == [3.0, 1.0]
+    assert list(train.corpus_of()) == [0] * len(dev) + [1] * 136
+    assert [e.corpus for e in train.examples] == list(train.corpus_of())
     with caplog.at_level(logging.INFO, logger="seq2seq.training.trainer"):
         sampler = training_sampler(cfg.trainer, train)
     total = len(train)
@@ -263,13 +245,13 @@ def test_data_train_as_weighted_corpora(
             OmegaConf.create(f"{{path: {tiny_tsv_dir / 'dev.tsv'}, {bad.replace(':', ': ')}}}")
         ]
         with pytest.raises(ValueError, match=problem):
-            load_corpus(cfg.data)
+            load_training_data(cfg.data)
 
 
 @pytest.mark.skipif(not TATOEBA.is_dir(), reason="needs ../shared/data/tatoeba-cmn-eng")
 def test_the_corpus_benchmark_writes_a_corpus_and_times_the_start(tmp_path: Path) -> None:
     """scripts/benchmark_corpus.py on a small corpus: the files, then one JSON line whose
-    stages add up, the pairs counted, the second start served from the sentencepiece cache."""
+    stages add up, the pairs counted, the second start served from the token store."""
     command = [sys.executable, str(PROJECT_ROOT / "scripts" / "benchmark_corpus.py")]
     command += ["--pairs", "300", "--out", str(tmp_path)]
     command += ["data.src_vocab_size=1500", "data.tgt_vocab_size=400"]
@@ -279,7 +261,9 @@ def test_the_corpus_benchmark_writes_a_corpus_and_times_the_start(tmp_path: Path
         assert result.returncode == 0, result.stderr[-2000:]
         reports.append(json.loads(result.stdout.strip().splitlines()[-1]))
     first, second = reports
-    assert (tmp_path / "train.zh.gz").is_file() and first["pairs"] == 300
-    stages = [value for key, value in first.items() if key.endswith("_s") and "written" not in key]
-    assert first["startup_s"] == pytest.approx(sum(stages) - first["startup_s"], abs=0.2)
-    assert second["sentencepiece_s"] <= first["sentencepiece_s"]
+    assert (tmp_path / "train.zh.gz").is_file() and first["pairs"] == second["pairs"] == 300
+    assert (first["store"], second["store"]) == ("built", "opened")
+    stages = [first[f"{name}_s"] for name in ("read", "sentencepiece", "tokenize")]
+    assert sum(stages) <= first["prepare_s"] + 0.2
+    assert first["startup_s"] == pytest.approx(first["prepare_s"] + first["first_batch_s"], abs=0.2)
+    assert "sentencepiece_s" not in second and second["first_batch_pairs"] > 0

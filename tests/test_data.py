@@ -11,6 +11,7 @@ import sys
 import zipfile
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -309,9 +310,9 @@ def test_over_long_pairs_are_dropped_from_train_and_cut_elsewhere(
 def test_subword_sampling_redraws_each_epoch_from_the_seed_and_keeps_the_text(
     tmp_path: Path, tiny_tsv_dir: Path
 ) -> None:
-    """Subword regularisation: a draw is a function of (seed, epoch), differs between epochs
-    and seeds, only re-segments each sentence (it decodes to the same text), and never draws a
-    segmentation longer than data.max_length."""
+    """Subword regularisation: a draw is a function of (seed, epoch, sentence), not of the batch
+    the sentence is in; it differs between epochs and seeds, only re-segments each sentence (it
+    decodes to the same text), and never draws a segmentation longer than data.max_length."""
     from seq2seq.data.dataset import tokenize_split
     from seq2seq.data.subword_sampling import SubwordSampler
 
@@ -320,13 +321,16 @@ def test_subword_sampling_redraws_each_epoch_from_the_seed_and_keeps_the_text(
     target = train_tokenizer([e.target for e in examples], "en", 40, "unigram", tmp_path)
     usual = tokenize_split("train", examples, source, target)
 
+    everything = list(range(len(usual)))
+
     def draw(seed: int, epoch: int, max_length: int = 100) -> tuple[list, list]:
-        split = SubwordSampler(usual, source, target, 0.5, seed, max_length).split_for_epoch(epoch)
-        assert split.examples == usual.examples
-        return split.source_ids, split.target_ids
+        return SubwordSampler(usual, source, target, 0.5, seed, max_length).pairs(everything, epoch)
 
     first = draw(seed=1, epoch=0)
     assert draw(seed=1, epoch=0) == first
+    some = [7, 3, 90, 41]  # in another batch, another order: each sentence drawn the same
+    drawn = SubwordSampler(usual, source, target, 0.5, 1, 100).pairs(some, 0)
+    assert drawn == ([first[0][i] for i in some], [first[1][i] for i in some])
     # ... in another process too (sentencepiece's own sampler draws differently in each one)
     script = (
         "import json, sys\nfrom pathlib import Path\n"
@@ -338,8 +342,8 @@ def test_subword_sampling_redraws_each_epoch_from_the_seed_and_keeps_the_text(
         "source = train_tokenizer([e.source for e in examples], 'zh', 40, 'unigram', sys.argv[2])\n"
         "target = train_tokenizer([e.target for e in examples], 'en', 40, 'unigram', sys.argv[2])\n"
         "usual = tokenize_split('train', examples, source, target)\n"
-        "split = SubwordSampler(usual, source, target, 0.5, 1, 100).split_for_epoch(0)\n"
-        "print(json.dumps([split.source_ids, split.target_ids]))\n"
+        "sampler = SubwordSampler(usual, source, target, 0.5, 1, 100)\n"
+        "print(json.dumps(sampler.pairs(range(len(usual)), 0)))\n"
     )
     other = subprocess.run(
         [sys.executable, "-c", script, str(tiny_tsv_dir / "train.tsv"), str(tmp_path)],
@@ -356,31 +360,54 @@ def test_subword_sampling_redraws_each_epoch_from_the_seed_and_keeps_the_text(
         assert [tokenizer.decode(x) for x in drawn] == [tokenizer.decode(x) for x in ids]
 
     limit = max(len(ids) for ids in usual.target_ids)
-    assert max(len(ids) for ids in first[1]) > limit  # some draws are longer than any usual one
-    _, capped = draw(seed=1, epoch=0, max_length=limit)
-    assert max(len(ids) for ids in capped) == limit
+    epochs = range(40)  # some draws are longer than any usual one, but never than max_length
+    assert max(len(ids) for epoch in epochs for ids in draw(1, epoch)[1]) > limit
+    assert max(len(ids) for epoch in epochs for ids in draw(1, epoch, limit)[1]) == limit
 
 
 def test_subword_sampling_draws_in_proportion_to_the_probability_to_the_power_alpha() -> None:
     """Two segmentations of probability 0.75 and 0.25: drawn 75% / 25% of the time with α = 1,
     √0.75 : √0.25 (63% / 37%) with α = 0.5; the other sentence has one and always gets it."""
-    import numpy as np
+    from seq2seq.data.subword_sampling import draw_segmentations, uniform_hash
 
-    from seq2seq.data.subword_sampling import Segmentations
-
-    segmentations = Segmentations(
-        ids=np.array([5, 6, 7, 8], dtype=np.int32),
-        bounds=np.array([0, 1, 3, 4]),
-        log_probs=np.log([0.75, 0.25, 1.0]),
-        owner=np.array([0, 0, 1]),
-    )
+    piece_log_probs = np.log([1.0, 1.0, 1.0, 1.0, 1.0, 0.75, 0.25, 1.0, 1.0])
+    candidates = [[[5], [6, 7]], [[8]]]  # P = 0.75 and 0.25 · 1; P = 1
+    draws = 4000
     for alpha, expected in ((1.0, 0.75), (0.5, 0.75**0.5 / (0.75**0.5 + 0.25**0.5))):
-        generator = np.random.default_rng(0)
-        draws = [segmentations.draw(alpha, generator) for _ in range(4000)]
-        assert all(second == [8] for _, second in draws)
-        share = sum(first == [5] for first, _ in draws) / len(draws)
+        drawn = [
+            draw_segmentations(
+                candidates,
+                piece_log_probs,
+                alpha,
+                uniform_hash((0, epoch, 0), np.array([0, 0, 1]), np.array([0, 1, 0])),
+            )
+            for epoch in range(draws)
+        ]
+        assert all(second == [8] for _, second in drawn)
+        share = sum(first == [5] for first, _ in drawn) / draws
         assert share == pytest.approx(expected, abs=0.025)
-        assert {tuple(first) for first, _ in draws} == {(5,), (6, 7)}
+        assert {tuple(first) for first, _ in drawn} == {(5,), (6, 7)}
+
+
+def test_the_sampling_hash_is_uniform_and_a_function_of_every_key() -> None:
+    """The noise subword sampling draws with: uniform on (0, 1), and changed by the seed, the
+    epoch, the side, the sentence and the candidate alike."""
+    from seq2seq.data.subword_sampling import uniform_hash
+
+    sentences, candidates = np.repeat(np.arange(2000), 5), np.tile(np.arange(5), 2000)
+    u = uniform_hash((1, 0, 0), sentences, candidates)
+    assert u.min() > 0 and u.max() < 1 and len(np.unique(u)) == len(u)
+    assert np.histogram(u, bins=10, range=(0, 1))[0] == pytest.approx([1000] * 10, rel=0.15)
+    assert np.array_equal(u, uniform_hash((1, 0, 0), sentences, candidates))
+    for keys, rows, ranks in (
+        ((2, 0, 0), sentences, candidates),
+        ((1, 1, 0), sentences, candidates),
+        ((1, 0, 1), sentences, candidates),
+        ((1, 0, 0), sentences + 1, candidates),
+        ((1, 0, 0), sentences, candidates + 1),
+    ):
+        other = uniform_hash(keys, rows, ranks)
+        assert np.mean(other == u) < 0.01 and abs(np.corrcoef(other, u)[0, 1]) < 0.1
 
 
 def test_subword_sampling_needs_a_unigram_model() -> None:
@@ -396,3 +423,42 @@ def test_subword_sampling_needs_a_unigram_model() -> None:
         )
     with pytest.raises(ValueError, match="needs data.spm_model_type=unigram .*, not bpe"):
         check_settings(cfg)
+
+
+def test_the_sampler_shows_the_batch_it_yields_next_without_moving_on() -> None:
+    """What subword sampling prefetches: ``upcoming()`` is the next yielded share (rank 1 of
+    2 here), None at an epoch's end, and asking leaves the position where it was."""
+    sampler = BucketBatchSampler([3, 5, 2, 7, 4, 6, 1, 8] * 4, "sentences", 4, 2, 0, 1, 2)
+    stream = iter(sampler)
+    seen = []
+    for indices in stream:
+        state = sampler.state_dict()
+        upcoming = sampler.upcoming()
+        assert sampler.state_dict() == state
+        seen.append((indices, upcoming))
+    assert [up for _, up in seen[:-1]] == [indices for indices, _ in seen[1:]]
+    assert seen[-1][1] is None and len(seen) == 8
+
+
+def test_a_prefetched_subword_batch_is_the_batch_drawn_then(
+    tmp_path: Path, tiny_tsv_dir: Path
+) -> None:
+    from seq2seq.data.dataset import tokenize_split
+    from seq2seq.data.subword_sampling import SubwordSampler
+
+    examples, _ = read_parallel_tsv(tiny_tsv_dir / "train.tsv", ["zh", "en"], "zh", "en")
+    source = train_tokenizer([e.source for e in examples], "zh", 40, "unigram", tmp_path)
+    target = train_tokenizer([e.target for e in examples], "en", 40, "unigram", tmp_path)
+    usual = tokenize_split("train", examples, source, target)
+    sampler = SubwordSampler(usual, source, target, 0.5, 3, 100)
+    direct = sampler.batch([5, 9, 2], 4)
+    sampler.prefetch([5, 9, 2], 4)
+    assert sampler.pending is not None
+    prefetched = sampler.batch([5, 9, 2], 4)
+    assert sampler.pending is None
+    assert torch.equal(prefetched.src, direct.src) and torch.equal(
+        prefetched.tgt_out, direct.tgt_out
+    )
+    sampler.prefetch([1, 2], 4)  # another batch asked for: drawn afresh, the prefetch dropped
+    again = sampler.batch([5, 9, 2], 4)
+    assert sorted(again.indices) == [2, 5, 9] and torch.equal(again.src, direct.src)

@@ -104,22 +104,23 @@ def test_a_run_with_subword_sampling_resumes_mid_epoch_exactly(
 ) -> None:
     """136 pairs in batches of 16: an epoch is 9 updates, so a run resumed at update 10 resumes
     inside epoch 1, whose draw of the pieces is not epoch 0's: it must draw epoch 1's again."""
-    drawn_for: list[int] = []
-    draw = SubwordSampler.split_for_epoch
+    drawn_for: list[int] = []  # the epoch each batch's pieces were drawn for
+    draw = SubwordSampler.batch
 
-    def recorded(self: SubwordSampler, epoch: int) -> Any:
+    def recorded(self: SubwordSampler, indices: list[int], epoch: int) -> Any:
         drawn_for.append(epoch)
-        return draw(self, epoch)
+        return draw(self, indices, epoch)
 
-    monkeypatch.setattr(SubwordSampler, "split_for_epoch", recorded)
+    monkeypatch.setattr(SubwordSampler, "batch", recorded)
     sampling = ("data.subword_sampling_alpha=0.5", "trainer.eval_every=5")
     straight = run(tmp_path, "straight", *sampling, "trainer.max_steps=14")
-    assert drawn_for == [0, 1]  # a new draw for each epoch
+    assert drawn_for == [0] * 9 + [1] * 5  # each batch drawn for its own epoch
     half = run(tmp_path, "half", *sampling, "trainer.max_steps=10")
     assert load_checkpoint(half / "checkpoints" / "last.pt")["sampler"] == {
         "epoch": 1,
         "position": 1,
     }
+    drawn_for.clear()
     resumed = run(
         tmp_path,
         "resumed",
@@ -127,7 +128,7 @@ def test_a_run_with_subword_sampling_resumes_mid_epoch_exactly(
         "trainer.max_steps=14",
         f"trainer.resume={half / 'checkpoints' / 'last.pt'}",
     )
-    assert drawn_for == [0, 1, 0, 1, 1]  # straight, half, resumed
+    assert drawn_for == [1] * 4  # updates 11 to 14, inside epoch 1
     expected = load_checkpoint(straight / "checkpoints" / "last.pt")
     assert_same_training_state(expected, load_checkpoint(resumed / "checkpoints" / "last.pt"))
     fixed = run(tmp_path, "fixed", "trainer.eval_every=5", "trainer.max_steps=14")
@@ -190,14 +191,14 @@ def test_resume_takes_the_tokenizers_from_the_checkpoint(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The sentencepiece cache may be gone or hold other models: a resumed run never retrains."""
-    from seq2seq.training import trainer
+    from seq2seq.data import dataset
 
     first = run(tmp_path, "run", "trainer.max_steps=3")
 
     def no_training(*args: object, **kwargs: object) -> None:
         raise AssertionError("resume retrained the sentencepiece models")
 
-    monkeypatch.setattr(trainer, "build_tokenizers", no_training)
+    monkeypatch.setattr(dataset, "build_tokenizers", no_training)
     resumed = run(
         tmp_path,
         "resumed",

@@ -144,6 +144,7 @@ class BucketBatchSampler:
         self.world_size = world_size
         self.epoch = 0
         self.position = 0
+        self.epoch_batches: list[list[int]] = []  # the epoch being iterated
         mean_length = max(1, sum(self.lengths) // max(1, len(self.lengths)))
         per_batch = batch_size if batch_type == "sentences" else max(1, batch_size // mean_length)
         self.bucket_size = max(1, per_batch * bucket_batches)
@@ -182,7 +183,7 @@ class BucketBatchSampler:
         global batch with fewer sentences than ranks (an epoch's last scraps) is skipped by all
         ranks alike, since every rank must take part in each update.
         """
-        batches = self.batches_for_epoch(self.epoch)
+        self.epoch_batches = batches = self.batches_for_epoch(self.epoch)
         while self.position < len(batches):
             batch = batches[self.position]
             self.position += 1
@@ -190,6 +191,15 @@ class BucketBatchSampler:
                 yield batch[self.rank :: self.world_size]
         self.epoch += 1
         self.position = 0
+        self.epoch_batches = []
+
+    def upcoming(self) -> list[int] | None:
+        """This rank's share of the batch the iteration yields next, without moving on; None
+        at an epoch's end (what the next epoch holds is drawn when it starts)."""
+        for batch in self.epoch_batches[self.position :]:
+            if len(batch) >= self.world_size:
+                return batch[self.rank :: self.world_size]
+        return None
 
     def state_dict(self) -> dict[str, int]:
         return {"epoch": self.epoch, "position": self.position}

@@ -65,13 +65,26 @@ def read_parallel(
     target_lang: str,
     on_malformed: str = "error",
     skip_hint: str = "set data.on_malformed=skip to skip such lines",
-    corpus: int = 0,
 ) -> tuple[list[Example], int]:
     """A corpus as users bring it: one TSV file (a path), one line-aligned plain-text file per
     language in the order of ``columns`` (a list of paths: OPUS, WMT and UN corpora come so),
     any of them gzipped (``.gz``), or a local Hugging Face dataset (:func:`_dataset_records`).
-    See :func:`read_parallel_tsv` for what is malformed. ``corpus`` tags every example
-    (:attr:`Example.corpus`: which of several weighted training corpora)."""
+    See :func:`read_parallel_tsv` for what is malformed."""
+    reader = pair_reader(spec, columns, source_lang, target_lang, on_malformed, skip_hint)
+    name = reader.path.name
+    examples = [Example(s, t, f"{name}:{line}") for s, t, line in reader]
+    return examples, reader.skipped
+
+
+def pair_reader(
+    spec: str | Path | Sequence[str | Path],
+    columns: Sequence[str],
+    source_lang: str,
+    target_lang: str,
+    on_malformed: str = "error",
+    skip_hint: str = "set data.on_malformed=skip to skip such lines",
+) -> PairReader:
+    """The pairs of a corpus in any format :func:`read_parallel` reads, one at a time."""
     if isinstance(spec, (str, Path)):
         path = Path(spec).expanduser()
         records = (
@@ -87,12 +100,10 @@ def read_parallel(
                 f"of data.columns {list(columns)}: give one line-aligned file per language, in "
                 "that order"
             )
-        # examples are named after the source language's file (_collect rejects an unknown one)
+        # pairs are named after the source language's file (PairReader rejects an unknown one)
         path = paths[list(columns).index(source_lang)] if source_lang in columns else paths[0]
         records = _aligned_lines(paths)
-    return _collect(
-        path, records, columns, source_lang, target_lang, on_malformed, skip_hint, corpus
-    )
+    return PairReader(path, records, columns, source_lang, target_lang, on_malformed, skip_hint)
 
 
 def read_parallel_tsv(
@@ -113,7 +124,9 @@ def read_parallel_tsv(
     malformed. Returns the examples and the number of skipped lines.
     """
     records = _tsv_records(path, len(columns))
-    return _collect(path, records, columns, source_lang, target_lang, on_malformed, skip_hint)
+    reader = PairReader(path, records, columns, source_lang, target_lang, on_malformed, skip_hint)
+    examples = [Example(s, t, f"{path.name}:{line}") for s, t, line in reader]
+    return examples, reader.skipped
 
 
 def _tsv_records(path: Path, n_columns: int) -> Iterator[Record]:
@@ -194,43 +207,52 @@ def _check_languages(columns: Sequence[str], source_lang: str, target_lang: str)
             raise ValueError(f"language {lang!r} is not one of the TSV columns {list(columns)}")
 
 
-def _collect(
-    path: Path,
-    records: Iterator[Record],
-    columns: Sequence[str],
-    source_lang: str,
-    target_lang: str,
-    on_malformed: str,
-    skip_hint: str,
-    corpus: int = 0,
-) -> tuple[list[Example], int]:
-    """Examples from ``records`` under the rules of :func:`read_parallel_tsv`."""
-    _check_languages(columns, source_lang, target_lang)
-    if on_malformed not in ("error", "skip"):
-        raise ValueError(f"data.on_malformed must be 'error' or 'skip', got {on_malformed!r}")
-    src_col, tgt_col = columns.index(source_lang), columns.index(target_lang)
-    examples: list[Example] = []
-    skipped = 0
-    blank: list[tuple[Path, int]] = []  # the blank lines since the last pair
-    for where, line_number, is_blank, problem, fields in records:
-        if is_blank:
-            blank.append((where, line_number))
-            continue
-        if blank and on_malformed == "error":
-            raise CorpusError(f"{blank[0][0]}:{blank[0][1]}: blank line ({skip_hint})")
-        skipped, blank = skipped + len(blank), []
-        if problem is None:
-            source, target = fields[src_col].strip(), fields[tgt_col].strip()
-            examples.append(Example(source, target, f"{path.name}:{line_number}", None, corpus))
-            continue
-        if on_malformed == "error":
-            raise CorpusError(f"{where}:{line_number}: {problem} ({skip_hint})")
-        skipped += 1
-    if skipped:
-        log.warning("%s: skipped %d malformed line(s)", path, skipped)
-    if not examples:
-        raise CorpusError(f"{path}: no sentence pairs found")
-    return examples, skipped
+class PairReader:
+    """The well-formed pairs of ``records`` as (source, target, line number), under the rules of
+    :func:`read_parallel_tsv`; once read, :attr:`skipped` counts the malformed lines skipped."""
+
+    def __init__(
+        self,
+        path: Path,
+        records: Iterator[Record],
+        columns: Sequence[str],
+        source_lang: str,
+        target_lang: str,
+        on_malformed: str,
+        skip_hint: str,
+    ) -> None:
+        _check_languages(columns, source_lang, target_lang)
+        if on_malformed not in ("error", "skip"):
+            raise ValueError(f"data.on_malformed must be 'error' or 'skip', got {on_malformed!r}")
+        self.path, self.records, self.skipped = path, records, 0
+        self.on_malformed, self.skip_hint = on_malformed, skip_hint
+        self.source_column, self.target_column = (
+            columns.index(source_lang),
+            columns.index(target_lang),
+        )
+
+    def __iter__(self) -> Iterator[tuple[str, str, int]]:
+        pairs = 0
+        blank: list[tuple[Path, int]] = []  # the blank lines since the last pair
+        for where, line_number, is_blank, problem, fields in self.records:
+            if is_blank:
+                blank.append((where, line_number))
+                continue
+            if blank and self.on_malformed == "error":
+                raise CorpusError(f"{blank[0][0]}:{blank[0][1]}: blank line ({self.skip_hint})")
+            self.skipped, blank = self.skipped + len(blank), []
+            if problem is None:
+                pairs += 1
+                source, target = fields[self.source_column], fields[self.target_column]
+                yield source.strip(), target.strip(), line_number
+                continue
+            if self.on_malformed == "error":
+                raise CorpusError(f"{where}:{line_number}: {problem} ({self.skip_hint})")
+            self.skipped += 1
+        if self.skipped:
+            log.warning("%s: skipped %d malformed line(s)", self.path, self.skipped)
+        if not pairs:
+            raise CorpusError(f"{self.path}: no sentence pairs found")
 
 
 def _numbered_lines(path: Path) -> Iterator[tuple[int, bytes]]:

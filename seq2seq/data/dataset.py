@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
-from collections.abc import Iterator, Mapping, Sequence
+import time
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from seq2seq.config import DataConfig
 from seq2seq.data.batching import Batch, collate, slice_into_batches
@@ -16,38 +22,43 @@ from seq2seq.data.corpus import (
     CorpusError,
     CorpusPart,
     Example,
+    PairReader,
+    pair_reader,
     read_parallel,
 )
 from seq2seq.data.tatoeba import ensure_tatoeba
-from seq2seq.data.tokenizer import SHARED, SubwordTokenizer, train_tokenizer
+from seq2seq.data.token_store import (
+    FORMAT as STORE_FORMAT,
+)
+from seq2seq.data.token_store import (
+    Ragged,
+    StoredExamples,
+    TokenStore,
+    collect_texts,
+    content_digest,
+    encode_store,
+)
+from seq2seq.data.tokenizer import (
+    SHARED,
+    T2S_TABLE,
+    SubwordTokenizer,
+    spm_version,
+    train_tokenizer,
+)
 
 log = logging.getLogger(__name__)
 
 
 def load_corpus(cfg: DataConfig) -> Corpus:
-    """Read (or generate) every split named by the config, in the configured direction."""
+    """Read (or generate) every split named by the config, in the configured direction, but a
+    training split read from files: :func:`training_store` streams that one into the store."""
     if cfg.name == "synthetic":
         return _synthetic_corpus(cfg)
-    if cfg.name == "tatoeba":
-        if not cfg.dir:
-            raise ValueError("data=tatoeba needs data.dir")
-        directory = Path(cfg.dir).expanduser()
-        ensure_tatoeba(directory, cfg.url, cfg.sha256)
-        paths = {split: directory / f"{split}.tsv" for split in SPLITS}
-    elif cfg.name == "tsv":
-        missing = [split for split in SPLITS if not getattr(cfg, split)]
-        if missing:
-            raise ValueError(f"data=tsv needs a path for data.{', data.'.join(missing)}")
-        paths = {split: getattr(cfg, split) for split in SPLITS}
-    else:
-        raise ValueError(f"data.name must be synthetic, tatoeba or tsv, got {cfg.name!r}")
+    paths = {split: path for split, path in corpus_paths(cfg).items() if split != "train"}
     if cfg.word_order:
         paths["word_order"] = Path(cfg.word_order).expanduser()
     corpus = Corpus({}, cfg.source_lang, cfg.target_lang)
     for split, path in paths.items():
-        if split == "train" and is_weighted_list(path):
-            read_weighted_corpora(path, cfg, corpus)
-            continue
         examples, skipped = read_parallel(
             path, cfg.columns, cfg.source_lang, cfg.target_lang, cfg.on_malformed
         )
@@ -62,22 +73,42 @@ def load_corpus(cfg: DataConfig) -> Corpus:
     return corpus
 
 
-def is_weighted_list(spec: object) -> bool:
-    """``data.train`` as a list of corpora (``{path: ..., weight: ...}`` each), not one corpus."""
-    return (
-        isinstance(spec, Sequence)
-        and not isinstance(spec, str)
-        and any(isinstance(item, Mapping) for item in spec)
-    )
+def corpus_paths(cfg: DataConfig) -> dict[str, Any]:
+    """Each split's corpus as the config names it (data=tatoeba: its downloaded TSV files)."""
+    if cfg.name == "tatoeba":
+        if not cfg.dir:
+            raise ValueError("data=tatoeba needs data.dir")
+        directory = Path(cfg.dir).expanduser()
+        ensure_tatoeba(directory, cfg.url, cfg.sha256)
+        return {split: directory / f"{split}.tsv" for split in SPLITS}
+    if cfg.name == "tsv":
+        missing = [split for split in SPLITS if not getattr(cfg, split)]
+        if missing:
+            raise ValueError(f"data=tsv needs a path for data.{', data.'.join(missing)}")
+        return {split: getattr(cfg, split) for split in SPLITS}
+    raise ValueError(f"data.name must be synthetic, tatoeba or tsv, got {cfg.name!r}")
 
 
-def read_weighted_corpora(
-    spec: Sequence[Mapping[str, Any]], cfg: DataConfig, corpus: Corpus
-) -> None:
-    """Read each ``{path, weight, name}`` of ``data.train`` into ``corpus``'s train split, each
-    example tagged with its corpus, and record the parts (OpenNMT-py's corpus ``weight``)."""
-    examples: list[Example] = []
-    skipped = 0
+@dataclass(frozen=True)
+class TrainingCorpus:
+    """One corpus of the training split: where it is, its name in the log, its weight."""
+
+    spec: Any  # a path, or a list of line-aligned files (corpus.read_parallel)
+    name: str
+    weight: float | None  # None: data.train is one corpus, not a weighted list
+
+    def files(self) -> list[Path]:
+        specs = [self.spec] if isinstance(self.spec, (str, Path)) else list(self.spec)
+        return [Path(spec).expanduser() for spec in specs]
+
+
+def training_corpora(cfg: DataConfig) -> list[TrainingCorpus]:
+    """``data.train`` as one corpus or, given as ``[{path, weight, name}, ...]``, several mixed
+    by weight (OpenNMT-py's corpus ``weight``)."""
+    spec = corpus_paths(cfg)["train"]
+    if not is_weighted_list(spec):
+        return [TrainingCorpus(spec, "train", None)]
+    corpora = []
     for index, item in enumerate(spec):
         where = f"data.train[{index}]"
         if not isinstance(item, Mapping) or "path" not in item:
@@ -92,14 +123,17 @@ def read_weighted_corpora(
             raise ValueError(f"{where}.weight must be a positive number, got {weight!r}")
         path = item["path"]
         name = str(item.get("name") or (path if isinstance(path, str) else "+".join(path)))
-        part, part_skipped = read_parallel(
-            path, cfg.columns, cfg.source_lang, cfg.target_lang, cfg.on_malformed, corpus=index
-        )
-        examples += part
-        skipped += part_skipped
-        corpus.train_parts.append(CorpusPart(name, float(weight), len(part)))
-    corpus.splits["train"] = examples
-    corpus.skipped["train"] = skipped
+        corpora.append(TrainingCorpus(path, name, float(weight)))
+    return corpora
+
+
+def is_weighted_list(spec: object) -> bool:
+    """``data.train`` as a list of corpora (``{path: ..., weight: ...}`` each), not one corpus."""
+    return (
+        isinstance(spec, Sequence)
+        and not isinstance(spec, str)
+        and any(isinstance(item, Mapping) for item in spec)
+    )
 
 
 def _synthetic_corpus(cfg: DataConfig) -> Corpus:
@@ -143,14 +177,25 @@ class TokenizedSplit:
     """A split's examples with their subword ids (source without EOS, target without BOS/EOS)."""
 
     name: str
-    examples: list[Example]
-    source_ids: list[list[int]]
-    target_ids: list[list[int]]
+    examples: Sequence[Example]
+    source_ids: Sequence[Sequence[int]]  # lists, or the training split's stored Ragged arrays
+    target_ids: Sequence[Sequence[int]]
     # the weighted corpora its examples come from (Example.corpus indexes them); empty: one
     parts: list[CorpusPart] = field(default_factory=list)
 
     def __len__(self) -> int:
         return len(self.examples)
+
+    def pair_lengths(self) -> np.ndarray:
+        """Each pair's longer side plus EOS: what a batch of it pads to."""
+        source, target = (_lengths(ids) for ids in (self.source_ids, self.target_ids))
+        return np.maximum(source, target) + 1
+
+    def corpus_of(self) -> Sequence[int]:
+        """Each example's corpus (:attr:`Example.corpus`), read from the store where stored."""
+        if isinstance(self.examples, StoredExamples):
+            return self.examples.store.corpus
+        return [example.corpus for example in self.examples]
 
     def batch(self, indices: list[int]) -> Batch:
         return collate(
@@ -175,13 +220,180 @@ class TrainingData:
     has_gold_alignments: bool
 
 
-def build_tokenizers(corpus: Corpus, cfg: DataConfig) -> tuple[SubwordTokenizer, SubwordTokenizer]:
+def load_training_data(
+    cfg: DataConfig, tokenizers: tuple[SubwordTokenizer, SubwordTokenizer] | None = None
+) -> TrainingData:
+    """Corpus → sentencepiece models (training split only; or ``tokenizers``, those of a run
+    being resumed) → tokenized splits: train from the token store, length-filtered; the others
+    encoded here, cut to ``data.max_length``."""
+    corpus = load_corpus(cfg)
+    store, weights, (source, target) = training_store(cfg, corpus, tokenizers)
+    train = TokenizedSplit(
+        "train", store.examples(), store.source_ids, store.target_ids, store.parts(weights)
+    )
+    log.info(
+        "train: %d pairs (%d malformed lines skipped, %d longer than data.max_length=%s dropped)",
+        len(train),
+        sum(part["skipped"] for part in store.manifest["parts"]),
+        store.manifest["filtered"],
+        cfg.max_length,
+    )
+    splits = {"train": train}
+    for name, examples in corpus.splits.items():
+        if name == "train":
+            continue
+        log.info(
+            "%s: %d pairs (%d malformed lines skipped)",
+            name,
+            len(examples),
+            corpus.skipped.get(name, 0),
+        )
+        splits[name] = tokenize_split(name, examples, source, target, cfg.max_length, "truncate")
+    return TrainingData(source, target, splits, corpus.has_gold_alignments)
+
+
+def training_store(
+    cfg: DataConfig,
+    corpus: Corpus,
+    tokenizers: tuple[SubwordTokenizer, SubwordTokenizer] | None,
+) -> tuple[TokenStore, list[float], tuple[SubwordTokenizer, SubwordTokenizer]]:
+    """The tokenized training split, its corpora's weights (none: one unweighted corpus) and
+    its sentencepiece models.
+
+    Read from files, the split is read, tokenized and written once to
+    ``data.cache_dir/tokens/<key>`` (seq2seq/data/token_store.py); a later run with the same
+    corpus bytes and data settings opens that store instead, models included. ``tokenizers``
+    (a resumed run's) are part of the key, so a store never pairs with other models.
+    """
+    if cfg.name == "synthetic":  # generated in memory in a moment: nothing to cache
+        examples = corpus.splits["train"]
+        records = (
+            (SYNTHETIC, i + 1, False, None, [e.source, e.target]) for i, e in enumerate(examples)
+        )
+        columns = [corpus.source_lang, corpus.target_lang]
+        reader = PairReader(SYNTHETIC, records, columns, *columns, "error", "")
+        store, tokenizers = build_store(cfg, [("train", reader)], tokenizers)
+        return store, [], tokenizers
+    corpora = training_corpora(cfg)
+    digests = [[c.name, content_digest(c.files())] for c in corpora]
+    stores = Path(cfg.cache_dir).expanduser() / "tokens"
+    directory = stores / store_key(cfg, digests, None)
+    if tokenizers is not None and not holds_models(directory, tokenizers):
+        directory = stores / store_key(cfg, digests, tokenizers)  # a resume with other models
+    store = TokenStore.open(directory)
+    if store is None:
+        readers = (
+            (
+                c.name,
+                pair_reader(
+                    c.spec, cfg.columns, cfg.source_lang, cfg.target_lang, cfg.on_malformed
+                ),
+            )
+            for c in corpora
+        )
+        built, tokenizers = build_store(cfg, readers, tokenizers)
+        models = {name: tok.model_proto for name, tok in zip(MODEL_FILES, tokenizers, strict=True)}
+        built.save(directory, models)
+        log.info("train: tokenized into %s", directory)
+        store = TokenStore.open(directory)
+        assert store is not None, f"{directory}: the store just written does not open"
+    else:
+        log.info("train: tokenized pairs from %s", directory)
+    if tokenizers is None:
+        tokenizers = tuple(
+            SubwordTokenizer((directory / name).read_bytes()) for name in MODEL_FILES
+        )
+    return store, [c.weight for c in corpora if c.weight is not None], tokenizers
+
+
+def build_store(
+    cfg: DataConfig,
+    corpora: Iterable[tuple[str, PairReader]],
+    tokenizers: tuple[SubwordTokenizer, SubwordTokenizer] | None,
+) -> tuple[TokenStore, tuple[SubwordTokenizer, SubwordTokenizer]]:
+    """Read the ``(name, reader)`` corpora, train (or take) the sentencepiece models, encode;
+    the seconds of each stage go into the store's manifest and the log."""
+    clock = time.perf_counter()
+    seconds: dict[str, float] = {}
+
+    def stage(name: str) -> None:
+        nonlocal clock
+        seconds[name] = round(time.perf_counter() - clock, 2)
+        clock = time.perf_counter()
+
+    texts = collect_texts(corpora)
+    stage("read")
+    tokenizers = tokenizers or build_tokenizers(texts.source, texts.target, cfg)
+    stage("sentencepiece")
+    store = encode_store(texts, *tokenizers, cfg.max_length)
+    stage("tokenize")
+    store.manifest["seconds"] = seconds
+    log.info("train: prepared in %s", ", ".join(f"{k} {v:.1f} s" for k, v in seconds.items()))
+    return store, tokenizers
+
+
+SYNTHETIC = Path("synthetic/train")
+MODEL_FILES = ("source.model", "target.model")  # a store's sentencepiece models
+
+
+def holds_models(directory: Path, tokenizers: tuple[SubwordTokenizer, SubwordTokenizer]) -> bool:
+    """Whether the store in ``directory`` was tokenized with exactly these models (a resumed
+    run's, from its checkpoint, usually are those its first run stored)."""
+    files = [directory / name for name in MODEL_FILES]
+    return all(file.is_file() for file in files) and all(
+        file.read_bytes() == tokenizer.model_proto
+        for file, tokenizer in zip(files, tokenizers, strict=True)
+    )
+
+
+def store_key(
+    cfg: DataConfig,
+    corpus_digests: list[list[str]],
+    tokenizers: tuple[SubwordTokenizer, SubwordTokenizer] | None,
+) -> str:
+    """What the training split's store depends on: the corpora (names and the digest of their
+    bytes), how they are read and filtered, and the sentencepiece models (their settings, or,
+    given, the models themselves)."""
+    digest = hashlib.sha256()
+    reading = {
+        "format": STORE_FORMAT,
+        "corpora": corpus_digests,
+        **{
+            key: getattr(cfg, key)
+            for key in ("source_lang", "target_lang", "on_malformed", "max_length")
+        },
+        "columns": list(cfg.columns),
+    }
+    if tokenizers is None:
+        reading |= {
+            key: getattr(cfg, key)
+            for key in (
+                "src_vocab_size",
+                "tgt_vocab_size",
+                "shared_vocab_size",
+                "spm_model_type",
+                "spm_sample",
+                "simplify_source",
+            )
+        }
+        reading["sentencepiece"] = spm_version()
+        reading["t2s"] = (
+            hashlib.sha256(T2S_TABLE.read_bytes()).hexdigest() if cfg.simplify_source else None
+        )
+    else:
+        reading["models"] = [hashlib.sha256(t.model_proto).hexdigest() for t in tokenizers]
+    digest.update(json.dumps(reading, sort_keys=True).encode())
+    return f"{cfg.source_lang}-{cfg.target_lang}-{digest.hexdigest()[:20]}"
+
+
+def build_tokenizers(
+    sources: Sequence[str], targets: Sequence[str], cfg: DataConfig
+) -> tuple[SubwordTokenizer, SubwordTokenizer]:
     """One sentencepiece model per language, trained on the training split only (the source's
     converting traditional Chinese to simplified where ``data.simplify_source`` says so); or,
     with ``data.shared_vocab_size``, one model trained on both sides, used for both."""
-    train = corpus.splits["train"]
 
-    def trained(texts: list[str], lang: str, size: int, simplify: bool) -> SubwordTokenizer:
+    def trained(texts: Sequence[str], lang: str, size: int, simplify: bool) -> SubwordTokenizer:
         return train_tokenizer(
             texts,
             lang,
@@ -192,13 +404,16 @@ def build_tokenizers(corpus: Corpus, cfg: DataConfig) -> tuple[SubwordTokenizer,
             sample=cfg.spm_sample,
         )
 
-    sources, targets = [e.source for e in train], [e.target for e in train]
     if cfg.shared_vocab_size is not None:
-        lang = f"{corpus.source_lang}{SHARED}{corpus.target_lang}"
-        shared = trained(sources + targets, lang, cfg.shared_vocab_size, cfg.simplify_source)
+        lang = f"{cfg.source_lang}{SHARED}{cfg.target_lang}"
+        shared = trained([*sources, *targets], lang, cfg.shared_vocab_size, cfg.simplify_source)
         return shared, shared
-    source = trained(sources, corpus.source_lang, cfg.src_vocab_size, cfg.simplify_source)
-    return source, trained(targets, corpus.target_lang, cfg.tgt_vocab_size, False)
+    with ThreadPoolExecutor(2) as pool:  # sentencepiece trains outside the GIL: both at once
+        source = pool.submit(
+            trained, sources, cfg.source_lang, cfg.src_vocab_size, cfg.simplify_source
+        )
+        target = pool.submit(trained, targets, cfg.target_lang, cfg.tgt_vocab_size, False)
+        return source.result(), target.result()
 
 
 def tokenize_split(
@@ -261,3 +476,9 @@ def truncate(ids: list[list[int]], max_length: int, what: str) -> list[list[int]
             max_length,
         )
     return [sequence[:max_length] for sequence in ids]
+
+
+def _lengths(ids: Sequence[Sequence[int]]) -> np.ndarray:
+    if isinstance(ids, Ragged):
+        return ids.lengths()
+    return np.fromiter(map(len, ids), np.int64, len(ids))

@@ -86,6 +86,11 @@ class SubwordTokenizer:
         return ids, spans
 
 
+def spm_version() -> str:
+    """The sentencepiece version: another may train other models from the same text."""
+    return spm.__version__
+
+
 def t2s_characters() -> dict[str, str]:
     """The traditional → simplified character table: ``{"這": "这", ...}``."""
     lines = T2S_TABLE.read_text(encoding="utf-8").splitlines()

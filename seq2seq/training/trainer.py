@@ -27,13 +27,7 @@ from seq2seq.checkpoint import (
 )
 from seq2seq.config import config_to_dict
 from seq2seq.data.batching import Batch, BucketBatchSampler
-from seq2seq.data.dataset import (
-    TokenizedSplit,
-    TrainingData,
-    build_tokenizers,
-    load_corpus,
-    tokenize_split,
-)
+from seq2seq.data.dataset import TokenizedSplit, TrainingData, load_training_data
 from seq2seq.data.subword_sampling import SubwordSampler
 from seq2seq.data.tokenizer import SubwordTokenizer
 from seq2seq.device import PrecisionChoice, choose_precision, hardware_summary
@@ -70,35 +64,6 @@ from seq2seq.training.signals import SignalReceived, StopRequests, TrainingInter
 from seq2seq.training.step import TrainingStep, build_optimizer
 
 log = logging.getLogger(__name__)
-
-
-def prepare_data(
-    cfg: DictConfig, tokenizers: tuple[SubwordTokenizer, SubwordTokenizer] | None = None
-) -> TrainingData:
-    """Corpus → sentencepiece models (training split only; or ``tokenizers``, those of a run
-    being resumed) → tokenized splits, train length-filtered."""
-    corpus = load_corpus(cfg.data)
-    for split, examples in corpus.splits.items():
-        log.info(
-            "%s: %d pairs (%d malformed lines skipped)",
-            split,
-            len(examples),
-            corpus.skipped.get(split, 0),
-        )
-    source_tok, target_tok = tokenizers or build_tokenizers(corpus, cfg.data)
-    splits = {
-        name: tokenize_split(
-            name,
-            examples,
-            source_tok,
-            target_tok,
-            cfg.data.max_length,
-            over_long="drop" if name == "train" else "truncate",
-        )
-        for name, examples in corpus.splits.items()
-    }
-    splits["train"].parts = corpus.train_parts
-    return TrainingData(source_tok, target_tok, splits, corpus.has_gold_alignments)
 
 
 def train(cfg: DictConfig, run_dir: Path) -> float:
@@ -161,7 +126,9 @@ class Trainer:
         """The corpus and sentencepiece models (rank 0 trains them, the others read its cache;
         a resumed run keeps its checkpoint's), the models also written to the run directory."""
         with main_first(self.ranks):
-            data = prepare_data(self.cfg, checkpoint_tokenizers(saved) if saved else None)
+            data = load_training_data(
+                self.cfg.data, checkpoint_tokenizers(saved) if saved else None
+            )
         if self.ranks.is_main:
             for lang, tokenizer in (
                 (self.cfg.data.source_lang, data.source_tokenizer),
@@ -264,9 +231,8 @@ class Trainer:
             dynamic_ncols=True,
         )
         while self.stop_reason is None:
-            split = self.subwords.split_for_epoch(self.sampler.epoch) if self.subwords else None
             for indices in self.sampler:
-                self.train_step((split or self.train_split).batch(indices).to(self.device))
+                self.train_step(self.training_batch(indices).to(self.device))
                 self.report_training()
                 self.agree_on_clock_and_signals()
                 if progress.step % t.eval_every == 0:
@@ -287,6 +253,16 @@ class Trainer:
         if self.signum:
             self.save_last()
             self.interrupted(f"{self.stop_reason} at step {progress.step}", "continue")
+
+    def training_batch(self, indices: list[int]) -> Batch:
+        """The pairs at ``indices``, in pieces drawn anew for this epoch under subword sampling."""
+        if not self.subwords:
+            return self.train_split.batch(indices)
+        batch = self.subwords.batch(indices, self.sampler.epoch)
+        upcoming = self.sampler.upcoming()
+        if upcoming is not None:
+            self.subwords.prefetch(upcoming, self.sampler.epoch)
+        return batch
 
     def train_step(self, batch: Batch) -> None:
         """One update, counted; an update skipped for a non-finite loss or gradient reported."""
@@ -517,12 +493,9 @@ def training_sampler(
     ``trainer.batch_size`` is the global batch: under torchrun each rank takes its share.
     """
     ranks = ranks or Ranks()
-    lengths = [
-        max(len(s), len(g)) + 1
-        for s, g in zip(train_split.source_ids, train_split.target_ids, strict=True)
-    ]
+    lengths = train_split.pair_lengths().tolist()
     parts = train_split.parts
-    groups = [example.corpus for example in train_split.examples] if parts else None
+    groups = train_split.corpus_of() if parts else None
     sampler = BucketBatchSampler(
         lengths,
         t.batch_type,
@@ -555,8 +528,7 @@ def subword_sampler(cfg: DictConfig, data: TrainingData) -> SubwordSampler | Non
     alpha = cfg.data.subword_sampling_alpha
     if alpha is None:
         return None
-    start = time.perf_counter()
-    subwords = SubwordSampler(
+    return SubwordSampler(
         data.splits["train"],
         data.source_tokenizer,
         data.target_tokenizer,
@@ -564,8 +536,6 @@ def subword_sampler(cfg: DictConfig, data: TrainingData) -> SubwordSampler | Non
         cfg.trainer.seed,
         cfg.data.max_length,
     )
-    log.info("subword sampling: segmentations found in %.1f s", time.perf_counter() - start)
-    return subwords
 
 
 def stop_condition(t: DictConfig, progress: TrainingProgress, epoch: int) -> str | None:
