@@ -8,13 +8,13 @@ import logging
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from seq2seq.config import DataConfig
+from seq2seq.config import DataConfig, SyntheticConfig
 from seq2seq.data.batching import Batch, collate, slice_into_batches
 from seq2seq.data.corpus import (
     SPLITS,
@@ -36,7 +36,7 @@ from seq2seq.data.token_store import (
     TokenStore,
     collect_texts,
     content_digest,
-    encode_store,
+    write_store,
 )
 from seq2seq.data.tokenizer import (
     SHARED,
@@ -265,38 +265,29 @@ def training_store(
     corpus bytes and data settings opens that store instead, models included. ``tokenizers``
     (a resumed run's) are part of the key, so a store never pairs with other models.
     """
-    if cfg.name == "synthetic":  # generated in memory in a moment: nothing to cache
-        examples = corpus.splits["train"]
-        records = (
-            (SYNTHETIC, i + 1, False, None, [e.source, e.target]) for i, e in enumerate(examples)
+    if cfg.name == "synthetic":  # generated: the settings that generate it stand for its bytes
+        corpora = []
+        settings = {f.name: getattr(cfg.synthetic, f.name) for f in fields(SyntheticConfig)}
+        digests = [["synthetic", json.dumps(settings, sort_keys=True)]]
+        readers: Iterable[tuple[str, PairReader]] = [("train", synthetic_reader(corpus))]
+    else:
+        corpora = training_corpora(cfg)
+        digests = [[c.name, content_digest(c.files())] for c in corpora]
+        direction = (cfg.source_lang, cfg.target_lang)
+        readers = (
+            (c.name, pair_reader(c.spec, cfg.columns, *direction, cfg.on_malformed))
+            for c in corpora
         )
-        columns = [corpus.source_lang, corpus.target_lang]
-        reader = PairReader(SYNTHETIC, records, columns, *columns, "error", "")
-        store, tokenizers = build_store(cfg, [("train", reader)], tokenizers)
-        return store, [], tokenizers
-    corpora = training_corpora(cfg)
-    digests = [[c.name, content_digest(c.files())] for c in corpora]
     stores = Path(cfg.cache_dir).expanduser() / "tokens"
     directory = stores / store_key(cfg, digests, None)
     if tokenizers is not None and not holds_models(directory, tokenizers):
         directory = stores / store_key(cfg, digests, tokenizers)  # a resume with other models
     store = TokenStore.open(directory)
     if store is None:
-        readers = (
-            (
-                c.name,
-                pair_reader(
-                    c.spec, cfg.columns, cfg.source_lang, cfg.target_lang, cfg.on_malformed
-                ),
-            )
-            for c in corpora
-        )
-        built, tokenizers = build_store(cfg, readers, tokenizers)
-        models = {name: tok.model_proto for name, tok in zip(MODEL_FILES, tokenizers, strict=True)}
-        built.save(directory, models)
-        log.info("train: tokenized into %s", directory)
+        tokenizers = build_store(cfg, readers, tokenizers, directory)
         store = TokenStore.open(directory)
         assert store is not None, f"{directory}: the store just written does not open"
+        log.info("train: tokenized into %s", directory)
     else:
         log.info("train: tokenized pairs from %s", directory)
     if tokenizers is None:
@@ -306,13 +297,24 @@ def training_store(
     return store, [c.weight for c in corpora if c.weight is not None], tokenizers
 
 
+def synthetic_reader(corpus: Corpus) -> PairReader:
+    """The generated training pairs, read like a file's."""
+    records = (
+        (SYNTHETIC, i + 1, False, None, [e.source, e.target])
+        for i, e in enumerate(corpus.splits["train"])
+    )
+    columns = [corpus.source_lang, corpus.target_lang]
+    return PairReader(SYNTHETIC, records, columns, *columns, "error", "")
+
+
 def build_store(
     cfg: DataConfig,
     corpora: Iterable[tuple[str, PairReader]],
     tokenizers: tuple[SubwordTokenizer, SubwordTokenizer] | None,
-) -> tuple[TokenStore, tuple[SubwordTokenizer, SubwordTokenizer]]:
-    """Read the ``(name, reader)`` corpora, train (or take) the sentencepiece models, encode;
-    the seconds of each stage go into the store's manifest and the log."""
+    directory: Path,
+) -> tuple[SubwordTokenizer, SubwordTokenizer]:
+    """Read the ``(name, reader)`` corpora, train (or take) the sentencepiece models, and write
+    the store into ``directory``; the seconds of each stage go into its manifest and the log."""
     clock = time.perf_counter()
     seconds: dict[str, float] = {}
 
@@ -325,11 +327,11 @@ def build_store(
     stage("read")
     tokenizers = tokenizers or build_tokenizers(texts.source, texts.target, cfg)
     stage("sentencepiece")
-    store = encode_store(texts, *tokenizers, cfg.max_length)
-    stage("tokenize")
-    store.manifest["seconds"] = seconds
+    texts.manifest["seconds"] = seconds  # write_store adds its own before writing the manifest
+    models = {name: tok.model_proto for name, tok in zip(MODEL_FILES, tokenizers, strict=True)}
+    write_store(texts, *tokenizers, cfg.max_length, directory, models)
     log.info("train: prepared in %s", ", ".join(f"{k} {v:.1f} s" for k, v in seconds.items()))
-    return store, tokenizers
+    return tokenizers
 
 
 SYNTHETIC = Path("synthetic/train")

@@ -18,11 +18,14 @@ import json
 import logging
 import os
 import shutil
+import time
 import uuid
+from array import array
 from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO, ClassVar
 
 import numpy as np
 from tqdm import tqdm
@@ -34,7 +37,7 @@ from seq2seq.files import TEMPORARY, process_exists
 log = logging.getLogger(__name__)
 
 # Bump when the files' layout changes: older stores are then simply not found.
-FORMAT = 1
+FORMAT = 2
 
 
 @dataclass(frozen=True)
@@ -43,6 +46,7 @@ class Ragged(Sequence[list[int]]):
 
     values: np.ndarray  # (total,) every sequence, one after another
     offsets: np.ndarray  # (sequences + 1,) int64, from 0 to total
+    dtype: ClassVar[type] = np.int32  # what a store keeps its values as
 
     @classmethod
     def of(cls, sequences: Iterable[Sequence[int]], dtype: type = np.int32) -> Ragged:
@@ -78,6 +82,8 @@ class Ragged(Sequence[list[int]]):
 class Texts(Ragged):
     """Strings stored as their UTF-8 bytes, flat (a :class:`Ragged` of ``uint8``)."""
 
+    dtype: ClassVar[type] = np.uint8
+
     def __getitem__(self, index: int) -> str:  # type: ignore[override]
         if not 0 <= index < len(self):
             raise IndexError(f"text {index} of {len(self)}")
@@ -85,19 +91,19 @@ class Texts(Ragged):
 
 
 class TextsBuilder:
-    """Appends strings to a growing byte buffer: a million sentences without a million ``str``."""
+    """Appends strings to a growing byte buffer: ten million sentences without ten million
+    ``str`` objects (nor ints: the ends are a typed array)."""
 
     def __init__(self) -> None:
         self.buffer = bytearray()
-        self.ends: list[int] = []
+        self.ends = array("q", [0])
 
     def append(self, text: str) -> None:
         self.buffer += text.encode()
         self.ends.append(len(self.buffer))
 
     def build(self) -> Texts:
-        offsets = np.array([0, *self.ends], dtype=np.int64)
-        return Texts(np.frombuffer(bytes(self.buffer), np.uint8), offsets)
+        return Texts(np.frombuffer(self.buffer, np.uint8), np.frombuffer(self.ends, np.int64))
 
 
 @dataclass
@@ -114,7 +120,12 @@ class TokenStore:
     # filtered: pairs dropped as longer than data.max_length, parts: [{name, file, pairs}]
     manifest: dict[str, Any] = field(default_factory=dict)
 
-    ARRAYS = ("source_text", "target_text", "source_ids", "target_ids")
+    ARRAYS: ClassVar[dict[str, type[Ragged]]] = {
+        "source_text": Texts,
+        "target_text": Texts,
+        "source_ids": Ragged,
+        "target_ids": Ragged,
+    }
 
     def __len__(self) -> int:
         return len(self.source_ids)
@@ -131,33 +142,6 @@ class TokenStore:
             for part, weight in zip(self.manifest["parts"], weights, strict=True)
         ]
 
-    def save(self, directory: Path, files: dict[str, bytes]) -> None:
-        """Write every array and ``files`` (its sentencepiece models) into a fresh sibling
-        folder, then rename that into place: a store is whole or absent. A store another
-        process finished first is kept and ours dropped."""
-        directory.parent.mkdir(parents=True, exist_ok=True)
-        remove_orphaned_stores(directory)
-        partial = directory.with_name(f".{directory.name}.{os.getpid()}.{uuid.uuid4().hex}.tmp")
-        partial.mkdir()
-        try:
-            for name in self.ARRAYS:
-                ragged = getattr(self, name)
-                _write(partial / f"{name}.npy", ragged.values)
-                _write(partial / f"{name}_offsets.npy", ragged.offsets)
-            _write(partial / "corpus.npy", self.corpus)
-            _write(partial / "line.npy", self.line)
-            for name, data in files.items():
-                _write(partial / name, data)
-            manifest = {"format": FORMAT, "pairs": len(self), **self.manifest}
-            _write(partial / "manifest.json", (json.dumps(manifest, indent=1) + "\n").encode())
-            try:
-                partial.rename(directory)
-            except OSError:  # another rank or run wrote it meanwhile
-                if not (directory / "manifest.json").is_file():
-                    raise
-        finally:
-            shutil.rmtree(partial, ignore_errors=True)
-
     @classmethod
     def open(cls, directory: Path) -> TokenStore | None:
         """The store in ``directory``, memory-mapped; None where there is none (or an old one)."""
@@ -167,27 +151,128 @@ class TokenStore:
         manifest = json.loads(manifest_path.read_text())
         if manifest.get("format") != FORMAT:
             return None
-
-        def mapped(name: str) -> np.ndarray:
-            return np.load(directory / f"{name}.npy", mmap_mode="r")
-
         arrays = {
-            name: (Texts if name.endswith("text") else Ragged)(
-                mapped(name), np.asarray(mapped(f"{name}_offsets"))
+            name: kind(
+                _mapped(directory / f"{name}.bin", kind.dtype),
+                np.load(directory / f"{name}_offsets.npy"),
             )
-            for name in cls.ARRAYS
+            for name, kind in cls.ARRAYS.items()
         }
-        return cls(**arrays, corpus=mapped("corpus"), line=mapped("line"), manifest=manifest)
+        corpus, line = (
+            np.load(directory / f"{name}.npy", mmap_mode="r") for name in ("corpus", "line")
+        )
+        return cls(**arrays, corpus=corpus, line=line, manifest=manifest)
+
+
+def _mapped(path: Path, dtype: type) -> np.ndarray:
+    if path.stat().st_size == 0:  # an empty file cannot be mapped
+        return np.zeros(0, dtype)
+    return np.memmap(path, dtype=dtype, mode="r")
+
+
+def write_store(
+    texts: PairTexts,
+    source: SubwordTokenizer,
+    target: SubwordTokenizer,
+    max_length: int | None,
+    directory: Path,
+    files: dict[str, bytes],
+) -> None:
+    """Encode both sides chunk by chunk (a progress bar counts them) straight into the store's
+    files, so memory holds the texts and one chunk, never every id; with ``max_length``, pairs
+    longer than that on either side are dropped and counted. ``files`` (the sentencepiece
+    models) go in too. Written in a fresh sibling folder renamed into place: a store is whole
+    or absent, and one another process finished first is kept, ours dropped."""
+    pairs, start_time = len(texts.source), time.perf_counter()
+    with _partial(directory) as partial:
+        outputs = {name: (partial / f"{name}.bin").open("wb") for name in TokenStore.ARRAYS}
+        offsets = {name: [np.zeros(1, np.int64)] for name in TokenStore.ARRAYS}
+        kept: list[np.ndarray] = []
+        bar = tqdm(
+            total=pairs, desc="tokenizing train", unit=" pairs", unit_scale=True, disable=None
+        )
+        for start in range(0, pairs, ENCODE_CHUNK):
+            rows = np.arange(start, min(start + ENCODE_CHUNK, pairs))
+            ids = [
+                Ragged.of(tokenizer.encode([side[int(i)] for i in rows]))
+                for tokenizer, side in ((source, texts.source), (target, texts.target))
+            ]
+            longest = np.maximum(ids[0].lengths(), ids[1].lengths())
+            keep = np.flatnonzero(longest <= (max_length or longest.max()))
+            chunk = {
+                "source_text": texts.source.take(rows[keep]),
+                "target_text": texts.target.take(rows[keep]),
+                "source_ids": ids[0].take(keep),
+                "target_ids": ids[1].take(keep),
+            }
+            for name, ragged in chunk.items():
+                ragged.values.tofile(outputs[name])
+                offsets[name].append(ragged.offsets[1:] + offsets[name][-1][-1])
+            kept.append(rows[keep])
+            bar.update(len(rows))
+        bar.close()
+        for name, handle in outputs.items():
+            _close(handle)
+            _write(partial / f"{name}_offsets.npy", np.concatenate(offsets[name]))
+        rows = np.concatenate(kept) if kept else np.zeros(0, np.int64)
+        if not len(rows):
+            origin = texts.parts[0]["file"] if texts.parts else "train"
+            raise CorpusError(
+                f"{origin}: all {pairs} pairs of the train split are longer than "
+                f"data.max_length={max_length} subword tokens; raise data.max_length"
+            )
+        _write(partial / "corpus.npy", texts.corpus[rows])
+        _write(partial / "line.npy", texts.line[rows])
+        for name, data in files.items():
+            _write(partial / name, data)
+        seconds = texts.manifest.setdefault("seconds", {})
+        seconds["tokenize"] = round(time.perf_counter() - start_time, 2)
+        manifest = {
+            "format": FORMAT,
+            "pairs": len(rows),
+            "read": pairs,
+            "filtered": pairs - len(rows),
+            "max_length": max_length,
+            "parts": texts.parts,
+            **texts.manifest,
+        }
+        _write(partial / "manifest.json", (json.dumps(manifest, indent=1) + "\n").encode())
+
+
+# Pairs handed to sentencepiece at once: its batch encoding runs on every core.
+ENCODE_CHUNK = 50_000
+
+
+@contextmanager
+def _partial(directory: Path) -> Iterator[Path]:
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    remove_orphaned_stores(directory)
+    partial = directory.with_name(f".{directory.name}.{os.getpid()}.{uuid.uuid4().hex}.tmp")
+    partial.mkdir()
+    try:
+        yield partial
+        try:
+            partial.rename(directory)
+        except OSError:  # another rank or run wrote it meanwhile
+            if not (directory / "manifest.json").is_file():
+                raise
+    finally:
+        shutil.rmtree(partial, ignore_errors=True)
+
+
+def _close(handle: BinaryIO) -> None:
+    handle.flush()
+    os.fsync(handle.fileno())
+    handle.close()
 
 
 def _write(path: Path, data: np.ndarray | bytes) -> None:
-    with path.open("wb") as handle:
-        if isinstance(data, bytes):
-            handle.write(data)
-        else:
-            np.save(handle, data)
-        handle.flush()
-        os.fsync(handle.fileno())
+    handle = path.open("wb")
+    if isinstance(data, bytes):
+        handle.write(data)
+    else:
+        np.save(handle, data)
+    _close(handle)
 
 
 def remove_orphaned_stores(directory: Path) -> None:
@@ -245,15 +330,16 @@ class PairTexts:
     target: Texts
     corpus: np.ndarray
     line: np.ndarray
-    parts: list[dict[str, Any]]  # {name, file, pairs} of each corpus, in data.train's order
+    parts: list[dict[str, Any]]  # {name, file, pairs, skipped} of each corpus, in order
+    manifest: dict[str, Any] = field(default_factory=dict)  # more for the store's manifest
 
 
 def collect_texts(corpora: Iterable[tuple[str, PairReader]]) -> PairTexts:
     """The pairs of each ``(name, reader)`` corpus, into flat byte buffers as they are read (a
     progress bar counts them)."""
     source, target = TextsBuilder(), TextsBuilder()
-    corpus: list[int] = []
-    lines: list[int] = []
+    corpus = array("h")
+    lines = array("q")
     parts: list[dict[str, Any]] = []
     with tqdm(desc="reading train", unit=" pairs", unit_scale=True, disable=None) as bar:
         for index, (name, reader) in enumerate(corpora):
@@ -264,73 +350,14 @@ def collect_texts(corpora: Iterable[tuple[str, PairReader]]) -> PairTexts:
                 lines.append(line)
                 bar.update()
             pairs = len(lines) - before
-            corpus += [index] * pairs
+            corpus.extend(array("h", [index]) * pairs)
             parts.append(
                 {"name": name, "file": reader.path.name, "pairs": pairs, "skipped": reader.skipped}
             )
     return PairTexts(
         source.build(),
         target.build(),
-        np.array(corpus, dtype=np.int16),
-        np.array(lines, dtype=np.int64),
+        np.frombuffer(corpus, np.int16),
+        np.frombuffer(lines, np.int64),
         parts,
     )
-
-
-# Pairs handed to sentencepiece at once: its batch encoding runs on every core.
-ENCODE_CHUNK = 50_000
-
-
-def encode_store(
-    texts: PairTexts,
-    source: SubwordTokenizer,
-    target: SubwordTokenizer,
-    max_length: int | None,
-) -> TokenStore:
-    """Encode both sides in chunks (a progress bar counts them); with ``max_length``, pairs
-    longer than that on either side are dropped and counted."""
-    pairs = len(texts.source)
-    chunks: list[list[Ragged]] = [[], []]
-    with tqdm(
-        total=pairs, desc="tokenizing train", unit=" pairs", unit_scale=True, disable=None
-    ) as bar:
-        for start in range(0, pairs, ENCODE_CHUNK):
-            stop = min(start + ENCODE_CHUNK, pairs)
-            for side, (tokenizer, side_texts) in enumerate(
-                ((source, texts.source), (target, texts.target))
-            ):
-                encoded = tokenizer.encode([side_texts[i] for i in range(start, stop)])
-                chunks[side].append(Ragged.of(encoded))
-            bar.update(stop - start)
-    source_ids, target_ids = (_joined(side) for side in chunks)
-    keep = np.arange(pairs)
-    if max_length is not None:
-        longest = np.maximum(source_ids.lengths(), target_ids.lengths())
-        keep = np.flatnonzero(longest <= max_length)
-    filtered = pairs - len(keep)
-    if not len(keep):
-        origin = texts.parts[0]["file"] if texts.parts else "train"
-        raise CorpusError(
-            f"{origin}: all {pairs} pairs of the train split are longer than "
-            f"data.max_length={max_length} subword tokens; raise data.max_length"
-        )
-    return TokenStore(
-        texts.source.take(keep) if filtered else texts.source,
-        texts.target.take(keep) if filtered else texts.target,
-        source_ids.take(keep) if filtered else source_ids,
-        target_ids.take(keep) if filtered else target_ids,
-        texts.corpus[keep],
-        texts.line[keep],
-        {"read": pairs, "filtered": filtered, "max_length": max_length, "parts": texts.parts},
-    )
-
-
-def _joined(chunks: list[Ragged]) -> Ragged:
-    if not chunks:
-        return Ragged(np.zeros(0, np.int32), np.zeros(1, np.int64))
-    ends = np.cumsum([chunk.offsets[-1] for chunk in chunks])
-    starts = np.concatenate([[0], ends[:-1]])
-    offsets = np.concatenate(
-        [[0], *(chunk.offsets[1:] + start for chunk, start in zip(chunks, starts, strict=True))]
-    ).astype(np.int64)
-    return Ragged(np.concatenate([chunk.values for chunk in chunks]), offsets)
