@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import shutil
 import uuid
 from pathlib import Path
 
@@ -38,7 +39,7 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     remove_orphaned_temporaries(path)
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex}.tmp")
+    temporary = temporary_sibling(path)
     try:
         # os.open with 0o666 honours the umask, unlike tempfile's private 0o600 files.
         fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
@@ -52,14 +53,23 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
         raise
 
 
+def temporary_sibling(path: Path) -> Path:
+    """Where ``path`` is written before its rename: ``.<name>.<pid>.<uuid4 hex>.tmp`` beside it,
+    a name :func:`remove_orphaned_temporaries` recognises once its process is gone."""
+    return path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex}.tmp")
+
+
 def remove_orphaned_temporaries(path: Path) -> None:
     """Delete the temporary siblings of ``path`` whose writing process is gone."""
     remove_orphaned_temporaries_in(path.parent, path.name)
 
 
-def remove_orphaned_temporaries_in(directory: Path, name: str | None = None) -> None:
+def remove_orphaned_temporaries_in(
+    directory: Path, name: str | None = None, folders: bool = False
+) -> None:
     """Delete the ``.<name>.<pid>.<hex>.tmp`` files in ``directory`` whose writing process is
-    gone (only those of file ``name``, if given).
+    gone (only those of ``name``, if given); with ``folders``, such folders instead (a token
+    store is written as one folder).
 
     Called when a run starts or resumes too: a folder no process writes to again would keep
     them forever. Nothing else is touched: not a file of another pattern, not a live writer's.
@@ -71,10 +81,13 @@ def remove_orphaned_temporaries_in(directory: Path, name: str | None = None) -> 
         if (
             match
             and (name is None or match["name"] == name)
-            and candidate.is_file()
+            and (candidate.is_dir() if folders else candidate.is_file())
             and not process_exists(int(match["pid"]))
         ):
-            candidate.unlink(missing_ok=True)
+            if folders:
+                shutil.rmtree(candidate, ignore_errors=True)
+            else:
+                candidate.unlink(missing_ok=True)
 
 
 def process_exists(pid: int) -> bool:

@@ -285,7 +285,6 @@ def evaluate_tsv(
         translator.source_tokenizer,
         translator.target_tokenizer,
         translator.config.data.max_length,
-        over_long="truncate",
     )
     search = search or translator.search_settings()
     batch_size = batch_size or translator.config.trainer.eval_batch_size

@@ -281,25 +281,29 @@ def test_collate_without_targets_is_for_translation() -> None:
 def test_over_long_pairs_are_dropped_from_train_and_cut_elsewhere(
     tmp_path: Path, tiny_tsv_dir: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    from seq2seq.data.dataset import tokenize_split
+    from helpers import tsv_config
+
+    from seq2seq.data.dataset import load_training_data, tokenize_split
 
     examples, _ = read_parallel_tsv(tiny_tsv_dir / "train.tsv", ["zh", "en"], "zh", "en")
-    source = train_tokenizer([e.source for e in examples], "zh", 40, "unigram", tmp_path)
-    target = train_tokenizer([e.target for e in examples], "en", 40, "unigram", tmp_path)
-    full = tokenize_split("train", examples, source, target)
     limit = 10  # dropping: cuts some pairs (long English), keeps most
+    overrides = (f"data.max_length={limit}",)
+    cfg = tsv_config(tiny_tsv_dir, tmp_path, tiny_tsv_dir / "train.tsv", *overrides).data
+    data = load_training_data(cfg)
+    source, target = data.source_tokenizer, data.target_tokenizer
+    full = tokenize_split("train", examples, source, target)
     over = sum(
         max(len(s), len(t)) > limit for s, t in zip(full.source_ids, full.target_ids, strict=True)
     )
     assert 0 < over < len(examples)
 
-    dropped = tokenize_split("train", examples, source, target, limit)
+    dropped = data.splits["train"]
     assert len(dropped) == len(examples) - over
-    assert all(len(ids) <= limit for ids in dropped.source_ids + dropped.target_ids)
+    assert all(len(ids) <= limit for ids in [*dropped.source_ids, *dropped.target_ids])
 
     limit = 4  # cutting: reaches some of the (short) Chinese sources too
     with caplog.at_level("WARNING"):
-        cut = tokenize_split("dev", examples, source, target, limit, over_long="truncate")
+        cut = tokenize_split("dev", examples, source, target, limit)
     assert cut.examples == examples  # every sentence is still translated and scored
     assert cut.source_ids == [ids[:limit] for ids in full.source_ids]
     long_sources = sum(len(ids) > limit for ids in full.source_ids)

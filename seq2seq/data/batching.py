@@ -196,7 +196,8 @@ class BucketBatchSampler:
     def upcoming(self) -> list[int] | None:
         """This rank's share of the batch the iteration yields next, without moving on; None
         at an epoch's end (what the next epoch holds is drawn when it starts)."""
-        for batch in self.epoch_batches[self.position :]:
+        for position in range(self.position, len(self.epoch_batches)):  # no copy of the rest
+            batch = self.epoch_batches[position]
             if len(batch) >= self.world_size:
                 return batch[self.rank :: self.world_size]
         return None

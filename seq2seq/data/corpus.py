@@ -55,7 +55,6 @@ class Corpus:
     target_lang: str
     has_gold_alignments: bool = False
     skipped: dict[str, int] = field(default_factory=dict)
-    train_parts: list[CorpusPart] = field(default_factory=list)  # empty: one unweighted corpus
 
 
 def read_parallel(
@@ -70,10 +69,7 @@ def read_parallel(
     language in the order of ``columns`` (a list of paths: OPUS, WMT and UN corpora come so),
     any of them gzipped (``.gz``), or a local Hugging Face dataset (:func:`_dataset_records`).
     See :func:`read_parallel_tsv` for what is malformed."""
-    reader = pair_reader(spec, columns, source_lang, target_lang, on_malformed, skip_hint)
-    name = reader.path.name
-    examples = [Example(s, t, f"{name}:{line}") for s, t, line in reader]
-    return examples, reader.skipped
+    return pair_reader(spec, columns, source_lang, target_lang, on_malformed, skip_hint).examples()
 
 
 def pair_reader(
@@ -124,9 +120,9 @@ def read_parallel_tsv(
     malformed. Returns the examples and the number of skipped lines.
     """
     records = _tsv_records(path, len(columns))
-    reader = PairReader(path, records, columns, source_lang, target_lang, on_malformed, skip_hint)
-    examples = [Example(s, t, f"{path.name}:{line}") for s, t, line in reader]
-    return examples, reader.skipped
+    return PairReader(
+        path, records, columns, source_lang, target_lang, on_malformed, skip_hint
+    ).examples()
 
 
 def _tsv_records(path: Path, n_columns: int) -> Iterator[Record]:
@@ -230,6 +226,11 @@ class PairReader:
             columns.index(source_lang),
             columns.index(target_lang),
         )
+
+    def examples(self) -> tuple[list[Example], int]:
+        """Every pair as an :class:`Example` named ``file:line``, and the lines skipped."""
+        name = self.path.name
+        return [Example(s, t, f"{name}:{line}") for s, t, line in self], self.skipped
 
     def __iter__(self) -> Iterator[tuple[str, str, int]]:
         pairs = 0

@@ -227,10 +227,8 @@ def load_training_data(
     being resumed) → tokenized splits: train from the token store, length-filtered; the others
     encoded here, cut to ``data.max_length``."""
     corpus = load_corpus(cfg)
-    store, weights, (source, target) = training_store(cfg, corpus, tokenizers)
-    train = TokenizedSplit(
-        "train", store.examples(), store.source_ids, store.target_ids, store.parts(weights)
-    )
+    store, parts, (source, target) = training_store(cfg, corpus, tokenizers)
+    train = TokenizedSplit("train", store.examples(), store.source_ids, store.target_ids, parts)
     log.info(
         "train: %d pairs (%d malformed lines skipped, %d longer than data.max_length=%s dropped)",
         len(train),
@@ -248,7 +246,7 @@ def load_training_data(
             len(examples),
             corpus.skipped.get(name, 0),
         )
-        splits[name] = tokenize_split(name, examples, source, target, cfg.max_length, "truncate")
+        splits[name] = tokenize_split(name, examples, source, target, cfg.max_length)
     return TrainingData(source, target, splits, corpus.has_gold_alignments)
 
 
@@ -256,8 +254,8 @@ def training_store(
     cfg: DataConfig,
     corpus: Corpus,
     tokenizers: tuple[SubwordTokenizer, SubwordTokenizer] | None,
-) -> tuple[TokenStore, list[float], tuple[SubwordTokenizer, SubwordTokenizer]]:
-    """The tokenized training split, its corpora's weights (none: one unweighted corpus) and
+) -> tuple[TokenStore, list[CorpusPart], tuple[SubwordTokenizer, SubwordTokenizer]]:
+    """The tokenized training split, its weighted corpora (none: one unweighted corpus) and
     its sentencepiece models.
 
     Read from files, the split is read, tokenized and written once to
@@ -294,7 +292,7 @@ def training_store(
         tokenizers = tuple(
             SubwordTokenizer((directory / name).read_bytes()) for name in MODEL_FILES
         )
-    return store, [c.weight for c in corpora if c.weight is not None], tokenizers
+    return store, store.parts([c.weight for c in corpora if c.weight is not None]), tokenizers
 
 
 def synthetic_reader(corpus: Corpus) -> PairReader:
@@ -424,46 +422,16 @@ def tokenize_split(
     source: SubwordTokenizer,
     target: SubwordTokenizer,
     max_length: int | None = None,
-    over_long: str = "drop",
 ) -> TokenizedSplit:
-    """Encode a split. With ``max_length``, pairs longer than that on either side are dropped
-    (``over_long="drop"``: training) or cut to that length (``"truncate"``: dev, test and
-    evaluation, where every sentence must be translated but memory must stay bounded); either
-    way the count is logged."""
+    """Encode a split that is translated whole (dev, test, evaluation): with ``max_length``,
+    sequences longer than that are cut to it, so memory stays bounded, and counted. (The
+    training split drops over-long pairs instead, as it is stored: token_store.write_store.)"""
     source_ids = source.encode([e.source for e in examples])
     target_ids = target.encode([e.target for e in examples])
-    if max_length is None:
-        return TokenizedSplit(name, examples, source_ids, target_ids)
-    if over_long == "truncate":
+    if max_length is not None:
         source_ids = truncate(source_ids, max_length, f"{name} sources")
         target_ids = truncate(target_ids, max_length, f"{name} targets (for the loss)")
-        return TokenizedSplit(name, examples, source_ids, target_ids)
-    assert over_long == "drop", f"over_long must be drop or truncate, got {over_long!r}"
-    keep = [
-        i
-        for i in range(len(examples))
-        if len(source_ids[i]) <= max_length and len(target_ids[i]) <= max_length
-    ]
-    if len(keep) < len(examples):
-        log.info(
-            "%s: filtered %d of %d pairs longer than data.max_length=%d tokens",
-            name,
-            len(examples) - len(keep),
-            len(examples),
-            max_length,
-        )
-    if not keep:
-        origin = examples[0].origin.rsplit(":", 1)[0] if examples else name
-        raise CorpusError(
-            f"{origin}: all {len(examples)} pairs of the {name} split are longer than "
-            f"data.max_length={max_length} subword tokens; raise data.max_length"
-        )
-    return TokenizedSplit(
-        name,
-        [examples[i] for i in keep],
-        [source_ids[i] for i in keep],
-        [target_ids[i] for i in keep],
-    )
+    return TokenizedSplit(name, examples, source_ids, target_ids)
 
 
 def truncate(ids: list[list[int]], max_length: int, what: str) -> list[list[int]]:

@@ -19,7 +19,6 @@ import logging
 import os
 import shutil
 import time
-import uuid
 from array import array
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -32,7 +31,7 @@ from tqdm import tqdm
 
 from seq2seq.data.corpus import CorpusError, CorpusPart, Example, PairReader
 from seq2seq.data.tokenizer import SubwordTokenizer
-from seq2seq.files import TEMPORARY, process_exists
+from seq2seq.files import remove_orphaned_temporaries_in, temporary_sibling
 
 log = logging.getLogger(__name__)
 
@@ -246,8 +245,8 @@ ENCODE_CHUNK = 50_000
 @contextmanager
 def _partial(directory: Path) -> Iterator[Path]:
     directory.parent.mkdir(parents=True, exist_ok=True)
-    remove_orphaned_stores(directory)
-    partial = directory.with_name(f".{directory.name}.{os.getpid()}.{uuid.uuid4().hex}.tmp")
+    remove_orphaned_temporaries_in(directory.parent, directory.name, folders=True)
+    partial = temporary_sibling(directory)
     partial.mkdir()
     try:
         yield partial
@@ -273,14 +272,6 @@ def _write(path: Path, data: np.ndarray | bytes) -> None:
     else:
         np.save(handle, data)
     _close(handle)
-
-
-def remove_orphaned_stores(directory: Path) -> None:
-    """Delete the half-written siblings of ``directory`` whose writing process is gone."""
-    for candidate in directory.parent.iterdir():
-        match = TEMPORARY.fullmatch(candidate.name)
-        if match and match["name"] == directory.name and not process_exists(int(match["pid"])):
-            shutil.rmtree(candidate, ignore_errors=True)
 
 
 class StoredExamples(Sequence[Example]):
