@@ -7,11 +7,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
-from torch.nn import functional as F
 
 from seq2seq.data.dataset import TokenizedSplit
 from seq2seq.data.synthetic.links import LongRangePair
-from seq2seq.data.tokenizer import PAD_ID, SubwordTokenizer
+from seq2seq.data.tokenizer import SubwordTokenizer
 from seq2seq.device import autocast
 from seq2seq.fast.prepacked import prepacked_for_search
 from seq2seq.metrics.alignment import (
@@ -21,6 +20,7 @@ from seq2seq.metrics.alignment import (
     piece_word_indices_by_spans,
 )
 from seq2seq.metrics.long_range import long_range_accuracy
+from seq2seq.metrics.loss import sequence_loss
 from seq2seq.metrics.translation import bleu_by_length, group_references, translation_scores
 from seq2seq.metrics.word_order import word_order_accuracy
 from seq2seq.model.seq2seq import Seq2Seq
@@ -45,19 +45,6 @@ class EvalResult:
     bleu_by_length: dict[str, float]
     signature: str
     translations: list[Translation] = field(default_factory=list)
-
-
-def sequence_loss(
-    logits: torch.Tensor, targets: torch.Tensor, label_smoothing: float = 0.0
-) -> torch.Tensor:
-    """Summed token cross-entropy over real (unpadded) target tokens."""
-    return F.cross_entropy(
-        logits.reshape(-1, logits.size(-1)),
-        targets.reshape(-1),
-        ignore_index=PAD_ID,
-        label_smoothing=label_smoothing,
-        reduction="sum",
-    )
 
 
 @torch.no_grad()
@@ -128,7 +115,7 @@ def teacher_forced_pass(
         batch = batch.to(device)
         with autocast(device, precision):
             logits, attention = model.decoder.run_layers(batch.tgt_in, model.encode(batch))
-        total += float(sequence_loss(logits.float(), batch.tgt_out))
+        total += float(sequence_loss(logits, batch.tgt_out))
         tokens += batch.target_tokens
         if attention[0] is None:
             continue

@@ -10,8 +10,8 @@ from torch import nn
 
 from seq2seq.data.batching import collate
 from seq2seq.data.tokenizer import PAD_ID
-from seq2seq.evaluation import sequence_loss
 from seq2seq.fast.recurrence import GRULoop
+from seq2seq.metrics.loss import sequence_loss
 from seq2seq.model.cells import gru_update
 from seq2seq.model.seq2seq import Seq2Seq
 from tests.test_model import small_model

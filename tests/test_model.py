@@ -12,7 +12,7 @@ from seq2seq.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from seq2seq.config import ModelConfig
 from seq2seq.data.batching import collate
 from seq2seq.data.tokenizer import EOS_ID
-from seq2seq.evaluation import sequence_loss
+from seq2seq.metrics.loss import sequence_loss
 from seq2seq.model.decoder import LuongDecoder
 from seq2seq.model.seq2seq import Seq2Seq, build_model
 from seq2seq.search import greedy_search

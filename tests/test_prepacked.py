@@ -88,7 +88,7 @@ def test_only_bf16_on_a_cpu_without_native_bf16_is_not_packed(
 def test_bf16_search_on_a_cpu_with_native_bf16_is_packed(monkeypatch: pytest.MonkeyPatch) -> None:
     """With the fast kernels only: model.kernels=reference searches through plain modules."""
     model = seq2seq_model()
-    linears = sum(type(module) is nn.Linear for module in model.modules())
+    linears = sum(isinstance(module, nn.Linear) for module in model.modules())
     monkeypatch.setattr(prepacked, "bf16_support", native_bf16(True))
     with prepacked_for_search(model, torch.device("cpu"), "bf16", rows=4):
         assert packed_layers(model) == linears

@@ -15,7 +15,7 @@ from omegaconf import DictConfig
 from seq2seq.data import dataset, token_store
 from seq2seq.data.corpus import read_parallel_tsv
 from seq2seq.data.dataset import load_training_data
-from seq2seq.data.token_store import Ragged, TextsBuilder, TokenStore
+from seq2seq.data.token_store import FileArray, Ragged, TextsBuilder, TokenStore
 
 
 def data_config(tiny_tsv_dir: Path, cache: Path, *overrides: str) -> DictConfig:
@@ -41,11 +41,32 @@ def test_ragged_arrays_index_take_and_measure_like_lists() -> None:
     assert list(texts.take(np.array([2, 0]))) == ["这是一个例子", "我爱你。"]
 
 
-def test_the_store_is_built_once_and_opened_memory_mapped_after(
+def test_a_file_array_reads_the_slices_numpy_would(tmp_path: Path) -> None:
+    values = np.arange(1000, dtype=np.int32) * 7
+    values.tofile(tmp_path / "values.bin")
+    array = FileArray(tmp_path / "values.bin", np.int32)
+    assert len(array) == 1000
+    for start, stop in ((0, 3), (997, 1000), (500, 500), (10, 2000), (-3, None)):
+        np.testing.assert_array_equal(array[start:stop], values[start:stop])
+    (tmp_path / "empty.bin").write_bytes(b"")
+    assert FileArray(tmp_path / "empty.bin", np.int32)[0:0].size == 0
+    with pytest.raises(ValueError, match="contiguous"):
+        array[::2]
+
+
+def test_a_store_file_cut_short_after_opening_names_the_file(tmp_path: Path) -> None:
+    np.arange(100, dtype=np.int32).tofile(tmp_path / "values.bin")
+    array = FileArray(tmp_path / "values.bin", np.int32)
+    os.truncate(tmp_path / "values.bin", 40)
+    with pytest.raises(OSError, match="values.bin: read 0 of 8 bytes at value 50"):
+        array[50:52]
+
+
+def test_the_store_is_built_once_and_read_row_by_row_after(
     tiny_tsv_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A second run on the same corpus reads no corpus line and trains no sentencepiece model:
-    the same ids, texts, origins and models come from the memory-mapped store."""
+    the same ids, texts, origins and models come from the store's files, read row by row."""
     cfg = data_config(tiny_tsv_dir, tmp_path / "cache")
     first = load_training_data(cfg)
     (directory,) = stores(tmp_path / "cache")
@@ -57,7 +78,7 @@ def test_the_store_is_built_once_and_opened_memory_mapped_after(
     monkeypatch.setattr(dataset, "build_tokenizers", no_reading)
     second = load_training_data(cfg)
     train, again = first.splits["train"], second.splits["train"]
-    assert isinstance(again.source_ids.values, np.memmap)
+    assert isinstance(again.source_ids.values, FileArray)
     assert list(again.source_ids) == list(train.source_ids)
     assert list(again.target_ids) == list(train.target_ids)
     assert list(again.examples) == list(train.examples)

@@ -14,9 +14,11 @@ shares are disjoint and of nearly equal length.
 from __future__ import annotations
 
 import random
+from array import array
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 from seq2seq.data.tokenizer import BOS_ID, EOS_ID, PAD_ID
@@ -108,6 +110,10 @@ def corpus_quotas(total: int, weights: Sequence[float]) -> list[int]:
 class BucketBatchSampler:
     """Seeded, resumable sampler of length-bucketed training batches.
 
+    An epoch's order and batches are kept as typed arrays (``array("q")``), shuffled by the same
+    ``random.Random`` calls as lists would be: the same batches, without a Python int object per
+    example (10M pairs: ~0.6 GB less).
+
     With ``groups`` (each example's corpus) and ``weights`` (one per corpus), an epoch draws as
     many examples as there are, corpus c contributing weight_c / Σ weights of them: a small
     corpus is repeated, a large one subsampled, each in a fresh seeded order per epoch (with
@@ -128,14 +134,14 @@ class BucketBatchSampler:
     ) -> None:
         assert 0 <= rank < world_size, f"rank {rank} outside a world of {world_size}"
         assert (groups is None) == (weights is None), "groups and weights go together"
-        self.members: list[list[int]] = []
+        self.members: list[array[int]] = []
         self.quotas: list[int] = []
         if groups is not None and weights is not None:
-            self.members = [[] for _ in weights]
+            self.members = [array("q") for _ in weights]
             for index, group in enumerate(groups):
                 self.members[group].append(index)
             self.quotas = corpus_quotas(len(groups), weights)
-        self.lengths = list(lengths)
+        self.lengths = array("q", np.asarray(lengths, dtype=np.int64).tobytes())
         self.batch_type = batch_type
         self.batch_size = batch_size
         self.bucket_batches = bucket_batches
@@ -144,34 +150,37 @@ class BucketBatchSampler:
         self.world_size = world_size
         self.epoch = 0
         self.position = 0
-        self.epoch_batches: list[list[int]] = []  # the epoch being iterated
+        self.epoch_batches: list[array[int]] = []  # the epoch being iterated
         mean_length = max(1, sum(self.lengths) // max(1, len(self.lengths)))
         per_batch = batch_size if batch_type == "sentences" else max(1, batch_size // mean_length)
         self.bucket_size = max(1, per_batch * bucket_batches)
 
-    def epoch_draws(self, epoch: int) -> list[int]:
+    def epoch_draws(self, epoch: int) -> array[int]:
         """The examples of ``epoch`` (repeats allowed with weights), in no particular order."""
         if not self.members:
-            return list(range(len(self.lengths)))
-        draws: list[int] = []
+            return array("q", range(len(self.lengths)))
+        draws = array("q")
         for corpus, (members, quota) in enumerate(zip(self.members, self.quotas, strict=True)):
             rng = random.Random(f"{self.seed}/{epoch}/corpus{corpus}")
             while quota > 0 and members:
-                order = members.copy()
+                order = array("q", members)
                 rng.shuffle(order)
                 draws += order[:quota]
                 quota -= len(order)
         return draws
 
-    def batches_for_epoch(self, epoch: int) -> list[list[int]]:
+    def batches_for_epoch(self, epoch: int) -> list[array[int]]:
         rng = random.Random(f"{self.seed}/{epoch}")
         order = self.epoch_draws(epoch)
         rng.shuffle(order)
-        batches: list[list[int]] = []
+        batches: list[array[int]] = []
         for start in range(0, len(order), self.bucket_size):
             bucket = sorted(order[start : start + self.bucket_size], key=self.lengths.__getitem__)
             batches.extend(
-                slice_into_batches(bucket, self.lengths, self.batch_type, self.batch_size)
+                array("q", batch)
+                for batch in slice_into_batches(
+                    bucket, self.lengths, self.batch_type, self.batch_size
+                )
             )
         rng.shuffle(batches)
         return batches
@@ -188,7 +197,7 @@ class BucketBatchSampler:
             batch = batches[self.position]
             self.position += 1
             if len(batch) >= self.world_size:
-                yield batch[self.rank :: self.world_size]
+                yield batch[self.rank :: self.world_size].tolist()
         self.epoch += 1
         self.position = 0
         self.epoch_batches = []
@@ -199,7 +208,7 @@ class BucketBatchSampler:
         for position in range(self.position, len(self.epoch_batches)):  # no copy of the rest
             batch = self.epoch_batches[position]
             if len(batch) >= self.world_size:
-                return batch[self.rank :: self.world_size]
+                return batch[self.rank :: self.world_size].tolist()
         return None
 
     def state_dict(self) -> dict[str, int]:

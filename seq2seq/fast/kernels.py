@@ -22,6 +22,7 @@ from seq2seq.fast.modules import (
     FusedBahdanauDecoder,
     FusedLuongDecoder,
 )
+from seq2seq.fast.row_blocks import BlockedLinear
 from seq2seq.model.attention import BahdanauAttention
 from seq2seq.model.decoder import BahdanauDecoder, LuongDecoder, RNNDecoder
 from seq2seq.model.encoder import RNNEncoder
@@ -61,6 +62,8 @@ def fast_class(module: nn.Module) -> type[nn.Module] | None:
     classes are matched, so a subclass with other equations keeps the reference.
     """
     kind = type(module)
+    if kind is nn.Linear:
+        return BlockedLinear
     if kind is RNNEncoder:
         return FastRNNEncoder
     if kind is BahdanauAttention:

@@ -55,7 +55,7 @@ def prepacked_linears(model: nn.Module, rows: int) -> Iterator[None]:
     layers = [
         module
         for module in model.modules()
-        if type(module) is nn.Linear and "forward" not in module.__dict__
+        if isinstance(module, nn.Linear) and "forward" not in module.__dict__
     ]
     try:
         for layer in layers:

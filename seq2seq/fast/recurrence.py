@@ -25,9 +25,9 @@ from typing import Any
 
 import torch
 from torch import nn
-from torch.nn import functional as F
 
 from seq2seq.device import product_dtype
+from seq2seq.fast.row_blocks import linear, weight_gradient
 from seq2seq.fast.stepwise import StepwiseProducts
 from seq2seq.model.cells import lstm_update
 
@@ -191,7 +191,7 @@ class GRULoop(torch.autograd.Function):
             grad_s = torch.addcmul(back, grad, update[:, t])
         grad_products = rows[..., : 3 * size].reshape(groups, steps * batch, 3 * size)
         inputs = previous.reshape(groups, steps * batch, size).to(ordered.dtype)
-        grad_weight = torch.bmm(grad_products.transpose(1, 2).to(ordered.dtype), inputs)
+        grad_weight = weight_gradient(grad_products.to(ordered.dtype), inputs)
         grad_bias = grad_products.sum(1)
         grad_gates = rows[..., size:].transpose(1, 2).to(ctx.gates_dtype)
         return (
@@ -233,7 +233,7 @@ def run_encoder_rnn(
             [getattr(rnn, f"{name}_l{layer}{suffix}") for suffix in suffixes]
             for name in ("weight_ih", "bias_ih", "weight_hh", "bias_hh")
         ]
-        gates = [F.linear(x, w, b) for w, b in zip(weights[0], weights[1], strict=True)]
+        gates = [linear(x, w, b) for w, b in zip(weights[0], weights[1], strict=True)]
         if directions == 2:
             gates[1] = _reorder(gates[1], reverse)
         input_gates = torch.stack(gates)  # (directions, batch, steps, gates)

@@ -28,6 +28,7 @@ from torch.nn import functional as F
 from torch.overrides import TorchFunctionMode
 
 from seq2seq.device import product_dtype
+from seq2seq.fast.row_blocks import weight_gradient
 
 
 class StepwiseProducts:
@@ -85,7 +86,7 @@ def _linear_input_grad(grad: torch.Tensor, weight: torch.Tensor) -> torch.Tensor
 
 
 def _linear_weight_grad(grads: list[torch.Tensor], inputs: list[torch.Tensor]) -> torch.Tensor:
-    return torch.cat(grads).t() @ torch.cat(inputs)
+    return weight_gradient(torch.cat(grads), torch.cat(inputs))
 
 
 def _batched_linear_forward(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:

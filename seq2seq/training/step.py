@@ -13,7 +13,7 @@ from torch.nn.utils import clip_grads_with_norm_
 
 from seq2seq.data.batching import Batch
 from seq2seq.device import autocast, autocast_dtype
-from seq2seq.evaluation import sequence_loss
+from seq2seq.metrics.loss import sequence_loss
 from seq2seq.model.seq2seq import Seq2Seq
 from seq2seq.training.averaging import WeightAverage
 
@@ -93,7 +93,7 @@ class TrainingStep:
         self.model.train()
         with autocast(self.device, self.precision):
             logits, _ = self.model(batch)
-        loss_sum = sequence_loss(logits.float(), batch.tgt_out, self.label_smoothing)
+        loss_sum = sequence_loss(logits, batch.tgt_out, self.label_smoothing)
         loss, tokens, sentences = float(loss_sum.detach()), batch.target_tokens, batch.src.size(0)
         if self.world_size > 1:
             totals = torch.tensor(

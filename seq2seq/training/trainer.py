@@ -493,7 +493,7 @@ def training_sampler(
     ``trainer.batch_size`` is the global batch: under torchrun each rank takes its share.
     """
     ranks = ranks or Ranks()
-    lengths = train_split.pair_lengths().tolist()
+    lengths = train_split.pair_lengths()
     parts = train_split.parts
     groups = train_split.corpus_of() if parts else None
     sampler = BucketBatchSampler(
