@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from seq2seq.data.batching import collate
+from seq2seq.explorer import cli as explorer_cli
 from seq2seq.explorer.cli import load_models, main
 from seq2seq.explorer.figures import alignment_figure, attention_grid_figure, step_figure
 from seq2seq.explorer.predict import (
@@ -182,6 +183,31 @@ def test_cli_errors_are_one_line(capsys: pytest.CaptureFixture[str], tmp_path: P
     with pytest.raises(SystemExit):
         main(["best.pt", "--port", "70000"])
     assert "must be a port number from 1 to 65535" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("host", "warned"), [(None, False), ("localhost", False), ("::1", False), ("0.0.0.0", True)]
+)
+def test_the_page_is_served_on_loopback_unless_asked_and_says_so(
+    host: str | None,
+    warned: bool,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    served = {}
+
+    def fake_serve(checkpoints: list[Path], device: str, port: int, host: str) -> None:
+        served.update(host=host, port=port)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(explorer_cli, "serve", fake_serve)
+    argv = ["best.pt", "--port", "7861"] + ([] if host is None else ["--host", host])
+    assert main(argv) == 130
+    assert served == {"host": host or "127.0.0.1", "port": 7861}
+    error = capsys.readouterr().err
+    assert ("not only this machine" in error) == warned
+    if warned:
+        assert f"serving on {host}" in error and "port 7861" in error
 
 
 def test_models_are_named_by_file_unless_names_repeat(tiny_checkpoint: Path) -> None:

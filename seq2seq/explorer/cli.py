@@ -1,4 +1,4 @@
-"""``seq2seq-explore CHECKPOINT [CHECKPOINT ...]``: serve the explorer on 127.0.0.1.
+"""``seq2seq-explore CHECKPOINT [CHECKPOINT ...]``: serve the explorer on 127.0.0.1 (``--host``).
 
 Each checkpoint is loaded once, before the server starts. Everything the app writes (Gradio's
 uploads cache, the matrices offered for download) goes into one temporary directory, removed
@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import ipaddress
 import os
 import signal
+import socket
 import sys
 import tempfile
 import time
@@ -27,7 +29,7 @@ from seq2seq.cli import fail, utf8_stdout
 from seq2seq.explorer.predict import LoadedModel
 from seq2seq.inference import InferenceError, load_translator
 
-HOST = "127.0.0.1"  # loopback only: the page runs models on this machine for its user
+HOST = "127.0.0.1"  # loopback by default: the page runs models on this machine for its user
 DEFAULT_PORT = 7860
 
 
@@ -46,8 +48,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--device", choices=("cpu", "auto", "cuda"), default="cpu", help="default: cpu"
     )
+    parser.add_argument(
+        "--host",
+        default=HOST,
+        help=f"address to serve on (default: {HOST}, this machine only; 0.0.0.0: every "
+        "network this machine is on)",
+    )
     args = parser.parse_args(argv)
     utf8_stdout()
+    if not loopback(args.host):
+        print(
+            f"seq2seq-explore: serving on {args.host}, not only this machine: whoever reaches "
+            f"it on port {args.port} can run the models here",
+            file=sys.stderr,
+        )
     missing = [name for name in ("gradio", "plotly") if importlib.util.find_spec(name) is None]
     if missing:
         return fail(
@@ -59,7 +73,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     torch.set_num_threads(1)
     signal.signal(signal.SIGTERM, terminate)
     try:
-        serve(args.checkpoints, args.device, args.port)
+        serve(args.checkpoints, args.device, args.port, args.host)
     except (CheckpointError, InferenceError, OSError) as error:
         return fail(parser.prog, error)
     except KeyboardInterrupt:  # Ctrl-C, while loading or while serving
@@ -78,7 +92,7 @@ def terminate(signum: int, frame: FrameType | None) -> NoReturn:
     raise Terminated
 
 
-def serve(checkpoints: Sequence[Path], device: str, port: int) -> NoReturn:
+def serve(checkpoints: Sequence[Path], device: str, port: int, host: str = HOST) -> NoReturn:
     """Load the checkpoints, then serve the page until Ctrl-C (KeyboardInterrupt)."""
     models = load_models(checkpoints, device)
     with explorer_environment() as temp_dir:
@@ -87,7 +101,7 @@ def serve(checkpoints: Sequence[Path], device: str, port: int) -> NoReturn:
         page = build(models, temp_dir)
         try:
             page.launch(
-                server_name=HOST,
+                server_name=host,
                 server_port=port,
                 prevent_thread_lock=True,
                 quiet=True,
@@ -99,9 +113,9 @@ def serve(checkpoints: Sequence[Path], device: str, port: int) -> NoReturn:
             )
         except OSError as error:
             raise OSError(
-                f"{HOST}:{port} is taken (or not ours to use): try another --port"
+                f"{host}:{port} is taken (or not ours to use): try another --port"
             ) from error
-        print(f"seq2seq-explore: open http://{HOST}:{port} (Ctrl-C stops)", flush=True)
+        print(f"seq2seq-explore: open http://{host}:{port} (Ctrl-C stops)", flush=True)
         try:
             # Not Gradio's block_thread, which swallows Ctrl-C: the exit status is to say 130.
             while True:
@@ -145,6 +159,17 @@ def explorer_environment() -> Iterator[Path]:
 
 
 OFFLINE_ENVIRONMENT = {"GRADIO_ANALYTICS_ENABLED": "False", "HF_HUB_OFFLINE": "1"}
+
+
+def loopback(host: str) -> bool:
+    """Whether ``host`` (an address or a name) is this machine's loopback only."""
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        try:
+            return ipaddress.ip_address(socket.gethostbyname(host)).is_loopback
+        except OSError:
+            return False
 
 
 def port_number(text: str) -> int:
