@@ -26,7 +26,7 @@ def stores(cache: Path) -> list[Path]:
     return sorted((cache / "tokens").iterdir())
 
 
-def test_ragged_arrays_index_take_and_measure_like_lists() -> None:
+def test_ragged_arrays_index_take_and_measure_like_lists(tmp_path: Path) -> None:
     sequences = [[4, 5, 6], [7], [], [8, 9]]
     ragged = Ragged.of(sequences)
     assert list(ragged) == sequences and len(ragged) == 4
@@ -34,11 +34,14 @@ def test_ragged_arrays_index_take_and_measure_like_lists() -> None:
     assert list(ragged.take(np.array([3, 0, 3]))) == [[8, 9], [4, 5, 6], [8, 9]]
     with pytest.raises(IndexError):
         ragged[4]
-    builder = TextsBuilder()
+    builder = TextsBuilder(tmp_path / "texts.spool")
     for text in ("我爱你。", "I love you.", "这是一个例子"):
         builder.append(text)
     texts = builder.build()
+    assert isinstance(texts.values, FileArray)  # spooled to the file, not held
     assert list(texts.take(np.array([2, 0]))) == ["这是一个例子", "我爱你。"]
+    assert list(texts.rows(1, 3)) == ["I love you.", "这是一个例子"]
+    assert list(ragged.rows(1, 4)) == [[7], [], [8, 9]]
 
 
 def test_a_file_array_reads_the_slices_numpy_would(tmp_path: Path) -> None:
@@ -87,6 +90,7 @@ def test_the_store_is_built_once_and_read_row_by_row_after(
     assert second.source_tokenizer.model_proto == first.source_tokenizer.model_proto
     assert (directory / "source.model").read_bytes() == first.source_tokenizer.model_proto
     assert stores(tmp_path / "cache") == [directory]
+    assert not list(directory.glob("*.spool"))  # the texts as read were a spool, removed
 
 
 def test_the_store_follows_the_corpus_bytes_and_the_settings(

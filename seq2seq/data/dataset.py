@@ -36,6 +36,7 @@ from seq2seq.data.token_store import (
     TokenStore,
     collect_texts,
     content_digest,
+    store_folder,
     write_store,
 )
 from seq2seq.data.tokenizer import (
@@ -321,13 +322,14 @@ def build_store(
         seconds[name] = round(time.perf_counter() - clock, 2)
         clock = time.perf_counter()
 
-    texts = collect_texts(corpora)
-    stage("read")
-    tokenizers = tokenizers or build_tokenizers(texts.source, texts.target, cfg)
-    stage("sentencepiece")
-    texts.manifest["seconds"] = seconds  # write_store adds its own before writing the manifest
-    models = {name: tok.model_proto for name, tok in zip(MODEL_FILES, tokenizers, strict=True)}
-    write_store(texts, *tokenizers, cfg.max_length, directory, models)
+    with store_folder(directory) as folder:
+        texts = collect_texts(corpora, folder)
+        stage("read")
+        tokenizers = tokenizers or build_tokenizers(texts.source, texts.target, cfg)
+        stage("sentencepiece")
+        texts.manifest["seconds"] = seconds  # write_store adds its own to the manifest
+        models = {name: tok.model_proto for name, tok in zip(MODEL_FILES, tokenizers, strict=True)}
+        write_store(texts, *tokenizers, cfg.max_length, folder, models)
     log.info("train: prepared in %s", ", ".join(f"{k} {v:.1f} s" for k, v in seconds.items()))
     return tokenizers
 

@@ -70,13 +70,24 @@ class Ragged(Sequence[list[int]]):
     def lengths(self) -> np.ndarray:
         return np.diff(self.offsets)
 
+    def rows(self, start: int, end: int) -> Ragged:
+        """Sequences ``start`` to ``end - 1`` as a new (in-memory) Ragged, read in one piece."""
+        first, last = int(self.offsets[start]), int(self.offsets[end])
+        return type(self)(
+            np.asarray(self.values[first:last]), self.offsets[start : end + 1] - first
+        )
+
     def take(self, indices: np.ndarray) -> Ragged:
         """The sequences at ``indices``, in that order, as a new (in-memory) Ragged."""
+        if not isinstance(self.values, np.ndarray):  # in a file: read the span they lie in
+            first = int(indices.min()) if len(indices) else 0
+            last = int(indices.max()) + 1 if len(indices) else 0
+            return self.rows(first, last).take(indices - first)
         starts, lengths = self.offsets[:-1][indices], self.lengths()[indices]
         offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
         # position of each kept value in self.values: its sequence's start + its rank in it
         within = np.arange(offsets[-1]) - np.repeat(offsets[:-1], lengths)
-        return type(self)(np.asarray(self.values)[np.repeat(starts, lengths) + within], offsets)
+        return type(self)(self.values[np.repeat(starts, lengths) + within], offsets)
 
 
 class Texts(Ragged):
@@ -91,19 +102,23 @@ class Texts(Ragged):
 
 
 class TextsBuilder:
-    """Appends strings to a growing byte buffer: ten million sentences without ten million
-    ``str`` objects (nor ints: the ends are a typed array)."""
+    """Appends strings to a file as UTF-8 (a spool in the store's unfinished folder): ten
+    million sentences without ten million ``str`` objects, nor their bytes in memory (10M pairs
+    held ~1.3 GB of them), nor an int object per end (the ends are a typed array)."""
 
-    def __init__(self) -> None:
-        self.buffer = bytearray()
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.file = path.open("wb")
         self.ends = array("q", [0])
 
     def append(self, text: str) -> None:
-        self.buffer += text.encode()
-        self.ends.append(len(self.buffer))
+        data = text.encode()
+        self.file.write(data)
+        self.ends.append(self.ends[-1] + len(data))
 
     def build(self) -> Texts:
-        return Texts(np.frombuffer(self.buffer, np.uint8), np.frombuffer(self.ends, np.int64))
+        self.file.close()
+        return Texts(FileArray(self.path, np.uint8), np.frombuffer(self.ends, np.int64))
 
 
 @dataclass
@@ -207,68 +222,65 @@ def write_store(
     source: SubwordTokenizer,
     target: SubwordTokenizer,
     max_length: int | None,
-    directory: Path,
+    partial: Path,
     files: dict[str, bytes],
 ) -> None:
     """Encode both sides chunk by chunk (a progress bar counts them) straight into the store's
-    files, so memory holds the texts and one chunk, never every id; with ``max_length``, pairs
-    longer than that on either side are dropped and counted. ``files`` (the sentencepiece
-    models) go in too. Written in a fresh sibling folder renamed into place: a store is whole
-    or absent, and one another process finished first is kept, ours dropped."""
+    files in ``partial`` (a :func:`store_folder`), so memory holds one chunk of texts and ids,
+    never all; with ``max_length``, pairs longer than that on either side are dropped and
+    counted. ``files`` (the sentencepiece models) go in too."""
     pairs, start_time = len(texts.source), time.perf_counter()
-    with _partial(directory) as partial:
-        outputs = {name: (partial / f"{name}.bin").open("wb") for name in TokenStore.ARRAYS}
-        offsets = {name: [np.zeros(1, np.int64)] for name in TokenStore.ARRAYS}
-        kept: list[np.ndarray] = []
-        bar = tqdm(
-            total=pairs, desc="tokenizing train", unit=" pairs", unit_scale=True, disable=None
-        )
-        for start in range(0, pairs, ENCODE_CHUNK):
-            rows = np.arange(start, min(start + ENCODE_CHUNK, pairs))
-            ids = [
-                Ragged.of(tokenizer.encode([side[int(i)] for i in rows]))
-                for tokenizer, side in ((source, texts.source), (target, texts.target))
-            ]
-            longest = np.maximum(ids[0].lengths(), ids[1].lengths())
-            keep = np.flatnonzero(longest <= (max_length or longest.max()))
-            chunk = {
-                "source_text": texts.source.take(rows[keep]),
-                "target_text": texts.target.take(rows[keep]),
-                "source_ids": ids[0].take(keep),
-                "target_ids": ids[1].take(keep),
-            }
-            for name, ragged in chunk.items():
-                ragged.values.tofile(outputs[name])
-                offsets[name].append(ragged.offsets[1:] + offsets[name][-1][-1])
-            kept.append(rows[keep])
-            bar.update(len(rows))
-        bar.close()
-        for name, handle in outputs.items():
-            _close(handle)
-            _write(partial / f"{name}_offsets.npy", np.concatenate(offsets[name]))
-        rows = np.concatenate(kept) if kept else np.zeros(0, np.int64)
-        if not len(rows):
-            origin = texts.parts[0]["file"] if texts.parts else "train"
-            raise CorpusError(
-                f"{origin}: all {pairs} pairs of the train split are longer than "
-                f"data.max_length={max_length} subword tokens; raise data.max_length"
-            )
-        _write(partial / "corpus.npy", texts.corpus[rows])
-        _write(partial / "line.npy", texts.line[rows])
-        for name, data in files.items():
-            _write(partial / name, data)
-        seconds = texts.manifest.setdefault("seconds", {})
-        seconds["tokenize"] = round(time.perf_counter() - start_time, 2)
-        manifest = {
-            "format": FORMAT,
-            "pairs": len(rows),
-            "read": pairs,
-            "filtered": pairs - len(rows),
-            "max_length": max_length,
-            "parts": texts.parts,
-            **texts.manifest,
+    outputs = {name: (partial / f"{name}.bin").open("wb") for name in TokenStore.ARRAYS}
+    offsets = {name: [np.zeros(1, np.int64)] for name in TokenStore.ARRAYS}
+    kept: list[np.ndarray] = []
+    bar = tqdm(total=pairs, desc="tokenizing train", unit=" pairs", unit_scale=True, disable=None)
+    for start in range(0, pairs, ENCODE_CHUNK):
+        rows = np.arange(start, min(start + ENCODE_CHUNK, pairs))
+        chunk_texts = [side.rows(start, start + len(rows)) for side in (texts.source, texts.target)]
+        ids = [
+            Ragged.of(tokenizer.encode(list(side)))
+            for tokenizer, side in zip((source, target), chunk_texts, strict=True)
+        ]
+        longest = np.maximum(ids[0].lengths(), ids[1].lengths())
+        keep = np.flatnonzero(longest <= (max_length or longest.max()))
+        chunk = {
+            "source_text": chunk_texts[0].take(keep),
+            "target_text": chunk_texts[1].take(keep),
+            "source_ids": ids[0].take(keep),
+            "target_ids": ids[1].take(keep),
         }
-        _write(partial / "manifest.json", (json.dumps(manifest, indent=1) + "\n").encode())
+        for name, ragged in chunk.items():
+            ragged.values.tofile(outputs[name])
+            offsets[name].append(ragged.offsets[1:] + offsets[name][-1][-1])
+        kept.append(rows[keep])
+        bar.update(len(rows))
+    bar.close()
+    for name, handle in outputs.items():
+        _close(handle)
+        _write(partial / f"{name}_offsets.npy", np.concatenate(offsets[name]))
+    rows = np.concatenate(kept) if kept else np.zeros(0, np.int64)
+    if not len(rows):
+        origin = texts.parts[0]["file"] if texts.parts else "train"
+        raise CorpusError(
+            f"{origin}: all {pairs} pairs of the train split are longer than "
+            f"data.max_length={max_length} subword tokens; raise data.max_length"
+        )
+    _write(partial / "corpus.npy", texts.corpus[rows])
+    _write(partial / "line.npy", texts.line[rows])
+    for name, data in files.items():
+        _write(partial / name, data)
+    seconds = texts.manifest.setdefault("seconds", {})
+    seconds["tokenize"] = round(time.perf_counter() - start_time, 2)
+    manifest = {
+        "format": FORMAT,
+        "pairs": len(rows),
+        "read": pairs,
+        "filtered": pairs - len(rows),
+        "max_length": max_length,
+        "parts": texts.parts,
+        **texts.manifest,
+    }
+    _write(partial / "manifest.json", (json.dumps(manifest, indent=1) + "\n").encode())
 
 
 # Pairs handed to sentencepiece at once: its batch encoding runs on every core.
@@ -276,13 +288,19 @@ ENCODE_CHUNK = 50_000
 
 
 @contextmanager
-def _partial(directory: Path) -> Iterator[Path]:
+def store_folder(directory: Path) -> Iterator[Path]:
+    """A fresh hidden sibling folder to write the store into, renamed into place when the block
+    ends without an error (its ``*.spool`` files removed first): a store is whole or absent,
+    and one another process finished first is kept, ours dropped. Folders of dead processes
+    are removed on the way in."""
     directory.parent.mkdir(parents=True, exist_ok=True)
     remove_orphaned_temporaries_in(directory.parent, directory.name, folders=True)
     partial = temporary_sibling(directory)
     partial.mkdir()
     try:
         yield partial
+        for spool in partial.glob("*.spool"):
+            spool.unlink()
         try:
             partial.rename(directory)
         except OSError:  # another rank or run wrote it meanwhile
@@ -358,10 +376,10 @@ class PairTexts:
     manifest: dict[str, Any] = field(default_factory=dict)  # more for the store's manifest
 
 
-def collect_texts(corpora: Iterable[tuple[str, PairReader]]) -> PairTexts:
-    """The pairs of each ``(name, reader)`` corpus, into flat byte buffers as they are read (a
+def collect_texts(corpora: Iterable[tuple[str, PairReader]], folder: Path) -> PairTexts:
+    """The pairs of each ``(name, reader)`` corpus, spooled into ``folder`` as they are read (a
     progress bar counts them)."""
-    source, target = TextsBuilder(), TextsBuilder()
+    source, target = (TextsBuilder(folder / f"{side}_text.spool") for side in ("source", "target"))
     corpus = array("h")
     lines = array("q")
     parts: list[dict[str, Any]] = []
