@@ -4,11 +4,14 @@ is kept."""
 from __future__ import annotations
 
 import ctypes
+import functools
 import logging
 import os
 import platform
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -195,6 +198,18 @@ def product_dtype(x: torch.Tensor) -> torch.dtype:
     """The dtype a matrix product on ``x`` runs in: autocast's where it is on, else ``x``'s."""
     device = x.device.type
     return torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else x.dtype
+
+
+def backward_without_autocast(backward: Callable[..., Any]) -> Callable[..., Any]:
+    """For a hand-written backward (``ctx.device_type`` set in forward): called inside an
+    autocast region, it must not recast its products."""
+
+    @functools.wraps(backward)
+    def wrapped(ctx: Any, *grads: torch.Tensor | None) -> Any:
+        with torch.autocast(ctx.device_type, enabled=False):
+            return backward(ctx, *grads)
+
+    return wrapped
 
 
 def autocast(device: torch.device, precision: str) -> torch.autocast:

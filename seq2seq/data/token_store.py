@@ -78,11 +78,8 @@ class Ragged(Sequence[list[int]]):
         )
 
     def take(self, indices: np.ndarray) -> Ragged:
-        """The sequences at ``indices``, in that order, as a new (in-memory) Ragged."""
-        if not isinstance(self.values, np.ndarray):  # in a file: read the span they lie in
-            first = int(indices.min()) if len(indices) else 0
-            last = int(indices.max()) + 1 if len(indices) else 0
-            return self.rows(first, last).take(indices - first)
+        """The sequences at ``indices``, in that order, as a new Ragged (of values in memory:
+        a stored one is read a span at a time with :meth:`rows` first)."""
         starts, lengths = self.offsets[:-1][indices], self.lengths()[indices]
         offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
         # position of each kept value in self.values: its sequence's start + its rank in it

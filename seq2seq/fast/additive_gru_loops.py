@@ -28,10 +28,9 @@ from typing import Any
 
 import torch
 
-from seq2seq.device import product_dtype
+from seq2seq.device import backward_without_autocast, product_dtype
 from seq2seq.fast.private_ops import softmax_backward
 from seq2seq.fast.recurrence import (
-    backward_without_autocast,
     gate_order_back,
     gru_cell,
     gru_cell_backward,

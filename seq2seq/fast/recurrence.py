@@ -19,29 +19,16 @@ on CPU than the module does on a packed one:
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable
 from typing import Any
 
 import torch
 from torch import nn
 
-from seq2seq.device import product_dtype
+from seq2seq.device import backward_without_autocast, product_dtype
 from seq2seq.fast.row_blocks import linear, weight_gradient
 from seq2seq.fast.stepwise import StepwiseProducts
 from seq2seq.model.cells import lstm_update
-
-
-def backward_without_autocast(backward: Callable[..., Any]) -> Callable[..., Any]:
-    """For a hand-written backward (``ctx.device_type`` set in forward): called inside an
-    autocast region, it must not recast its products."""
-
-    @functools.wraps(backward)
-    def wrapped(ctx: Any, *grads: torch.Tensor | None) -> Any:
-        with torch.autocast(ctx.device_type, enabled=False):
-            return backward(ctx, *grads)
-
-    return wrapped
 
 
 def split_state_bias(bias: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

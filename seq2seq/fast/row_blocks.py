@@ -21,7 +21,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from seq2seq.device import product_dtype
+from seq2seq.device import backward_without_autocast, product_dtype
 
 BLOCK_ROWS = 1024
 ROW_MULTIPLE = 64
@@ -108,12 +108,8 @@ class BlockedLinearFunction(torch.autograd.Function):
         return out
 
     @staticmethod
+    @backward_without_autocast
     def backward(ctx: Any, grad_out: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
-        with torch.autocast(ctx.device_type, enabled=False):
-            return BlockedLinearFunction.gradients(ctx, grad_out)
-
-    @staticmethod
-    def gradients(ctx: Any, grad_out: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
         x_low, weight_low = ctx.saved_tensors
         x_dtype, weight_dtype, bias_dtype = ctx.dtypes
         grad_out = grad_out.to(weight_low.dtype)
