@@ -39,17 +39,21 @@ def blocked_copy(layer: nn.Linear) -> nn.Linear:
     return copy
 
 
-def test_blocks_cover_every_row_once_in_few_sizes() -> None:
+def test_pieces_cover_every_row_once_in_few_sizes_copying_only_leftovers() -> None:
+    multiple = row_blocks.ROW_MULTIPLE
     sizes = set()
     for rows in range(1, 5000, 7):
-        blocks = blocks_of(rows)
-        assert [start for start, _, _ in blocks] == list(range(0, rows, row_blocks.BLOCK_ROWS))
-        assert blocks[-1][1] == rows
-        for start, end, padded in blocks:
-            assert end - start <= padded < end - start + row_blocks.ROW_MULTIPLE
-            assert padded % row_blocks.ROW_MULTIPLE == 0
+        pieces = blocks_of(rows)
+        assert pieces[0][0] == 0 and pieces[-1][1] == rows
+        for (_, end, _), (start, _, _) in zip(pieces, pieces[1:], strict=False):
+            assert start == end  # consecutive, no row twice or missed
+        for start, end, padded in pieces:
+            assert 0 < end - start <= padded <= row_blocks.BLOCK_ROWS
+            assert padded % multiple == 0
+            assert padded == end - start or padded == multiple  # only leftovers are padded
+            assert start // row_blocks.BLOCK_ROWS == (end - 1) // row_blocks.BLOCK_ROWS
             sizes.add(padded)
-    assert len(sizes) <= row_blocks.BLOCK_ROWS // row_blocks.ROW_MULTIPLE
+    assert len(sizes) <= row_blocks.BLOCK_ROWS // multiple
 
 
 @pytest.mark.parametrize("rows", [37, 128, 300])
