@@ -126,6 +126,40 @@ class BlockedLinearFunction(torch.autograd.Function):
         return grad_x.to(x_dtype), grad_weight, grad_bias, None
 
 
+class _PaddedRows(torch.autograd.Function):
+    """(rows, columns) → (padded, columns) in ``dtype``, zero rows appended: the cast to the
+    product's dtype and the padding in one copy; backward takes the first rows."""
+
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor, padded: int, dtype: torch.dtype) -> torch.Tensor:
+        ctx.rows, ctx.dtype = x.size(0), x.dtype
+        out = x.new_empty(padded, x.size(1), dtype=dtype)
+        out[: x.size(0)] = x
+        out[x.size(0) :].zero_()
+        return out
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None, None]:
+        return grad[: ctx.rows].to(ctx.dtype), None, None
+
+
+class _FirstRows(torch.autograd.Function):
+    """The first ``rows`` rows (a view); backward pads the gradient with zero rows, zeroing
+    only those (a slice's own backward zeroes the whole padded tensor first)."""
+
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor, rows: int) -> torch.Tensor:
+        ctx.padded = x.size(0)
+        return x[:rows]
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
+        out = grad.new_empty(ctx.padded, grad.size(1))
+        out[: grad.size(0)] = grad
+        out[grad.size(0) :].zero_()
+        return out, None
+
+
 def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
     """``F.linear``, its bfloat16 products on CPU in blocks of rows (module docstring); in
     float32, or elsewhere, the plain product.
@@ -140,12 +174,14 @@ def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> 
         return F.linear(x, weight, bias)
     rows = x.numel() // x.size(-1)
     flat = x.reshape(rows, x.size(-1))
-    if rows <= BLOCK_ROWS:
-        out = F.linear(_padded(flat, -(-rows // ROW_MULTIPLE) * ROW_MULTIPLE), weight, bias)
-        out = out[:rows]
-    else:
+    padded = -(-rows // ROW_MULTIPLE) * ROW_MULTIPLE
+    if rows > BLOCK_ROWS:
         with torch.autocast("cpu", enabled=False):
             out = BlockedLinearFunction.apply(flat, weight, bias, dtype)
+    elif padded == rows:
+        out = F.linear(flat, weight, bias)
+    else:
+        out = _FirstRows.apply(F.linear(_PaddedRows.apply(flat, padded, dtype), weight, bias), rows)
     return out.view(*x.shape[:-1], out.size(-1))
 
 
