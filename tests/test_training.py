@@ -15,6 +15,8 @@ import pytest
 import torch
 from hydra import compose, initialize_config_dir
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from tensorboard.plugins.custom_scalar import layout_pb2
+from tensorboard.plugins.hparams import plugin_data_pb2
 
 from seq2seq.checkpoint import load_checkpoint, save_checkpoint
 from seq2seq.config import PROJECT_ROOT, register_configs
@@ -90,6 +92,23 @@ def events(run_dir: Path) -> EventAccumulator:
     return accumulator
 
 
+def hparams_metric_tags(accumulator: EventAccumulator) -> set[str]:
+    """The scalar tags HPARAMS reads each run's metrics from."""
+    content = accumulator.PluginTagToContent("hparams")["_hparams_/experiment"]
+    experiment = plugin_data_pb2.HParamsPluginData.FromString(content).experiment
+    return {info.name.tag for info in experiment.metric_infos}
+
+
+def custom_scalar_layout(accumulator: EventAccumulator) -> list[tuple[str, list[str]]]:
+    """CUSTOM SCALARS' categories in order, each with every tag pattern of its charts."""
+    (event,) = accumulator.Tensors("custom_scalars__config__")
+    layout = layout_pb2.Layout.FromString(event.tensor_proto.string_val[0])
+    return [
+        (category.title, [tag for chart in category.chart for tag in chart.multiline.tag])
+        for category in layout.category
+    ]
+
+
 def test_run_writes_checkpoints_metrics_and_tensorboard(tmp_path: Path) -> None:
     run_dir = run(tmp_path, "run")
     metrics = json.loads((run_dir / "metrics.json").read_text())
@@ -117,6 +136,16 @@ def test_run_writes_checkpoints_metrics_and_tensorboard(tmp_path: Path) -> None:
     assert any(tag.startswith("valid/bleu_by_len/") for tag in scalars)
     assert "valid/aer" not in scalars  # no gold alignments in a TSV corpus
     assert [e.step for e in accumulator.Scalars("valid/bleu")] == [3, 6]
+    bleus = [e.value for e in accumulator.Scalars("valid/bleu")]
+    best = [e.value for e in accumulator.Scalars("valid/best_bleu")]
+    assert best == pytest.approx([max(bleus[: i + 1]) for i in range(len(bleus))])
+    assert best[-1] == pytest.approx(metrics["best_dev_bleu"])
+    assert not any(tag.startswith("hparams/") for tag in scalars)  # no one-point copies
+    hparam_tags = hparams_metric_tags(accumulator)
+    assert {"valid/best_bleu", "test/bleu", "test/chrf"} <= hparam_tags <= scalars
+    categories = custom_scalar_layout(accumulator)
+    assert [title for title, _ in categories][:2] == ["1 training", "2 validation"]
+    assert "^train/loss$" in categories[0][1] and "^valid/bleu$" in categories[1][1]
     for tag in ("alignment/0", "alignment/1"):
         images = accumulator.Images(tag)
         assert [image.step for image in images] == [3, 6]

@@ -1,7 +1,10 @@
 """What a run shows: TensorBoard scalars, alignment heatmaps, sample translations, HParams.
 
 One :class:`Reporter` (and so one TensorBoard writer) per run, created inside the Hydra task:
-a writer shared between multirun jobs would write into the wrong run.
+a writer shared between multirun jobs would write into the wrong run. The curves come first in
+CUSTOM SCALARS (:data:`SCALAR_LAYOUT`: training, then validation, then test); HPARAMS reads its
+metrics from those same tags (``valid/best_bleu``, ``test/bleu``, ...), so no metric is written
+twice and SCALARS holds no one-point ``hparams/*`` charts.
 """
 
 from __future__ import annotations
@@ -69,6 +72,29 @@ HPARAM_KEYS = (
 )
 
 
+# CUSTOM SCALARS, in this order (each chart: tag regular expressions drawn on one set of axes).
+SCALAR_LAYOUT = {
+    "1 training": {
+        "loss (per target token)": ["Multiline", ["^train/loss$"]],
+        "learning rate": ["Multiline", ["^train/lr$"]],
+        "target tokens/s": ["Multiline", ["^train/tokens_per_sec$"]],
+        "skipped updates": ["Multiline", ["^train/skipped_updates$"]],
+    },
+    "2 validation": {
+        "BLEU (and the best so far)": ["Multiline", ["^valid/bleu$", "^valid/best_bleu$"]],
+        "chrF": ["Multiline", ["^valid/chrf$"]],
+        "loss": ["Multiline", ["^valid/loss$"]],
+        "AER": ["Multiline", ["^valid/aer"]],
+        "BLEU by source length": ["Multiline", ["^valid/bleu_by_len/"]],
+        "probes": ["Multiline", ["^valid/(word_order|long_range)"]],
+    },
+    "3 test (the best checkpoint, once)": {
+        "BLEU": ["Multiline", ["^test[^/]*/bleu$"]],
+        "chrF": ["Multiline", ["^test[^/]*/chrf$"]],
+    },
+}
+
+
 class Reporter:
     def __init__(
         self,
@@ -83,6 +109,7 @@ class Reporter:
         self.precision = precision
         self.data = data
         self.writer = SummaryWriter(log_dir=str(run_dir))
+        self.writer.add_custom_scalars(SCALAR_LAYOUT)
         self.model = model
         # A Transformer decoder's cross-attention per layer and head (alignment_heads/<n>).
         self.transformer = model.decoder if isinstance(model.decoder, TransformerDecoder) else None
@@ -114,9 +141,11 @@ class Reporter:
             skipped,
         )
 
-    def validation(self, step: int, result: EvalResult) -> None:
+    def validation(self, step: int, result: EvalResult, best_bleu: float) -> None:
+        """Dev scores at ``step`` and the best dev BLEU so far (the run's HParams metric)."""
         for name, value in result.metrics.items():
             self.writer.add_scalar(f"valid/{name}", value, step)
+        self.writer.add_scalar("valid/best_bleu", best_bleu, step)
         for bucket, value in result.bleu_by_length.items():
             self.writer.add_scalar(f"valid/bleu_by_len/{bucket}", value, step)
         if not self.signature_logged:
@@ -288,22 +317,19 @@ class Reporter:
         self.writer.close()
 
     def close(self, final: dict[str, Any]) -> None:
-        """HParams entry: this run's settings beside its final numbers, then flush and close."""
-        metrics = {"hparams/best_dev_bleu": final["best_dev_bleu"]}
-        for split in ("test", "long"):
-            for name in ("bleu", "chrf", "aer"):
-                if name in final.get(split, {}):
-                    metrics[f"hparams/{split}_{name}"] = final[split][name]
+        """HParams entry: this run's settings beside the tags of its final numbers (HPARAMS
+        shows each tag's last value), then flush and close."""
+        metrics = {"valid/best_bleu": final["best_dev_bleu"]}
         probes = [("word_order", name) for name in WORD_ORDER_METRICS]
-        for split, name in [*probes, ("long_range", LONG_RANGE_METRIC)]:
+        chosen = [(split, name) for split in ("test", "long") for name in ("bleu", "chrf", "aer")]
+        for split, name in [*chosen, *probes, ("long_range", LONG_RANGE_METRIC)]:
             if name in final.get(split, {}):
-                metrics[f"hparams/{name}"] = final[split][name]
+                prefix = "test" if split == "test" else f"test_{split}"
+                metrics[f"{prefix}/{name}"] = final[split][name]
         params = {key: _lookup(self.cfg, key) for key in HPARAM_KEYS}
         params["precision_used"] = self.precision.used  # trainer.precision may say auto
         for summary in hparams(params, metrics):
             self.writer.file_writer.add_summary(summary)
-        for tag, value in metrics.items():
-            self.writer.add_scalar(tag, value, 0)
         self.writer.close()
 
 

@@ -371,7 +371,7 @@ class Trainer:
                     self.t.keep_checkpoints,
                 )
             if result and self.reporter:  # a self-attention encoder's heatmaps: the average
-                self.reporter.validation(progress.step, result)
+                self.reporter.validation(progress.step, result, progress.best_bleu)
         self.scheduler.after_validation(bleu)
         if result:
             log_validation(progress, result)
