@@ -30,7 +30,6 @@ from seq2seq.device import choose_precision, keep_freed_memory
 from seq2seq.model.seq2seq import build_model
 from seq2seq.provenance import provenance
 from seq2seq.roofline import matmul_flop_counter
-from seq2seq.training.averaging import WeightAverage
 from seq2seq.training.distributed import (
     current_ranks,
     data_parallel,
@@ -40,6 +39,7 @@ from seq2seq.training.distributed import (
     main_first,
     training_device,
 )
+from seq2seq.training.ema import WeightAverage
 from seq2seq.training.schedule import LearningRateSchedule
 from seq2seq.training.step import TrainingStep, build_optimizer
 from seq2seq.training.trainer import training_sampler

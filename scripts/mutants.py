@@ -29,7 +29,7 @@ TESTS = [
     "tests/test_translation_metrics.py",
     "tests/test_alignment.py",
     "tests/test_word_order.py",
-    "tests/test_averaging_and_schedule.py",
+    "tests/test_ema_and_schedule.py",
     "tests/test_data.py",
     "tests/test_corpus_formats.py",
     "tests/test_token_store.py",
@@ -65,7 +65,7 @@ A, D, E, S, W, R, L = (
 T = "seq2seq/model/transformer.py"
 # The training loop's parts and the metrics (the hand-written loops are L above: if that file
 # moves, changing L moves all of its mutants).
-B, V, P = "seq2seq/data/batching.py", "seq2seq/training/averaging.py", "seq2seq/training/step.py"
+B, V, P = "seq2seq/data/batching.py", "seq2seq/training/ema.py", "seq2seq/training/step.py"
 DC, DT = "seq2seq/data/corpus.py", "seq2seq/data/tokenizer.py"
 DS, TS = "seq2seq/data/dataset.py", "seq2seq/data/token_store.py"
 SS = "seq2seq/data/subword_sampling.py"

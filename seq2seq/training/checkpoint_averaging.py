@@ -1,7 +1,7 @@
 """Averaging the weights of saved checkpoints (``scripts/average_checkpoints.py``).
 
 The mean of the weights at the last few validations sits nearer the centre of the region late
-training wanders in than any one of them, as the EMA does during training (averaging.py), and
+training wanders in than any one of them, as the EMA does during training (ema.py), and
 costs nothing at decoding time (Junczys-Dowmunt et al. 2016; fairseq's and OpenNMT-py's
 ``average_checkpoints``). The checkpoints must be of one model: the same architecture and the
 same sentencepiece models, else their weights mean nothing to each other.

@@ -17,8 +17,8 @@ from seq2seq.checkpoint import CheckpointError, restore_rng_state, validation_ch
 from seq2seq.data.batching import BucketBatchSampler
 from seq2seq.files import atomic_write_bytes
 from seq2seq.model.seq2seq import Seq2Seq
-from seq2seq.training.averaging import WeightAverage
 from seq2seq.training.distributed import Ranks
+from seq2seq.training.ema import WeightAverage
 from seq2seq.training.schedule import LearningRateSchedule
 from seq2seq.training.step import TrainingStep
 

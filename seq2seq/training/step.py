@@ -15,7 +15,7 @@ from seq2seq.data.batching import Batch
 from seq2seq.device import autocast, autocast_dtype
 from seq2seq.metrics.loss import sequence_loss
 from seq2seq.model.seq2seq import Seq2Seq
-from seq2seq.training.averaging import WeightAverage
+from seq2seq.training.ema import WeightAverage
 
 LOSS_NORMALIZATIONS = ("tokens", "sentences")
 

@@ -37,7 +37,6 @@ from seq2seq.model.attention import fit_source_idf
 from seq2seq.model.seq2seq import Seq2Seq, build_model
 from seq2seq.provenance import code_commit, code_record
 from seq2seq.search import SearchSettings
-from seq2seq.training.averaging import WeightAverage
 from seq2seq.training.distributed import (
     Ranks,
     assert_same_weights,
@@ -49,6 +48,7 @@ from seq2seq.training.distributed import (
     max_over_ranks,
     training_device,
 )
+from seq2seq.training.ema import WeightAverage
 from seq2seq.training.reporting import Reporter
 from seq2seq.training.resume import (
     TrainingProgress,

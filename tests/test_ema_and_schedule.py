@@ -9,7 +9,7 @@ import torch
 from omegaconf import OmegaConf
 
 from seq2seq.config import TrainerConfig
-from seq2seq.training.averaging import WeightAverage
+from seq2seq.training.ema import WeightAverage
 from seq2seq.training.schedule import LearningRateSchedule, step_lr
 
 
