@@ -4,10 +4,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import torch
 from hydra import compose, initialize_config_dir
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
-from seq2seq.config import PROJECT_ROOT, register_configs
+from seq2seq.config import PROJECT_ROOT, ModelConfig, register_configs
+from seq2seq.data.batching import Batch, collate
+from seq2seq.metrics.loss import sequence_loss
+from seq2seq.model.seq2seq import Seq2Seq, build_model
 
 
 def tsv_config(tiny_tsv_dir: Path, cache: Path, train: str | Path, *overrides: str) -> DictConfig:
@@ -28,3 +32,64 @@ def tsv_config(tiny_tsv_dir: Path, cache: Path, train: str | Path, *overrides: s
                 *overrides,
             ],
         )
+
+
+VOCAB = 30
+
+
+def small_model(
+    attention: str = "bahdanau",
+    rnn: str = "gru",
+    style: str = "bahdanau",
+    feeding: bool = True,
+    kernels: str = "auto",
+    tie: bool = False,
+) -> Seq2Seq:
+    """A tiny RNN model (vocabulary ``VOCAB``, widths 6–12, no dropout) in eval mode, seeded."""
+    cfg = OmegaConf.structured(
+        ModelConfig(
+            name="test",
+            rnn=rnn,
+            embed_size=8,
+            encoder_hidden=6,
+            decoder_hidden=12,  # 2 * encoder_hidden: dot attention works
+            decoder_style=style,
+            input_feeding=feeding,
+            dropout=0.0,
+            kernels=kernels,
+        )
+    )
+    cfg.attention.name, cfg.attention.size, cfg.attention.heads = attention, 12, 2
+    cfg.decoder.tie_embeddings = tie
+    torch.manual_seed(0)
+    return build_model(cfg, VOCAB, VOCAB).eval()
+
+
+def padded_batch() -> Batch:
+    """Source lengths 5, 2, 3 and 1: every row but one has padding the attention must skip."""
+    sources = [[5, 6, 7, 8, 9], [10, 11], [12, 13, 14], [15]]
+    targets = [[15, 16, 17], [18, 19, 20, 21], [22], [23, 24]]
+    return collate(sources, targets, [0, 1, 2, 3])
+
+
+def training_run(model: Seq2Seq, batch: Batch) -> tuple[torch.Tensor, torch.Tensor, dict]:
+    """Logits, weights and every parameter's gradient of a loss that reads both outputs."""
+    model.zero_grad()
+    logits, weights = model(batch)
+    loss = sequence_loss(logits.float(), batch.tgt_out, 0.1)
+    if weights is not None:  # they enter the loss too: their path through the softmax is checked
+        probe = torch.linspace(-1, 1, weights.numel(), dtype=weights.dtype).view_as(weights)
+        loss = loss + (weights * probe).sum()
+    loss.backward()
+    grads = {name: p.grad.clone() for name, p in model.named_parameters() if p.grad is not None}
+    return logits, weights, grads
+
+
+def graph_nodes(node: object, seen: set | None = None) -> set:
+    """Every autograd node reachable from ``node`` (a ``grad_fn``)."""
+    seen = set() if seen is None else seen
+    if node is not None and node not in seen:
+        seen.add(node)
+        for child, _ in node.next_functions:
+            graph_nodes(child, seen)
+    return seen

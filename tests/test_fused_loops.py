@@ -6,44 +6,13 @@ from __future__ import annotations
 
 import pytest
 import torch
+from helpers import graph_nodes, padded_batch, small_model, training_run
 from torch import nn
 
-from seq2seq.data.batching import collate
 from seq2seq.data.tokenizer import PAD_ID
 from seq2seq.fast.recurrence import GRULoop
-from seq2seq.metrics.loss import sequence_loss
 from seq2seq.model.cells import gru_update
 from seq2seq.model.seq2seq import Seq2Seq
-from tests.test_model import small_model
-
-
-def padded_batch():
-    """Source lengths 5, 2, 3 and 1: every row but one has padding the attention must skip."""
-    sources = [[5, 6, 7, 8, 9], [10, 11], [12, 13, 14], [15]]
-    targets = [[15, 16, 17], [18, 19, 20, 21], [22], [23, 24]]
-    return collate(sources, targets, [0, 1, 2, 3])
-
-
-def training_run(model: Seq2Seq, batch) -> tuple[torch.Tensor, torch.Tensor, dict]:
-    """Logits, weights and every parameter's gradient of a loss that reads both outputs."""
-    model.zero_grad()
-    logits, weights = model(batch)
-    loss = sequence_loss(logits.float(), batch.tgt_out, 0.1)
-    if weights is not None:  # they enter the loss too: their path through the softmax is checked
-        probe = torch.linspace(-1, 1, weights.numel(), dtype=weights.dtype).view_as(weights)
-        loss = loss + (weights * probe).sum()
-    loss.backward()
-    grads = {name: p.grad.clone() for name, p in model.named_parameters() if p.grad is not None}
-    return logits, weights, grads
-
-
-def graph_nodes(node, seen: set | None = None) -> set:
-    seen = set() if seen is None else seen
-    if node is not None and node not in seen:
-        seen.add(node)
-        for child, _ in node.next_functions:
-            graph_nodes(child, seen)
-    return seen
 
 
 @pytest.mark.parametrize(("style", "loop"), [("bahdanau", "Bahdanau"), ("luong", "Luong")])

@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 import torch
+from helpers import VOCAB, padded_batch, small_model
 from omegaconf import OmegaConf
 
 import seq2seq.fast
@@ -20,8 +21,6 @@ from seq2seq.model.seq2seq import Seq2Seq, build_model
 from seq2seq.search import SearchSettings, beam_search, greedy_search
 from seq2seq.training.resume import check_resume_config
 from seq2seq.training.step import TrainingStep, build_optimizer
-from tests.test_fused_loops import padded_batch
-from tests.test_model import VOCAB, small_model
 
 FAST = Path(seq2seq.fast.__file__).parent
 

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from helpers import VOCAB, small_model
 from omegaconf import OmegaConf
 
 from seq2seq.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
@@ -16,35 +17,6 @@ from seq2seq.metrics.loss import sequence_loss
 from seq2seq.model.decoder import LuongDecoder
 from seq2seq.model.seq2seq import Seq2Seq, build_model
 from seq2seq.search import greedy_search
-
-VOCAB = 30
-
-
-def small_model(
-    attention: str = "bahdanau",
-    rnn: str = "gru",
-    style: str = "bahdanau",
-    feeding: bool = True,
-    kernels: str = "auto",
-    tie: bool = False,
-) -> Seq2Seq:
-    cfg = OmegaConf.structured(
-        ModelConfig(
-            name="test",
-            rnn=rnn,
-            embed_size=8,
-            encoder_hidden=6,
-            decoder_hidden=12,  # 2 * encoder_hidden: dot attention works
-            decoder_style=style,
-            input_feeding=feeding,
-            dropout=0.0,
-            kernels=kernels,
-        )
-    )
-    cfg.attention.name, cfg.attention.size, cfg.attention.heads = attention, 12, 2
-    cfg.decoder.tie_embeddings = tie
-    torch.manual_seed(0)
-    return build_model(cfg, VOCAB, VOCAB).eval()
 
 
 def toy_batch():

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import pytest
 import torch
+from helpers import small_model as seq2seq_model
 from torch import nn
 
 from seq2seq.device import Support, cpu_capability
 from seq2seq.fast import prepacked
 from seq2seq.fast.prepacked import prepacked_for_search, prepacked_linears
 from seq2seq.fast.private_ops import packed_linear_usable
-from tests.test_model import small_model as seq2seq_model
 
 needs_onednn_bf16 = pytest.mark.skipif(
     not packed_linear_usable(),

@@ -8,14 +8,13 @@ from collections.abc import Iterator
 
 import pytest
 import torch
+from helpers import padded_batch, small_model, training_run
 
 from seq2seq.device import Support
 from seq2seq.fast import prepacked
 from seq2seq.fast.dropout import Dropout
 from seq2seq.fast.prepacked import prepacked_for_search
 from seq2seq.fast.private_ops import usable
-from tests.test_fused_loops import padded_batch, training_run
-from tests.test_model import small_model
 
 LOGGER = "seq2seq.fast.private_ops"
 

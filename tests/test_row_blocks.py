@@ -7,13 +7,13 @@ from contextlib import nullcontext
 
 import pytest
 import torch
+from helpers import small_model
 from torch import nn
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from seq2seq.fast import row_blocks
 from seq2seq.fast.row_blocks import BlockedLinear, weight_gradient
 from seq2seq.fast.row_blocks import row_blocks as blocks_of
-from tests.test_model import small_model
 
 PRODUCTS = (torch.ops.aten.mm.default, torch.ops.aten.addmm.default, torch.ops.aten.bmm.default)
 

@@ -8,10 +8,10 @@ from contextlib import nullcontext
 
 import pytest
 import torch
+from helpers import graph_nodes
 from torch import nn
 
 from seq2seq.fast.stepwise import StepwiseProducts, SummedOverSteps
-from tests.test_fused_loops import graph_nodes
 
 
 def recurrence(layer: nn.Linear, values: torch.Tensor, inputs, products) -> torch.Tensor:
