@@ -44,8 +44,10 @@ def small_model(
     feeding: bool = True,
     kernels: str = "auto",
     tie: bool = False,
+    seed: int = 0,
 ) -> Seq2Seq:
-    """A tiny RNN model (vocabulary ``VOCAB``, widths 6–12, no dropout) in eval mode, seeded."""
+    """A tiny RNN model (vocabulary ``VOCAB``, widths 6–12, no dropout) in eval mode, its
+    weights drawn after ``torch.manual_seed(seed)``."""
     cfg = OmegaConf.structured(
         ModelConfig(
             name="test",
@@ -61,7 +63,7 @@ def small_model(
     )
     cfg.attention.name, cfg.attention.size, cfg.attention.heads = attention, 12, 2
     cfg.decoder.tie_embeddings = tie
-    torch.manual_seed(0)
+    torch.manual_seed(seed)
     return build_model(cfg, VOCAB, VOCAB).eval()
 
 

@@ -6,12 +6,12 @@ import math
 
 import pytest
 import torch
+from helpers import VOCAB, small_model
 from omegaconf import OmegaConf
 
-from seq2seq.config import ModelConfig
 from seq2seq.data.batching import Batch, collate
 from seq2seq.data.tokenizer import BOS_ID, EOS_ID
-from seq2seq.model.seq2seq import Seq2Seq, build_model
+from seq2seq.model.seq2seq import Seq2Seq
 from seq2seq.search import (
     CANDIDATE_CHUNK,
     SearchSettings,
@@ -24,26 +24,9 @@ from seq2seq.search import (
     translate_batch,
 )
 
-VOCAB = 30
-
 
 def random_model(attention: str, rnn: str, seed: int, style: str = "bahdanau") -> Seq2Seq:
-    cfg = OmegaConf.structured(
-        ModelConfig(
-            name="test",
-            rnn=rnn,
-            embed_size=8,
-            encoder_hidden=6,
-            decoder_hidden=12,
-            decoder_style=style,
-            dropout=0.0,
-        )
-    )
-    cfg.attention.name, cfg.attention.size = attention, 12
-    if attention == "multihead":
-        cfg.attention.heads = 2
-    torch.manual_seed(seed)
-    return build_model(cfg, VOCAB, VOCAB).eval()
+    return small_model(attention, rnn, style, seed=seed)
 
 
 def random_batch(seed: int, size: int = 6) -> Batch:
