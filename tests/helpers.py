@@ -12,6 +12,7 @@ from seq2seq.config import PROJECT_ROOT, ModelConfig, register_configs
 from seq2seq.data.batching import Batch, collate
 from seq2seq.metrics.loss import sequence_loss
 from seq2seq.model.seq2seq import Seq2Seq, build_model
+from seq2seq.training.trainer import train
 
 
 def tsv_config(tiny_tsv_dir: Path, cache: Path, train: str | Path, *overrides: str) -> DictConfig:
@@ -95,3 +96,27 @@ def graph_nodes(node: object, seen: set | None = None) -> set:
         for child, _ in node.next_functions:
             graph_nodes(child, seen)
     return seen
+
+
+def train_synthetic(tmp_path: Path, steps: int, eval_every: int, *overrides: str) -> Path:
+    """A tiny run on the synthetic corpus (its gold links give AER): small vocabularies in a
+    private cache, ``steps`` updates on one thread in fp32, heatmaps of dev sentence 0."""
+    register_configs()
+    quick = [
+        "data.src_vocab_size=400",
+        "data.tgt_vocab_size=300",
+        f"data.cache_dir={tmp_path / 'cache'}",
+        f"trainer.max_steps={steps}",
+        f"trainer.eval_every={eval_every}",
+        "trainer.batch_size=32",
+        "trainer.progress=false",
+        "trainer.max_minutes=0",
+        "trainer.threads=1",
+        "trainer.precision=fp32",
+        "viz.examples=[0]",
+    ]
+    with initialize_config_dir(str(PROJECT_ROOT / "configs"), version_base="1.3"):
+        cfg = compose("config", overrides=[*overrides, *quick])
+    run_dir = tmp_path / "run"
+    train(cfg, run_dir)
+    return run_dir

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from helpers import train_synthetic
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from seq2seq.checkpoint import load_checkpoint
@@ -17,7 +18,6 @@ from seq2seq.data.synthetic.lexicon import CONNECTORS
 from seq2seq.data.synthetic.links import LongRangePair
 from seq2seq.data.tokenizer import EOS_ID, SubwordTokenizer
 from seq2seq.metrics.long_range import long_range_accuracy, probe_word
-from tests.test_training import train_synthetic
 
 SIZES = dict(train=300, dev=20, test=20, long_test=10, seed=3, word_order_train=10, word_order=5)
 

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from helpers import train_synthetic
 from omegaconf import OmegaConf
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
@@ -19,7 +20,6 @@ from seq2seq.inference import load_translator
 from seq2seq.model.seq2seq import Seq2Seq, build_model
 from seq2seq.search import SearchSettings, beam_search, greedy_search
 from seq2seq.training.schedule import step_lr
-from tests.test_training import train_synthetic
 
 VOCAB = 30
 
