@@ -27,6 +27,7 @@ from hydra import compose, initialize_config_dir
 from seq2seq.config import PROJECT_ROOT, register_configs
 from seq2seq.data.dataset import load_training_data
 from seq2seq.device import choose_precision, keep_freed_memory
+from seq2seq.fast.kernels import accelerate
 from seq2seq.model.seq2seq import build_model
 from seq2seq.provenance import provenance
 from seq2seq.roofline import matmul_flop_counter
@@ -74,7 +75,8 @@ def main() -> None:
     precision = choose_precision(t.precision, device)
     with main_first(ranks):
         data = load_training_data(cfg.data)
-    model = build_model(cfg.model, len(data.source_tokenizer), len(data.target_tokenizer), device)
+    model = build_model(cfg.model, len(data.source_tokenizer), len(data.target_tokenizer))
+    accelerate(model, cfg.model.kernels, device)
     model.to(device)
     optimizer = build_optimizer(model, t.lr)
     update = TrainingStep(

@@ -34,6 +34,7 @@ from seq2seq.evaluation import (
     translate_split,
     word_order_scores,
 )
+from seq2seq.fast.kernels import accelerate
 from seq2seq.fast.prepacked import prepacked_for_search
 from seq2seq.files import atomic_write_bytes
 from seq2seq.metrics.alignment import (
@@ -188,7 +189,8 @@ def load_translator(path: str | Path, device: str = "auto", precision: str = "au
     try:
         source = SubwordTokenizer(state["source_spm"])
         target = SubwordTokenizer(state["target_spm"])
-        model = build_model(config.model, len(source), len(target), target_device)
+        model = build_model(config.model, len(source), len(target))
+        accelerate(model, config.model.kernels, target_device)
     except (RuntimeError, TypeError, ValueError) as error:
         raise CheckpointError(
             f"{path}: unusable config or sentencepiece model ({error})"

@@ -10,6 +10,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from seq2seq.config import PROJECT_ROOT, ModelConfig, register_configs
 from seq2seq.data.batching import Batch, collate
+from seq2seq.fast.kernels import accelerate
 from seq2seq.metrics.loss import sequence_loss
 from seq2seq.model.seq2seq import Seq2Seq, build_model
 from seq2seq.training.trainer import train
@@ -48,7 +49,8 @@ def small_model(
     seed: int = 0,
 ) -> Seq2Seq:
     """A tiny RNN model (vocabulary ``VOCAB``, widths 6–12, no dropout) in eval mode, its
-    weights drawn after ``torch.manual_seed(seed)``."""
+    weights drawn after ``torch.manual_seed(seed)``, with ``kernels`` as an entry point would
+    give it on CPU."""
     cfg = OmegaConf.structured(
         ModelConfig(
             name="test",
@@ -65,7 +67,7 @@ def small_model(
     cfg.attention.name, cfg.attention.size, cfg.attention.heads = attention, 12, 2
     cfg.decoder.tie_embeddings = tie
     torch.manual_seed(seed)
-    return build_model(cfg, VOCAB, VOCAB).eval()
+    return accelerate(build_model(cfg, VOCAB, VOCAB), kernels, torch.device("cpu")).eval()
 
 
 def padded_batch() -> Batch:

@@ -17,6 +17,8 @@ from omegaconf import OmegaConf
 
 import seq2seq.fast
 from seq2seq.config import ModelConfig
+from seq2seq.fast.kernels import accelerate
+from seq2seq.model.encoder import RNNEncoder
 from seq2seq.model.seq2seq import Seq2Seq, build_model
 from seq2seq.search import SearchSettings, beam_search, greedy_search
 from seq2seq.training.resume import check_resume_config
@@ -38,7 +40,7 @@ def model_with_dropout(kernels: str, **overrides: Any) -> Seq2Seq:
     )
     cfg.attention.name, cfg.attention.size = "bahdanau", 12
     torch.manual_seed(0)
-    return build_model(cfg, VOCAB, VOCAB)
+    return accelerate(build_model(cfg, VOCAB, VOCAB), kernels, torch.device("cpu"))
 
 
 def fast_code_called(run: Callable[[], object]) -> set[str]:
@@ -92,13 +94,18 @@ def test_with_reference_kernels_training_and_search_run_only_the_plain_modules(
 
 
 def test_auto_is_the_fast_kernels_on_cpu_and_the_reference_elsewhere() -> None:
+    """build_model gives the reference modules; accelerate swaps the fast ones in on CPU only."""
     cfg = OmegaConf.structured(ModelConfig(name="t", embed_size=8, decoder_hidden=12))
     cfg.attention.name = "bahdanau"
-    assert build_model(cfg, VOCAB, VOCAB).kernels == "fast"
-    assert build_model(cfg, VOCAB, VOCAB, torch.device("cuda")).kernels == "reference"
-    cfg.kernels = "fastest"
+    built = build_model(cfg, VOCAB, VOCAB)
+    assert built.kernels == "reference" and type(built.encoder) is RNNEncoder
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    assert accelerate(build_model(cfg, VOCAB, VOCAB), "auto", cuda).kernels == "reference"
+    assert accelerate(build_model(cfg, VOCAB, VOCAB), "reference", cpu).kernels == "reference"
+    fast = accelerate(built, "auto", cpu)
+    assert fast is built and fast.kernels == "fast" and type(fast.encoder) is not RNNEncoder
     with pytest.raises(ValueError, match=r"model.kernels must be one of \('auto', 'reference'\)"):
-        build_model(cfg, VOCAB, VOCAB)
+        accelerate(build_model(cfg, VOCAB, VOCAB), "fastest", cpu)
 
 
 @pytest.mark.parametrize(("attention", "style"), [("bahdanau", "bahdanau"), ("general", "luong")])

@@ -13,13 +13,15 @@ PACKAGE = Path(__file__).resolve().parents[1] / "seq2seq"
 
 # Lowest first. A module may import from its own layer and the layers before it, never from a
 # later one. config/device/files are leaves every layer may use; viz draws what training and
-# inference hand it, and knows nothing of either. fast (the model's speed layer) shares the
-# model's layer: its kernels subclass the model's modules, and the model's builder swaps them in.
+# inference hand it, and knows nothing of either. fast (the speed layer) sits above the model
+# and search: its kernels subclass the model's modules and the entry points apply it
+# (fast.kernels.accelerate), so neither the model nor search knows it exists.
 LAYERS: tuple[tuple[str, ...], ...] = (
     ("config", "device", "files", "config_docs", "provenance", "roofline"),
     ("data",),
-    ("model", "fast"),
+    ("model",),
     ("search",),
+    ("fast",),
     ("metrics", "viz"),
     ("evaluation", "checkpoint"),
     ("training",),

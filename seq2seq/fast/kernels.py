@@ -1,11 +1,13 @@
 """``model.kernels``: which fast kernel stands in for which reference module, and where.
 
-The model is always built from the reference modules (``seq2seq/model/``), so the parameters,
-their initial values and the random numbers drawn are the same either way. With
-``model.kernels=auto`` on CPU, where each was measured to pay (docs/speed.md), the builder then
-swaps in the fast kernels of this package; ``reference`` (and ``auto`` on other devices) trains
-and decodes through the plain modules only. The swap is the one place that decides: no model
-class looks at the device or at which kernels it runs.
+``build_model`` builds the reference modules (``seq2seq/model/``) only, so the parameters, their
+initial values and the random numbers drawn are the same either way, and the model knows
+nothing of this package. Each entry point (training, the benchmark, evaluation and translation,
+the explorer through them) then calls :func:`accelerate`: with ``model.kernels=auto`` on CPU,
+where each was measured to pay (docs/speed.md), it swaps in the fast kernels of this package;
+``reference`` (and ``auto`` on other devices) trains and decodes through the plain modules.
+The swap is the one place that decides: no model class looks at the device or at which
+kernels it runs.
 """
 
 from __future__ import annotations
@@ -35,6 +37,15 @@ def fast_kernels_pay(kernels: str, device: torch.device) -> bool:
     if kernels not in KERNELS:
         raise ValueError(f"model.kernels must be one of {KERNELS}, got {kernels!r}")
     return kernels == "auto" and device.type == "cpu"
+
+
+def accelerate(model: nn.Module, kernels: str, device: torch.device) -> nn.Module:
+    """``model`` (built by ``build_model``) with the fast kernels where ``kernels`` asks for
+    them on ``device``, the device it will run on; ``model.kernels`` says which it got."""
+    if fast_kernels_pay(kernels, device):
+        use_fast_kernels(model)
+        model.kernels = "fast"
+    return model
 
 
 def use_fast_kernels(model: nn.Module) -> None:

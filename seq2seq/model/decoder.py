@@ -15,8 +15,8 @@ projection, and the output layer over all steps, are each one large matrix produ
 the loop body is the attention, one or two small matrix products and the gate arithmetic.
 
 This is the definition that trains with ``model.kernels=reference``; with ``auto`` on CPU the
-builder swaps in the subclasses of :mod:`seq2seq.fast.modules` (hand-written loops, the same
-numbers, held to this code by the tests).
+entry points swap in the subclasses of :mod:`seq2seq.fast.modules` (hand-written loops, the
+same numbers, held to this code by the tests).
 """
 
 from __future__ import annotations

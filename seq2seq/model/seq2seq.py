@@ -9,7 +9,6 @@ from torch import nn
 
 from seq2seq.config import ModelConfig
 from seq2seq.data.batching import Batch
-from seq2seq.fast.kernels import fast_kernels_pay, use_fast_kernels
 from seq2seq.model.attention import build_attention
 from seq2seq.model.decoder import BahdanauDecoder, LuongDecoder, RNNDecoder
 from seq2seq.model.encoder import (
@@ -26,8 +25,6 @@ DECODER_TYPES = ("rnn", "transformer")
 
 log = logging.getLogger(__name__)
 
-CPU = torch.device("cpu")
-
 # Scorers that read model.attention.size (the others' sizes follow from the RNNs).
 SIZED_SCORERS = ("bahdanau", "multihead")
 
@@ -37,7 +34,7 @@ class Seq2Seq(nn.Module):
         super().__init__()
         self.encoder = encoder
         self.decoder = decoder
-        # "fast" where build_model swapped in seq2seq.fast's kernels (search reads it too).
+        # "fast" where seq2seq.fast.kernels.accelerate swapped in its kernels (search reads it).
         self.kernels = "reference"
 
     @property
@@ -128,15 +125,9 @@ def build_encoder(cfg: ModelConfig, src_vocab_size: int) -> Encoder:
     raise ValueError(f"model.encoder.name must be one of {ENCODER_TYPES}, got {cfg.encoder.name!r}")
 
 
-def build_model(
-    cfg: ModelConfig,
-    src_vocab_size: int,
-    tgt_vocab_size: int,
-    device: torch.device = CPU,
-) -> Seq2Seq:
-    """The model of ``cfg`` from the reference modules, then, where ``model.kernels`` asks for
-    them on ``device`` (the device it will run on), the fast kernels of :mod:`seq2seq.fast`."""
-    fast = fast_kernels_pay(cfg.kernels, device)
+def build_model(cfg: ModelConfig, src_vocab_size: int, tgt_vocab_size: int) -> Seq2Seq:
+    """The model of ``cfg`` from the reference modules (the definition): entry points hand it
+    to :func:`seq2seq.fast.kernels.accelerate` for the speed layer (``model.kernels``)."""
     for note in ineffective_options(cfg):
         log.warning("%s", note)
     encoder = build_encoder(cfg, src_vocab_size)
@@ -157,9 +148,6 @@ def build_model(
         share_source_and_target_embeddings(model)
     if cfg.param_init > 0:
         initialize_uniform(model, cfg.param_init)
-    if fast:
-        use_fast_kernels(model)
-        model.kernels = "fast"
     return model
 
 

@@ -32,6 +32,7 @@ from seq2seq.data.subword_sampling import SubwordSampler
 from seq2seq.data.tokenizer import SubwordTokenizer
 from seq2seq.device import PrecisionChoice, choose_precision, hardware_summary
 from seq2seq.evaluation import EvalResult, evaluate
+from seq2seq.fast.kernels import accelerate
 from seq2seq.files import atomic_write_bytes
 from seq2seq.model.attention import fit_source_idf
 from seq2seq.model.seq2seq import Seq2Seq, build_model
@@ -139,9 +140,8 @@ class Trainer:
 
     def build_model_and_update(self) -> None:
         t, data, ranks = self.t, self.data, self.ranks
-        model = build_model(
-            self.cfg.model, len(data.source_tokenizer), len(data.target_tokenizer), self.device
-        )
+        model = build_model(self.cfg.model, len(data.source_tokenizer), len(data.target_tokenizer))
+        accelerate(model, self.cfg.model.kernels, self.device)
         self.model = model.to(self.device)
         if fit_source_idf(model, data.splits["train"].source_ids):  # model/attention=tfidf
             log.info("tfidf: IDF of the source pieces over %d sentences", len(data.splits["train"]))
