@@ -38,10 +38,7 @@ if BROWSER is None or DRIVER is None:
     )
 
 from selenium import webdriver  # noqa: E402 (only where a browser exists)
-from selenium.common.exceptions import (  # noqa: E402
-    StaleElementReferenceException,
-    TimeoutException,
-)
+from selenium.common.exceptions import StaleElementReferenceException  # noqa: E402
 from selenium.webdriver.chrome.service import Service  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.common.keys import Keys  # noqa: E402
@@ -49,6 +46,7 @@ from selenium.webdriver.remote.webelement import WebElement  # noqa: E402
 from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
 
 WAIT_SECONDS = 60  # a loaded 2-core machine; a quiet one answers in about a second
+STILL_SECONDS = 1.0  # an element that has not moved for this long is where a click will land
 
 
 # Runs scripts/explore.py with an audit hook that logs every socket connection and name lookup
@@ -78,6 +76,7 @@ class Server:
     temp_root: Path  # the TMPDIR the app was given: its temporary directory lives here
     workdir: Path  # the app's working directory, which it must leave untouched
     network_log: Path  # connections and lookups of hosts outside the loopback, one a line
+    checkpoints: list[Path]  # served in this order: column k shows checkpoints[k]
 
 
 def free_port() -> int:
@@ -109,7 +108,7 @@ def start_server(checkpoints: list[Path], tmp: Path) -> Server:
             if "http://" in line:  # the app prints the URL once it serves
                 url = line.split("open ", 1)[1].split()[0]
                 assert url == f"http://127.0.0.1:{port}", line
-                return Server(process, url, temp_root, workdir, network_log)
+                return Server(process, url, temp_root, workdir, network_log, checkpoints)
         time.sleep(0.2)
     process.kill()
     raise AssertionError(f"the explorer did not serve:\n{output.read_text(encoding='utf-8')}")
@@ -121,7 +120,12 @@ def server(tiny_checkpoint: Path, tmp_path_factory: pytest.TempPathFactory) -> I
 
     tmp = tmp_path_factory.mktemp("explorer-server")
     distracted = run(tmp, "distracted", "model=distracted", "trainer.max_steps=4")
-    served = start_server([tiny_checkpoint, distracted / "checkpoints" / "best.pt"], tmp)
+    transformer = run(tmp, "transformer", "model=transformer", "trainer.max_steps=4")
+    checkpoints = [
+        tiny_checkpoint,
+        *(d / "checkpoints" / "best.pt" for d in (distracted, transformer)),
+    ]
+    served = start_server(checkpoints, tmp)
     yield served
     if served.process.poll() is None:
         served.process.kill()
@@ -219,14 +223,9 @@ def test_beam_nbest_shows_the_chosen_translation(browser: webdriver.Chrome) -> N
     browser.find_element(By.CSS_SELECTOR, "#nbest input[type=range]").send_keys(Keys.ARROW_RIGHT)
     translate(browser, "你爱我。")
     wait_for(browser, lambda d: "你爱我。 in" in text_of(d, "translation-0"), "no translation")
-    second = wait_for(
-        browser,
-        lambda d: d.find_element(By.CSS_SELECTOR, "#choice-0 input[value='2']"),
-        "no choice between two translations",
-    )
     rows = "#heatmap-0 .yaxislayer-above"
     best_rows = wait_for(browser, lambda d: d.find_element(By.CSS_SELECTOR, rows).text, "no map")
-    second.click()
+    click_when_still(browser, By.CSS_SELECTOR, "#choice-0 input[value='2']")
     wait_for(
         browser,
         lambda d: d.find_element(By.CSS_SELECTOR, rows).text not in ("", best_rows),
@@ -240,21 +239,12 @@ def test_example_buttons_and_download(browser: webdriver.Chrome, server: Server)
     button.click()
     wait_for(browser, lambda d: source_box(d).get_attribute("value") == "你爱我。", "no example")
     wait_for(browser, lambda d: "你爱我。 in" in text_of(d, "translation-0"), "no translation")
-    links: dict[str, str] = {}
 
     def offered(d: webdriver.Chrome) -> dict[str, str]:
         return {a.get_attribute("download"): a.get_attribute("href") for a in downloads(d)}
 
-    for _ in range(3):  # a click that lands while Gradio redraws the column can be lost (CI, once)
-        browser.find_element(By.XPATH, "//button[contains(., 'Download this matrix')]").click()
-        try:
-            links = WebDriverWait(
-                browser, WAIT_SECONDS / 3, ignored_exceptions=[StaleElementReferenceException]
-            ).until(offered)
-            break
-        except TimeoutException:
-            continue
-    assert links, "no files to download after three clicks"
+    click_when_still(browser, By.XPATH, "//button[contains(., 'Download this matrix')]")
+    links = wait_for(browser, offered, "no files to download after the click")
     assert set(links) == {"alignment-1-pieces.npz", "alignment-1-pieces.png"}
     with urllib.request.urlopen(links["alignment-1-pieces.npz"], timeout=WAIT_SECONDS) as answer:
         matrix = np.load(io.BytesIO(answer.read()))
@@ -264,6 +254,86 @@ def test_example_buttons_and_download(browser: webdriver.Chrome, server: Server)
         assert answer.read(8) == b"\x89PNG\r\n\x1a\n"
     saved = list(server.temp_root.rglob("alignment-1-pieces.npz"))
     assert saved, "the matrix was not written under the app's temporary directory"
+
+
+@pytest.mark.parametrize("column", [0, 2], ids=["rnn", "transformer"])
+def test_the_page_answers_what_translate_py_answers(
+    browser: webdriver.Chrome, server: Server, column: int, tmp_path: Path
+) -> None:
+    """The same checkpoint and settings (greedy, fp32): the page's translation and its
+    downloaded matrix are translate.py's and its --alignments file's."""
+    sentence = "我爱你。"
+    translate(browser, sentence)
+    box = f"translation-{column}"
+    wait_for(browser, lambda d: f"{sentence} in" in text_of(d, box), "no translation")
+    name = f"alignment-{column + 1}-pieces.npz"
+
+    def matrix_link(d: webdriver.Chrome) -> str | None:
+        links = {
+            a.get_attribute("download"): a.get_attribute("href")
+            for a in d.find_elements(By.CSS_SELECTOR, f"#files-{column} a[download]")
+        }
+        return links.get(name)
+
+    earlier = matrix_link(browser)  # an earlier sentence's matrix may still be offered
+
+    def offered(d: webdriver.Chrome) -> str | None:
+        link = matrix_link(d)
+        return link if link != earlier else None
+
+    click_when_still(
+        browser, By.XPATH, f"(//button[contains(., 'Download this matrix')])[{column + 1}]"
+    )
+    link = wait_for(browser, offered, "no new matrix to download")
+    with urllib.request.urlopen(link, timeout=WAIT_SECONDS) as answer:
+        page = np.load(io.BytesIO(answer.read()))
+
+    # As the explorer runs: fp32 (it shows probabilities to read), one thread, one sentence a
+    # batch, so the same products are summed in the same order and even an untrained model's
+    # near-ties (the 4-update Transformer) come out the same.
+    command = [sys.executable, str(PROJECT_ROOT / "scripts" / "translate.py")]
+    command += [str(server.checkpoints[column]), "--alignments", str(tmp_path)]
+    command += ["--precision", "fp32", "--batch-size", "1"]
+    done = subprocess.run(
+        command,
+        input=sentence + "\n",
+        capture_output=True,
+        text=True,
+        timeout=WAIT_SECONDS,
+        check=True,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
+    (line,) = done.stdout.splitlines()
+    shown = text_of(browser, box).splitlines()[0]  # "<translation> score <s>" (a list item)
+    assert shown.rsplit(" score ", 1)[0] == " ".join(line.split())  # HTML shows one space
+    (written,) = tmp_path.glob("*.npz")
+    script = np.load(written)
+    for labels in ("source_labels", "target_labels"):
+        assert list(page[labels]) == list(script[labels])
+    np.testing.assert_allclose(page["weights"], script["weights"], rtol=0, atol=1e-5)
+
+
+def click_when_still(driver: webdriver.Chrome, by: str, selector: str) -> None:
+    """Click the element once the page has stopped moving it.
+
+    After an answer Gradio shows the text first and Plotly draws the heatmaps a moment later,
+    pushing everything below them down (the download button moved 254 px about a second after
+    the translation appeared): a click aimed at the old place lands on something else. So wait
+    until the element has kept its place for ``STILL_SECONDS``, then click where it is.
+    """
+    last: dict[str, float] = {}
+    since = time.monotonic()
+
+    def still(d: webdriver.Chrome) -> WebElement | None:
+        nonlocal last, since
+        element = d.find_element(by, selector)
+        rect = element.rect
+        if rect != last:
+            last, since = rect, time.monotonic()
+            return None
+        return element if time.monotonic() - since >= STILL_SECONDS else None
+
+    wait_for(driver, still, f"{selector} kept moving").click()
 
 
 def downloads(driver: webdriver.Chrome) -> list[WebElement]:

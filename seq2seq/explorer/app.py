@@ -271,8 +271,10 @@ def _column_values(
 ) -> list[Any]:
     """Values of :meth:`Column.outputs`: the views of translation ``choice`` (from 0), or of
     the best one with the choice reset, for a new sentence (None)."""
+    # Stripped: Markdown bold ends at "**" only straight after text ("he **" shows the stars).
     lines = [
-        f"{rank}. **{escape(output.text) or '(empty)'}**  <small>score {output.score:.3f}</small>"
+        f"{rank}. **{escape(output.text.strip()) or '(empty)'}**  "
+        f"<small>score {output.score:.3f}</small>"
         for rank, output in enumerate(result.outputs, start=1)
     ]
     took = f"{escape(result.source)} in {result.seconds * 1000:.0f} ms"
