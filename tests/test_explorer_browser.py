@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from seq2seq.config import PROJECT_ROOT
 
@@ -132,16 +133,21 @@ def server(tiny_checkpoint: Path, tmp_path_factory: pytest.TempPathFactory) -> I
         served.process.wait()
 
 
-@pytest.fixture(scope="module")
-def browser(server: Server) -> Iterator[webdriver.Chrome]:
+def chrome(url: str, width: int = 1600, height: int = 2000) -> webdriver.Chrome:
     options = webdriver.ChromeOptions()
     options.binary_location = BROWSER
     for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage"):
         options.add_argument(argument)
-    options.add_argument("--window-size=1600,2000")
+    options.add_argument(f"--window-size={width},{height}")
     options.set_capability("goog:loggingPrefs", {"performance": "ALL"})
     driver = webdriver.Chrome(service=Service(DRIVER), options=options)
-    driver.get(server.url)
+    driver.get(url)
+    return driver
+
+
+@pytest.fixture(scope="module")
+def browser(server: Server) -> Iterator[webdriver.Chrome]:
+    driver = chrome(server.url)
     yield driver
     driver.quit()
 
@@ -313,14 +319,59 @@ def test_the_page_answers_what_translate_py_answers(
     np.testing.assert_allclose(page["weights"], script["weights"], rtol=0, atol=1e-5)
 
 
-def click_when_still(driver: webdriver.Chrome, by: str, selector: str) -> None:
-    """Click the element once the page has stopped moving it.
+# The screenshots in README.md and docs/explorer.md are this test's own, made from real
+# checkpoints: SEQ2SEQ_EXPLORER_SHOTS=docs SEQ2SEQ_EXPLORER_SHOT_CHECKPOINTS=attention.pt,
+# distracted.pt,transformer.pt pytest tests/test_explorer_browser.py -k screenshots. Without
+# them it takes the same pictures of the tiny checkpoints into a temporary directory.
+LONG_SENTENCE = "汤姆把那个大野餐篮子放在他旁边的乘客座位上。"  # Tatoeba dev, 22 characters
 
-    After an answer Gradio shows the text first and Plotly draws the heatmaps a moment later,
-    pushing everything below them down (the download button moved 254 px about a second after
-    the translation appeared): a click aimed at the old place lands on something else. So wait
-    until the element has kept its place for ``STILL_SECONDS``, then click where it is.
-    """
+
+def test_screenshots_of_attention_beside_the_distracted_model_and_of_a_transformer(
+    server: Server, tmp_path: Path
+) -> None:
+    out = Path(os.environ.get("SEQ2SEQ_EXPLORER_SHOTS") or tmp_path / "shots")
+    out.mkdir(parents=True, exist_ok=True)
+    named = os.environ.get("SEQ2SEQ_EXPLORER_SHOT_CHECKPOINTS")
+    attention, distracted, transformer = (
+        [Path(path) for path in named.split(",")] if named else server.checkpoints
+    )
+    pictures = [
+        ([attention, distracted], "我爱你。", "explorer.png", "heatmap-0"),
+        ([attention, distracted], LONG_SENTENCE, "explorer-long.png", "heatmap-0"),
+        ([transformer], LONG_SENTENCE, "explorer-transformer.png", "step-plot-0"),
+    ]
+    for checkpoints, sentence, name, last in pictures:
+        picture = screenshot(checkpoints, sentence, last, tmp_path / name)
+        # 256 colours are plenty for a page of text and blue heatmaps: a third of the bytes.
+        picture.convert("RGB").quantize(256).save(out / name, optimize=True)
+        assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        assert picture.width >= 1000 and picture.height >= 500, (name, picture.size)
+
+
+def screenshot(checkpoints: list[Path], sentence: str, last: str, tmp: Path) -> Image.Image:
+    """The page serving ``checkpoints`` after translating ``sentence``, from its top to the
+    bottom of the element ``last``, once nothing on it moves."""
+    tmp.mkdir()
+    served = start_server(checkpoints, tmp)
+    driver = chrome(served.url, 1500, 1400)
+    try:
+        translate(driver, sentence)
+        wait_for(driver, lambda d: f"{sentence} in" in text_of(d, "translation-0"), "no answer")
+        height = driver.execute_script("return document.body.scrollHeight")
+        driver.set_window_size(1500, height + 100)  # the whole page in one picture
+        wait_for(driver, lambda d: d.find_element(By.CSS_SELECTOR, ".js-plotly-plot"), "no plot")
+        bottom = standing_still(driver, By.ID, last).rect
+        png = driver.get_screenshot_as_png()
+    finally:
+        driver.quit()
+        served.process.kill()
+        served.process.wait()
+    picture = Image.open(io.BytesIO(png))
+    return picture.crop((0, 0, picture.width, int(bottom["y"] + bottom["height"] + 20)))
+
+
+def standing_still(driver: webdriver.Chrome, by: str, selector: str) -> WebElement:
+    """The element, once the page has not moved it for ``STILL_SECONDS``."""
     last: dict[str, float] = {}
     since = time.monotonic()
 
@@ -333,7 +384,17 @@ def click_when_still(driver: webdriver.Chrome, by: str, selector: str) -> None:
             return None
         return element if time.monotonic() - since >= STILL_SECONDS else None
 
-    wait_for(driver, still, f"{selector} kept moving").click()
+    return wait_for(driver, still, f"{selector} kept moving")
+
+
+def click_when_still(driver: webdriver.Chrome, by: str, selector: str) -> None:
+    """Click the element once the page has stopped moving it.
+
+    After an answer Gradio shows the text first and Plotly draws the heatmaps a moment later,
+    pushing everything below them down (the download button moved 254 px about a second after
+    the translation appeared): a click aimed at the old place lands on something else.
+    """
+    standing_still(driver, by, selector).click()
 
 
 def downloads(driver: webdriver.Chrome) -> list[WebElement]:
