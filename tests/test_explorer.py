@@ -172,6 +172,11 @@ def test_figures_hover_names_both_pieces_and_escape_tags() -> None:
         np.full((2, 3, 3, 3), 1 / 3), ["a", "b", "c"], ["a", "b", "c"], "t"
     )
     assert len(grid.data) == 6 and grid.layout.annotations[-1].text == "L2 H3"
+    assert grid.layout.xaxis.tickangle == -90  # upright labels: one line of text wide each
+    long = [f"p{i}" for i in range(40)]
+    long_grid = attention_grid_figure(np.full((1, 4, 2, 40), 1 / 40), ["a", "b"], long, "t")
+    sizes = grid.layout.xaxis.tickfont.size, long_grid.layout.xaxis.tickfont.size
+    assert sizes[0] > sizes[1] and 40 * sizes[1] <= 260  # forty labels fit a panel's width
     bars = step_figure(np.array([0.2, 0.8]), ["我", "</s>"], "a_0")
     assert list(bars.data[0].y) == [0.2, 0.8]
 

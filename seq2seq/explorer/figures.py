@@ -19,6 +19,8 @@ FONT_FAMILY = "Noto Sans SC, sans-serif"
 COLOR_SCALE = "Blues"
 _CELL_PIXELS = 34  # side of one cell before the figure hits its size bounds
 _MAX_PIXELS = 900  # tallest heatmap; longer sentences shrink their rows
+_GRID_PANEL_PIXELS = 260  # about one panel's width in a grid of four heads beside another model
+_GRID_FONT_RANGE = (6.0, 11.0)  # a grid's tick labels: smaller for longer sentences
 
 
 def _text(labels: Sequence[str]) -> list[str]:
@@ -131,7 +133,15 @@ def attention_grid_figure(
                 show_scale=layer == head == 0,
             )
             figure.add_trace(trace, row=layer + 1, col=head + 1)
-    figure.update_xaxes(tickvals=list(range(len(column_labels))), ticktext=_text(column_labels))
+    # Column labels stand upright (one label's width is then one line of text, whatever the
+    # piece) in a font that fits a panel's width: 22 source pieces in 260 px overlapped lying.
+    column_font = float(np.clip(0.8 * _GRID_PANEL_PIXELS / len(column_labels), *_GRID_FONT_RANGE))
+    figure.update_xaxes(
+        tickvals=list(range(len(column_labels))),
+        ticktext=_text(column_labels),
+        tickangle=-90,
+        tickfont={"size": column_font},
+    )
     figure.update_yaxes(
         autorange="reversed", tickvals=list(range(len(row_labels))), ticktext=_text(row_labels)
     )
