@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -150,10 +151,14 @@ def greedy_search(
 
 @torch.no_grad()
 def beam_search(
-    model: Translatable, batch: Batch, settings: SearchSettings
+    model: Translatable,
+    batch: Batch,
+    settings: SearchSettings,
+    observe: Callable[[Beam], None] | None = None,
 ) -> list[list[Hypothesis]]:
     """Follow the ``settings.beam_size`` most probable prefixes of every sentence of ``batch``
-    at once (how, and when a sentence is done: :class:`Beam`).
+    at once (how, and when a sentence is done: :class:`Beam`). ``observe`` (the explorer's
+    step-through) sees the beam after every step: :meth:`Beam.live_prefixes`.
 
     ``settings.stop="best_ends"`` ends a sentence sooner, as OpenNMT-py's beam search does: at
     the first step whose best candidate ends in EOS (once ``nbest`` have finished). With α > 0
@@ -179,6 +184,8 @@ def beam_search(
         if step:  # the first step's words are computed above
             state, log_probs, weights = next_word(decoder, previous, state, memory)
         parents, previous = beam.advance(step, log_probs, weights)
+        if observe is not None:
+            observe(beam)
         state = state.select(parents)
         if beam.retire():
             break
@@ -351,6 +358,24 @@ class Beam:
                 if len(self.finished[sentence]) < self.beam_size and score > float("-inf"):
                     row = rows_left[k * self.beam_size + j]
                     self.finished[sentence].append((score, last, parents[row], tokens[row]))
+
+    def live_prefixes(self, sentence: int) -> list[tuple[list[int], float]]:
+        """``sentence``'s prefixes that go on after the last step (tokens, summed
+        log-probability), best first; none once it has left the batch."""
+        if sentence not in self.active:
+            return []
+        k, beam_size = self.active.index(sentence), self.beam_size
+        rows = self.active_rows[k * beam_size : (k + 1) * beam_size].tolist()
+        prefixes = []
+        for row, score in zip(rows, self.scores[k].tolist(), strict=True):
+            if score == float("-inf"):  # the first step's beam holds fewer prefixes
+                continue
+            tokens = []
+            for step in range(len(self.history_tokens) - 1, -1, -1):
+                tokens.append(int(self.history_tokens[step][row]))
+                row = int(self.history_parents[step][row])
+            prefixes.append((tokens[::-1], score))
+        return prefixes
 
     def hypotheses(self) -> list[list[Hypothesis]]:
         return _backtrack(

@@ -76,9 +76,7 @@ def test_alignment_rows_sum_to_one_and_steps_replay_the_search(translator: Trans
     (ids,) = translator.encode_sources([SENTENCE])
     batch = collate([ids], None, [0])
     with torch.no_grad():
-        encoder = translator.model.encode(batch)
-        memory = translator.model.decoder.prepare(encoder)
-        trace = beam_trace(translator.model.decoder, encoder, memory, 1, len(best.steps))
+        trace = beam_trace(translator.model, batch, translator.search_settings(), len(best.steps))
     for step, live in zip(best.steps[:-1], trace[:-1], strict=True):
         assert [p for p, _ in step.beam] == [prefix_text(translator, t) for t, _ in live]
         np.testing.assert_allclose([s for _, s in step.beam], [s for _, s in live], atol=1e-4)

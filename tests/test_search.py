@@ -333,3 +333,37 @@ def test_best_candidates_by_chunks_are_the_topk() -> None:
     assert torch.equal(candidates.gather(1, ids), scores)
     short = candidates[:, :1234]  # not in whole chunks: plain topk
     assert torch.equal(best_candidates(short, 10)[1], short.topk(10, dim=1).indices)
+
+
+@pytest.mark.parametrize("beam_size", [1, 3])
+def test_an_observer_sees_each_steps_live_prefixes_as_the_beam_holds_them(beam_size: int) -> None:
+    """What the explorer's step-through shows: after every step, each sentence's prefixes
+    that go on, best first, each one word longer and extending one of the step before."""
+    model = random_model("bahdanau", "gru", seed=3)
+    batch = random_batch(5, size=3)
+    settings = SearchSettings(beam_size=beam_size, nbest=1)
+    seen: list[list[list[tuple[list[int], float]]]] = []
+    with torch.no_grad():
+        (hypotheses, *_) = beam_search(
+            model,
+            batch,
+            settings,
+            lambda beam: seen.append([beam.live_prefixes(s) for s in range(3)]),
+        )
+    assert seen, "the observer was never called"
+    for sentence in range(3):
+        steps = [step[sentence] for step in seen]
+        for i, live in enumerate(steps):
+            assert len(live) <= beam_size
+            assert all(len(tokens) == i + 1 and EOS_ID not in tokens for tokens, _ in live)
+            scores = [score for _, score in live]
+            assert scores == sorted(scores, reverse=True) and all(s <= 0 for s in scores)
+            if i and live:
+                before = {tuple(tokens) for tokens, _ in steps[i - 1]}
+                assert all(tuple(tokens[:-1]) in before for tokens, _ in live)
+    best = hypotheses[0].tokens  # sentence 0's translation: a live prefix before its EOS
+    if len(best) > 1:
+        assert best[:-1] in [tokens for tokens, _ in seen[len(best) - 2][0]]
+    if beam_size == 1:  # greedy: the one live prefix is the translation so far
+        for i, step in enumerate(seen[: len(best) - 1]):
+            assert [tokens for tokens, _ in step[0]] == [best[: i + 1]]

@@ -3,8 +3,8 @@
 The translations come from the package's own search (:meth:`Translator.translate`); the
 step-by-step view replays the model one word at a time through the decoder interface that
 search uses (``decoder.prepare``, ``decoder.init_state`` and :func:`seq2seq.search.next_word`),
-so the top-k words, the attention row a_i· and the beam's live prefixes are the numbers the
-search itself saw.
+so the top-k words and the attention row a_i· are the numbers the search itself saw, and the
+beam's live prefixes are read from :class:`seq2seq.search.Beam` itself after every step.
 """
 
 from __future__ import annotations
@@ -17,14 +17,14 @@ from typing import Any
 import numpy as np
 import torch
 
-from seq2seq.data.batching import collate
+from seq2seq.data.batching import Batch, collate
 from seq2seq.data.tokenizer import BOS_ID, EOS_ID
 from seq2seq.device import autocast
 from seq2seq.inference import InferenceError, Translator, piece_word_indices
 from seq2seq.model.encoder import EncoderOutput
 from seq2seq.model.seq2seq import Decoder
 from seq2seq.model.transformer import TransformerDecoder
-from seq2seq.search import Hypothesis, SearchSettings, next_word
+from seq2seq.search import Hypothesis, SearchSettings, Translatable, beam_search, next_word
 
 # Characters accepted before tokenizing: a pasted book is refused before it costs anything.
 MAX_CHARACTERS = 2000
@@ -118,7 +118,7 @@ def explain(
         if beam_size == 1:  # greedy search's one live prefix is the output so far
             beams = greedy_trace(hypotheses[0].tokens, [log_probs for log_probs, _ in forced[0]])
         else:
-            beams = beam_trace(model.decoder, encoder, memory, beam_size, longest)
+            beams = beam_trace(model, batch, search, longest)
         maps = getattr(model.encoder, "attention_maps", None)
         encoder_attention = None
         if maps is not None:  # (layers, heads, src, src) for the one sentence
@@ -235,45 +235,15 @@ def greedy_trace(
 
 
 def beam_trace(
-    decoder: Decoder,
-    encoder: EncoderOutput,
-    memory: Any,
-    beam_size: int,
-    steps: int,
+    model: Translatable, batch: Batch, search: SearchSettings, steps: int
 ) -> list[list[tuple[list[int], float]]]:
-    """The live prefixes (tokens, log-probability) after each of ``steps`` steps, best first.
-
-    The same extension rule as :func:`seq2seq.search.beam_search` for one sentence: every
-    prefix is extended by every word, the ``beam_size`` best that do not end go on. With beam
-    size 1 this is greedy search. Finished hypotheses are not listed: they are the n-best.
-    """
-    state = decoder.init_state(encoder)
-    device = encoder.states.device
-    previous = torch.tensor([BOS_ID], device=device)
-    prefixes: list[list[int]] = [[]]
-    scores = torch.zeros(1, device=device)
-    trace = []
-    for _ in range(steps):
-        state, log_probs, _ = decoder_step(decoder, previous, state, memory)
-        vocab = log_probs.size(-1)
-        candidates = (log_probs + scores.unsqueeze(1)).view(-1)
-        ranked_scores, ranked = candidates.topk(min(2 * beam_size, candidates.numel()))
-        keep = [
-            (int(index), float(score))
-            for index, score in zip(ranked.tolist(), ranked_scores.tolist(), strict=True)
-            if index % vocab != EOS_ID and score > float("-inf")
-        ][:beam_size]
-        if not keep:
-            trace.append([])
-            break
-        parents = torch.tensor([index // vocab for index, _ in keep], device=device)
-        words = [index % vocab for index, _ in keep]
-        prefixes = [[*prefixes[index // vocab], index % vocab] for index, _ in keep]
-        scores = torch.tensor([score for _, score in keep], device=device)
-        state = state.select(parents)
-        previous = torch.tensor(words, device=device)
-        trace.append(list(zip(prefixes, scores.tolist(), strict=True)))
-    return trace + [[] for _ in range(steps - len(trace))]
+    """The live prefixes (tokens, log-probability) after each of ``steps`` steps, best first:
+    :func:`seq2seq.search.beam_search` itself run on the one sentence of ``batch``, read after
+    every step (:meth:`seq2seq.search.Beam.live_prefixes`). Finished hypotheses are not
+    listed (they are the n-best); steps after the search stopped have none."""
+    trace: list[list[tuple[list[int], float]]] = []
+    beam_search(model, batch, search, lambda beam: trace.append(beam.live_prefixes(0)))
+    return trace[:steps] + [[] for _ in range(steps - len(trace))]
 
 
 def word_groups(pieces: Sequence[str], lang: str) -> list[list[int]]:
