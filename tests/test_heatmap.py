@@ -14,7 +14,14 @@ from matplotlib import font_manager, ft2font
 from matplotlib.patches import Rectangle
 
 from seq2seq.viz import fonts
-from seq2seq.viz.heatmap import figure_to_png, plot_alignment, png_to_image_array, save_alignment
+from seq2seq.viz.heatmap import (
+    PART_COLUMNS,
+    column_parts,
+    figure_to_png,
+    plot_alignment,
+    png_to_image_array,
+    save_alignment,
+)
 
 SOURCE = ["我", "爱", "你"]
 TARGET = ["I", "love", "you", "</s>"]
@@ -152,3 +159,25 @@ def test_save_alignment_writes_png_and_round_tripping_npz(tmp_path: Path) -> Non
         assert saved["source_labels"].tolist() == SOURCE
         assert saved["target_labels"].tolist() == TARGET
         np.testing.assert_array_equal(saved["sure"], sure)
+
+
+def test_long_sentences_split_into_even_parts_of_few_columns() -> None:
+    assert column_parts(5) == [slice(0, 5)]
+    assert column_parts(PART_COLUMNS) == [slice(0, PART_COLUMNS)]
+    for n in range(PART_COLUMNS + 1, 80):
+        parts = column_parts(n)
+        assert parts[0].start == 0 and parts[-1].stop == n
+        assert all(a.stop == b.start for a, b in zip(parts, parts[1:], strict=False))
+        sizes = [part.stop - part.start for part in parts]
+        assert max(sizes) <= PART_COLUMNS and max(sizes) - min(sizes) <= 1
+        assert len(parts) == -(-n // PART_COLUMNS)  # no more parts than needed
+
+
+def test_a_tensorboard_card_gets_labels_it_can_show() -> None:
+    """Labels fill most of a cell: a short sentence's are larger than the old 11-pt cap, so
+    they survive TensorBoard's shrinking of the image to its card."""
+    fig = plot_alignment(WEIGHTS, SOURCE, TARGET)
+    ax = fig.axes[0]
+    assert ax.get_xticklabels()[0].get_fontsize() > 11
+    long = plot_alignment(np.full((30, 60), 1 / 60), ["字"] * 60, ["w"] * 30)
+    assert long.axes[0].get_xticklabels()[0].get_fontsize() < ax.get_xticklabels()[0].get_fontsize()

@@ -9,18 +9,24 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace
+from unittest import mock
 
 import numpy as np
 import pytest
 import torch
 from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from tensorboard.plugins.custom_scalar import layout_pb2
 from tensorboard.plugins.hparams import plugin_data_pb2
+from torch.utils.tensorboard import SummaryWriter
 
 from seq2seq.checkpoint import load_checkpoint, save_checkpoint
 from seq2seq.config import PROJECT_ROOT, register_configs
+from seq2seq.training.reporting import Reporter
 from seq2seq.training.trainer import train
+from seq2seq.viz.heatmap import PART_COLUMNS, plot_alignment
 
 TINY = Path(__file__).resolve().parent / "data" / "tiny"
 pytestmark = pytest.mark.slow
@@ -337,3 +343,31 @@ def test_user_errors_end_train_py_with_one_line_and_exit_2(
     )
     assert result.returncode == 2, result.stderr[-2000:]
     assert message in result.stderr and "Traceback" not in result.stderr
+
+
+def test_a_long_sentence_is_also_logged_in_parts_with_its_gold_cells(tmp_path: Path) -> None:
+    """alignment/<n>/<k>: each part the same rows over at most PART_COLUMNS source pieces,
+    with the gold cells that fall in it moved to its own columns."""
+    reporter = SimpleNamespace(
+        cfg=OmegaConf.create({"viz": {"font": None}}),
+        writer=SummaryWriter(str(tmp_path)),
+    )
+    n_source = 2 * PART_COLUMNS + 3
+    weights = np.full((4, n_source), 1 / n_source)
+    labels = ([f"s{j}" for j in range(n_source)], ["a", "b", "c", "</s>"])
+    gold = ({(0, 0), (PART_COLUMNS + 1, 2)}, {(n_source - 1, 3)})
+    with mock.patch("seq2seq.training.reporting.plot_alignment", wraps=plot_alignment) as plot:
+        Reporter.alignment_parts(reporter, 7, 0, 4, labels, weights, gold)
+        drawn = [call.kwargs | {"args": call.args} for call in plot.call_args_list]
+        short = (labels[0][:5], labels[1])
+        Reporter.alignment_parts(reporter, 7, 1, 4, short, weights[:, :5], gold)
+        assert plot.call_count == 3  # a short sentence has only its whole heatmap
+    reporter.writer.close()
+    assert len(drawn) == 3
+    columns = [call["args"][1] for call in drawn]
+    assert [c for part in columns for c in part] == labels[0]  # every column once, in order
+    assert all(call["args"][2] == labels[1] for call in drawn)
+    assert drawn[0]["sure"] == {(0, 0)} and drawn[1]["sure"] == {(PART_COLUMNS + 1 - 9, 2)}
+    assert drawn[2]["possible"] == {(len(columns[2]) - 1, 3)}
+    tags = events(tmp_path).Tags()["images"]
+    assert sorted(tags) == ["alignment/0/1", "alignment/0/2", "alignment/0/3"]

@@ -32,6 +32,7 @@ from seq2seq.metrics.word_order import WORD_ORDER_METRICS
 from seq2seq.model.encoder import SelfAttentionEncoder
 from seq2seq.model.transformer import TransformerDecoder
 from seq2seq.viz.heatmap import (
+    column_parts,
     figure_to_png,
     plot_alignment,
     plot_attention_grid,
@@ -181,6 +182,7 @@ class Reporter:
                 self.writer.add_image(
                     f"alignment/{n}", png_to_image_array(png), step, dataformats="HWC"
                 )
+                self.alignment_parts(step, n, translations[index].index, labels, weights, gold)
                 save_alignment(
                     directory,
                     f"dev_{translations[index].index + 1}",
@@ -193,6 +195,39 @@ class Reporter:
                     self.layer_heads(step, n, translations[index], labels, directory)
             except Exception:  # a plot must never stop training
                 log.exception("could not draw the alignment of dev example %d", index)
+
+    def alignment_parts(
+        self,
+        step: int,
+        n: int,
+        dev_index: int,
+        labels: tuple[list[str], list[str]],
+        weights: np.ndarray,
+        gold: tuple[set[tuple[int, int]], set[tuple[int, int]]],
+    ) -> None:
+        """A long sentence's heatmap again in parts of at most ``PART_COLUMNS`` source pieces
+        (``alignment/<n>/<k>``): TensorBoard shrinks an image to its card, and only a few
+        columns keep their labels readable there."""
+        parts = column_parts(len(labels[0]))
+        if len(parts) == 1:
+            return
+        for k, part in enumerate(parts, start=1):
+
+            def inside(cells: set[tuple[int, int]], part: slice = part) -> set[tuple[int, int]]:
+                return {(s - part.start, t) for s, t in cells if part.start <= s < part.stop}
+
+            fig = plot_alignment(
+                weights[:, part],
+                labels[0][part],
+                labels[1],
+                sure=inside(gold[0]),
+                possible=inside(gold[1]),
+                font=self.cfg.viz.font,
+                title=f"dev {dev_index + 1}, step {step}: source pieces "
+                f"{part.start + 1}–{part.stop} of {len(labels[0])}",
+            )
+            image = png_to_image_array(figure_to_png(fig))
+            self.writer.add_image(f"alignment/{n}/{k}", image, step, dataformats="HWC")
 
     @torch.no_grad()
     def layer_heads(

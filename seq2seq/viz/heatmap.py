@@ -28,7 +28,13 @@ _CELL_INCHES = 0.45  # side of one matrix cell before the figure hits its size b
 _MARGIN_INCHES = (2.5, 2.0)  # room for tick labels, axis labels and the colour bar
 _MIN_FIGSIZE = (4.0, 3.0)
 _MAX_FIGSIZE = (24.0, 24.0)
-_FONT_SIZE_RANGE = (5.0, 11.0)  # points; labels shrink with the cells of long sentences
+# Points; labels fill 0.6 of a cell, so they shrink with the cells of long sentences. The top
+# of the range is what keeps them readable where TensorBoard shrinks an image to its ~330-px card.
+_FONT_SIZE_RANGE = (5.0, 16.0)
+# TensorBoard shows a long sentence's heatmap also in parts of at most this many source pieces
+# (tensorboard_parts): at the card's width a whole 23-piece matrix had 4-px labels.
+PART_COLUMNS = 12
+_UPRIGHT_MIN_POINTS = 9.0  # the smallest font source labels are shrunk to rather than turned
 _SURE_STYLE = {"edgecolor": "#d62728", "linestyle": "-"}
 _POSSIBLE_STYLE = {"edgecolor": "#ff7f0e", "linestyle": "--"}
 
@@ -123,6 +129,13 @@ def plot_alignment(
         (fig.get_figheight() - _MARGIN_INCHES[1]) / n_target,
     )
     font_size = float(np.clip(0.6 * cell_points, *_FONT_SIZE_RANGE))
+    # Source labels stay upright (Chinese on its side is hard to read) when a smaller font,
+    # still readable, lets the widest fit its cell; otherwise they are turned on their side.
+    widest_ems = max(_label_ems(label) for label in source_labels)
+    upright = 0.9 * cell_points / widest_ems
+    rotate = widest_ems * font_size > 0.9 * cell_points
+    if rotate and upright >= _UPRIGHT_MIN_POINTS:
+        font_size, rotate = upright, False
     # parse_math=False: a piece such as "$5" is text, not the start of a formula.
     text = {"fontproperties": props, "fontsize": font_size, "parse_math": False}
 
@@ -130,13 +143,12 @@ def plot_alignment(
         image = ax.imshow(weights, cmap="Blues", vmin=0.0, vmax=1.0, aspect="equal")
         fig.colorbar(image, ax=ax, label="attention weight", shrink=0.8)
 
-        widest = max(_label_ems(label) for label in source_labels) * font_size
         ax.xaxis.tick_top()
         ax.xaxis.set_label_position("top")
         ax.set_xticks(
             range(n_source),
             labels=list(source_labels),
-            rotation=90 if widest > 0.9 * cell_points else 0,
+            rotation=90 if rotate else 0,
             **text,
         )
         ax.set_yticks(range(n_target), labels=list(target_labels), **text)
@@ -205,7 +217,7 @@ def plot_attention_grid(
     )
     FigureCanvasAgg(fig)
     props = cjk_font_properties(font) or FontProperties()
-    text = {"fontproperties": props, "fontsize": _FONT_SIZE_RANGE[0], "parse_math": False}
+    text = {"fontproperties": props, "fontsize": 5.0, "parse_math": False}
     axes = fig.subplots(layers, heads, squeeze=False)
     with _missing_glyph_warnings_silenced():
         for layer in range(layers):
@@ -223,6 +235,14 @@ def plot_attention_grid(
         if title:
             fig.suptitle(title, fontproperties=props, parse_math=False)
     return fig
+
+
+def column_parts(n_source: int, columns: int = PART_COLUMNS) -> list[slice]:
+    """Consecutive source slices of at most ``columns`` pieces, as even as they come (one
+    slice, the whole sentence, when it is short enough)."""
+    parts = -(-n_source // columns)
+    bounds = [round(k * n_source / parts) for k in range(parts + 1)]
+    return [slice(start, end) for start, end in zip(bounds, bounds[1:], strict=False)]
 
 
 def figure_to_png(fig: Figure, dpi: int = 100) -> bytes:
