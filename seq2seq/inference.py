@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -46,7 +46,7 @@ from seq2seq.metrics.alignment import (
 from seq2seq.model.ensemble import Ensemble
 from seq2seq.model.seq2seq import build_model
 from seq2seq.provenance import provenance
-from seq2seq.search import Hypothesis, SearchSettings, Translatable, translate_batch
+from seq2seq.search import Beam, Hypothesis, SearchSettings, Translatable, translate_batch
 from seq2seq.training.settings import checkpoint_config
 
 # Written without spaces between words: every subword piece counts as a word of its own.
@@ -98,11 +98,16 @@ class Translator:
         return SearchSettings.from_config(self.config, self.precision, **choices)
 
     def translate(
-        self, sources: Sequence[str], search: SearchSettings | None = None, batch_size: int = 64
+        self,
+        sources: Sequence[str],
+        search: SearchSettings | None = None,
+        batch_size: int = 64,
+        observe: Callable[[Beam], None] | None = None,
     ) -> list[list[Hypothesis]]:
         """The n-best hypotheses of each source, in input order; a blank source gets none.
 
-        ``search`` defaults to :meth:`search_settings`: the checkpoint's own.
+        ``search`` defaults to :meth:`search_settings`: the checkpoint's own. ``observe`` sees
+        each batch's beam after every step of beam search (the explorer's step-through).
         """
         search = search or self.search_settings()
         ids = self.encode_sources(sources)
@@ -115,7 +120,7 @@ class Translator:
             for start in range(0, len(order), batch_size):
                 chunk = order[start : start + batch_size]
                 batch = collate([ids[i] for i in chunk], None, chunk).to(self.device)
-                nbest_lists = translate_batch(self.model, batch, search)
+                nbest_lists = translate_batch(self.model, batch, search, observe)
                 for index, hypotheses in zip(batch.indices, nbest_lists, strict=True):
                     results[index] = hypotheses
         return results

@@ -464,9 +464,13 @@ def _backtrack(
 
 
 def translate_batch(
-    model: Translatable, batch: Batch, settings: SearchSettings
+    model: Translatable,
+    batch: Batch,
+    settings: SearchSettings,
+    observe: Callable[[Beam], None] | None = None,
 ) -> list[list[Hypothesis]]:
     """n-best lists per batch row; greedy search for beam size 1 (the same words, less work).
+    ``observe``: :func:`beam_search`'s (greedy search has no beam to watch).
 
     ``settings.precision`` bf16/fp16 runs the model's matrix products under autocast; callers
     that translate many batches pack the weights once around them
@@ -474,7 +478,7 @@ def translate_batch(
     """
     with autocast(batch.src.device, settings.precision):
         if not settings.greedy:
-            return beam_search(model, batch, settings)
+            return beam_search(model, batch, settings, observe)
         return [
             [
                 dataclasses.replace(

@@ -14,12 +14,12 @@ from seq2seq.explorer.cli import load_models, main
 from seq2seq.explorer.figures import alignment_figure, attention_grid_figure, step_figure
 from seq2seq.explorer.predict import (
     NO_WEIGHTS,
-    beam_trace,
     explain,
     prefix_text,
     to_words,
 )
 from seq2seq.inference import InferenceError, Translator, load_translator
+from seq2seq.search import beam_search
 
 SENTENCE = "我爱你。"
 
@@ -75,8 +75,15 @@ def test_alignment_rows_sum_to_one_and_steps_replay_the_search(translator: Trans
     # Greedy's trace, read off the replay, is the beam trace of beam size 1 (until greedy ends).
     (ids,) = translator.encode_sources([SENTENCE])
     batch = collate([ids], None, [0])
+    trace: list[list[tuple[list[int], float]]] = []
     with torch.no_grad():
-        trace = beam_trace(translator.model, batch, translator.search_settings(), len(best.steps))
+        beam_search(
+            translator.model,
+            batch,
+            translator.search_settings(),
+            lambda beam: trace.append(beam.live_prefixes(0)),
+        )
+    trace = trace[: len(best.steps)] + [[] for _ in range(len(best.steps) - len(trace))]
     for step, live in zip(best.steps[:-1], trace[:-1], strict=True):
         assert [p for p, _ in step.beam] == [prefix_text(translator, t) for t, _ in live]
         np.testing.assert_allclose([s for _, s in step.beam], [s for _, s in live], atol=1e-4)

@@ -17,14 +17,14 @@ from typing import Any
 import numpy as np
 import torch
 
-from seq2seq.data.batching import Batch, collate
+from seq2seq.data.batching import collate
 from seq2seq.data.tokenizer import BOS_ID, EOS_ID
 from seq2seq.device import autocast
 from seq2seq.inference import InferenceError, Translator, piece_word_indices
 from seq2seq.model.encoder import EncoderOutput
 from seq2seq.model.seq2seq import Decoder
 from seq2seq.model.transformer import TransformerDecoder
-from seq2seq.search import Hypothesis, SearchSettings, Translatable, beam_search, next_word
+from seq2seq.search import Hypothesis, SearchSettings, next_word
 
 # Characters accepted before tokenizing: a pasted book is refused before it costs anything.
 MAX_CHARACTERS = 2000
@@ -101,7 +101,10 @@ def explain(
     source = source.strip()
     source_ids = checked_source_ids(translator, source)
     beam_size = search.beam_size
-    (hypotheses,) = translator.translate([source], search, batch_size=1)
+    trace: list[list[tuple[list[int], float]]] = []  # beam search's live prefixes, step by step
+    (hypotheses,) = translator.translate(
+        [source], search, batch_size=1, observe=lambda beam: trace.append(beam.live_prefixes(0))
+    )
     source_labels = [*translator.source_tokenizer.pieces(source_ids), "</s>"]
     outputs = [output_of(translator, hypothesis) for hypothesis in hypotheses]
     model = translator.model
@@ -117,8 +120,8 @@ def explain(
                 output.alignment_layer = model.decoder.alignment_index
         if beam_size == 1:  # greedy search's one live prefix is the output so far
             beams = greedy_trace(hypotheses[0].tokens, [log_probs for log_probs, _ in forced[0]])
-        else:
-            beams = beam_trace(model, batch, search, longest)
+        else:  # steps after the search stopped have no live prefix
+            beams = trace[:longest] + [[] for _ in range(longest - len(trace))]
         maps = getattr(model.encoder, "attention_maps", None)
         encoder_attention = None
         if maps is not None:  # (layers, heads, src, src) for the one sentence
@@ -225,25 +228,13 @@ def forced_steps(
 def greedy_trace(
     tokens: Sequence[int], log_probs: Sequence[torch.Tensor]
 ) -> list[list[tuple[list[int], float]]]:
-    """:func:`beam_trace` of beam size 1 for greedy search's ``tokens``, from the log-probs
-    the forced replay already computed: one decoder pass instead of two."""
+    """The live prefix after each step of greedy search's ``tokens`` (what beam search of
+    size 1 holds), from the log-probs the forced replay already computed: no second search."""
     trace, score = [], 0.0
     for i, token in enumerate(tokens):
         score += float(log_probs[i][token])
         trace.append([] if token == EOS_ID else [(list(tokens[: i + 1]), score)])
     return trace
-
-
-def beam_trace(
-    model: Translatable, batch: Batch, search: SearchSettings, steps: int
-) -> list[list[tuple[list[int], float]]]:
-    """The live prefixes (tokens, log-probability) after each of ``steps`` steps, best first:
-    :func:`seq2seq.search.beam_search` itself run on the one sentence of ``batch``, read after
-    every step (:meth:`seq2seq.search.Beam.live_prefixes`). Finished hypotheses are not
-    listed (they are the n-best); steps after the search stopped have none."""
-    trace: list[list[tuple[list[int], float]]] = []
-    beam_search(model, batch, search, lambda beam: trace.append(beam.live_prefixes(0)))
-    return trace[:steps] + [[] for _ in range(steps - len(trace))]
 
 
 def word_groups(pieces: Sequence[str], lang: str) -> list[list[int]]:

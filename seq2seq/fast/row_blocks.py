@@ -126,6 +126,15 @@ class BlockedLinearFunction(torch.autograd.Function):
         return grad_x.to(x_dtype), grad_weight, grad_bias, None
 
 
+def _with_zero_rows(x: torch.Tensor, rows: int, dtype: torch.dtype) -> torch.Tensor:
+    """(r, columns) → (rows, columns) in ``dtype``: one copy (with the cast), and only the
+    appended rows zeroed (``F.pad`` and a slice's backward fill the whole tensor first)."""
+    out = x.new_empty(rows, x.size(1), dtype=dtype)
+    out[: x.size(0)] = x
+    out[x.size(0) :].zero_()
+    return out
+
+
 class _PaddedRows(torch.autograd.Function):
     """(rows, columns) → (padded, columns) in ``dtype``, zero rows appended: the cast to the
     product's dtype and the padding in one copy; backward takes the first rows."""
@@ -133,10 +142,7 @@ class _PaddedRows(torch.autograd.Function):
     @staticmethod
     def forward(ctx: Any, x: torch.Tensor, padded: int, dtype: torch.dtype) -> torch.Tensor:
         ctx.rows, ctx.dtype = x.size(0), x.dtype
-        out = x.new_empty(padded, x.size(1), dtype=dtype)
-        out[: x.size(0)] = x
-        out[x.size(0) :].zero_()
-        return out
+        return _with_zero_rows(x, padded, dtype)
 
     @staticmethod
     def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None, None]:
@@ -144,8 +150,7 @@ class _PaddedRows(torch.autograd.Function):
 
 
 class _FirstRows(torch.autograd.Function):
-    """The first ``rows`` rows (a view); backward pads the gradient with zero rows, zeroing
-    only those (a slice's own backward zeroes the whole padded tensor first)."""
+    """The first ``rows`` rows (a view); backward pads the gradient with zero rows."""
 
     @staticmethod
     def forward(ctx: Any, x: torch.Tensor, rows: int) -> torch.Tensor:
@@ -154,10 +159,7 @@ class _FirstRows(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
-        out = grad.new_empty(ctx.padded, grad.size(1))
-        out[: grad.size(0)] = grad
-        out[grad.size(0) :].zero_()
-        return out, None
+        return _with_zero_rows(grad, ctx.padded, grad.dtype), None
 
 
 def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
