@@ -13,7 +13,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig
 
 from seq2seq.checkpoint import CheckpointError
-from seq2seq.config import register_configs
+from seq2seq.config.schema import register_configs
 from seq2seq.device import keep_freed_memory
 from seq2seq.training.distributed import leave_process_group
 from seq2seq.training.reporting import tensorboard_hint

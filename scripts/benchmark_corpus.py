@@ -25,7 +25,7 @@ from pathlib import Path
 
 from hydra import compose, initialize_config_dir
 
-from seq2seq.config import PROJECT_ROOT, register_configs
+from seq2seq.config.schema import PROJECT_ROOT, register_configs
 from seq2seq.data.dataset import load_training_data
 from seq2seq.provenance import provenance
 from seq2seq.training.trainer import subword_sampler, training_sampler

@@ -24,7 +24,7 @@ import time
 import torch
 from hydra import compose, initialize_config_dir
 
-from seq2seq.config import PROJECT_ROOT, register_configs
+from seq2seq.config.schema import PROJECT_ROOT, register_configs
 from seq2seq.data.dataset import load_training_data
 from seq2seq.device import choose_precision, keep_freed_memory
 from seq2seq.fast.kernels import accelerate

@@ -1,6 +1,6 @@
 """Write docs/configuration.md: every config key, its default and its YAML comment.
 
-python scripts/config_docs.py           # after changing seq2seq/config.py or configs/
+python scripts/config_docs.py           # after changing seq2seq/config/schema.py or configs/
 python scripts/config_docs.py --check   # exit 1 if the committed page is stale
 """
 
@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from seq2seq.config_docs import DOCS_PAGE, render
+from seq2seq.config.docs import DOCS_PAGE, render
 
 
 def main(argv: list[str] | None = None) -> int:

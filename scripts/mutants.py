@@ -367,10 +367,27 @@ MUTANTS = [
 ]  # fmt: skip
 
 
+def stale_mutants(root: Path = ROOT) -> list[str]:
+    """Labels of the mutants whose original text is not found exactly once in its file."""
+    return [
+        f"{label} ({path}: original found {count}×)"
+        for path, original, _, label in MUTANTS
+        if (count := (root / path).read_text(encoding="utf-8").count(original)) != 1
+    ]
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("-k", default="", help="only mutants whose label contains this")
+    parser.add_argument(
+        "--stale", action="store_true", help="only list mutants whose original line has moved"
+    )
     args = parser.parse_args()
+    if args.stale:
+        stale = stale_mutants()
+        for label in stale:
+            print(f"STALE     {label}")
+        return 1 if stale else 0
     survived = 0
     with tempfile.TemporaryDirectory(prefix="mutants-") as directory:
         copy = Path(directory)

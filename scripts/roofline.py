@@ -21,7 +21,7 @@ import torch
 from hydra import compose, initialize_config_dir
 
 from seq2seq.comparison import RunDirectoryError, read_benchmarks
-from seq2seq.config import PROJECT_ROOT, register_configs
+from seq2seq.config.schema import PROJECT_ROOT, register_configs
 from seq2seq.device import bf16_support
 from seq2seq.model.seq2seq import build_model
 from seq2seq.provenance import provenance

@@ -18,15 +18,11 @@ from typing import Any
 
 import torch
 
-from seq2seq.files import atomic_write_bytes
+from seq2seq.files import CheckpointError, atomic_write_bytes
 
 FORMAT_VERSION = 1
 # A validation's weights kept by trainer.keep_checkpoints: step_<update>.pt.
 VALIDATION_CHECKPOINT = re.compile(r"step_(?P<step>\d+)\.pt")
-
-
-class CheckpointError(RuntimeError):
-    """A checkpoint file is missing, corrupt or not one of ours."""
 
 
 def save_checkpoint(path: Path, state: dict[str, Any]) -> None:

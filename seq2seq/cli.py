@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from seq2seq.checkpoint import CheckpointError
+from seq2seq.config.schema import BEAM_STOPS, LENGTH_PENALTY_RANGE
 from seq2seq.data.corpus import CorpusError
 from seq2seq.device import PRECISION_CHOICES, keep_freed_memory
 from seq2seq.files import atomic_write_bytes
@@ -26,8 +27,7 @@ from seq2seq.inference import (
     load_ensemble,
     write_alignment,
 )
-from seq2seq.search import BEAM_STOPS, Hypothesis, SearchSettings
-from seq2seq.training.settings import LENGTH_PENALTY_RANGE
+from seq2seq.search import Hypothesis, SearchSettings
 
 USER_ERRORS = (CheckpointError, CorpusError, InferenceError, OSError)
 PROMPT = "> "

@@ -15,6 +15,10 @@ NAME_BYTES = 128
 TEMPORARY = re.compile(r"\.(?P<name>.+)\.(?P<pid>\d+)\.[0-9a-f]{32}\.tmp")
 
 
+class CheckpointError(RuntimeError):
+    """A checkpoint file is missing, corrupt or not one of ours (or its config unusable)."""
+
+
 def capped_name(name: str, limit: int = NAME_BYTES) -> str:
     """``name`` if it fits in ``limit`` UTF-8 bytes, else its first bytes and a hash of it all.
 

@@ -23,6 +23,7 @@ from seq2seq.checkpoint import (
     check_same_vocabularies,
     load_checkpoint,
 )
+from seq2seq.config.saved import checkpoint_config
 from seq2seq.data.batching import collate
 from seq2seq.data.corpus import read_parallel_tsv
 from seq2seq.data.dataset import tokenize_split, truncate
@@ -47,7 +48,6 @@ from seq2seq.model.ensemble import Ensemble
 from seq2seq.model.seq2seq import build_model
 from seq2seq.provenance import provenance
 from seq2seq.search import Beam, Hypothesis, SearchSettings, Translatable, translate_batch
-from seq2seq.training.settings import checkpoint_config
 
 # Written without spaces between words: every subword piece counts as a word of its own.
 UNSPACED_LANGUAGES = frozenset({"zh", "ja", "th"})

@@ -10,15 +10,13 @@ from typing import Any
 import torch
 from omegaconf import DictConfig
 
+from seq2seq.config.schema import BEAM_STOPS
 from seq2seq.data.batching import Batch
 from seq2seq.data.tokenizer import BOS_ID, EOS_ID
 from seq2seq.device import autocast
 from seq2seq.model.ensemble import Ensemble, EnsembleDecoder
 from seq2seq.model.seq2seq import Decoder, Seq2Seq
 
-# When beam search ends a sentence: "exact" once nothing can beat its finished hypotheses;
-# "best_ends" also as soon as a step's best candidate ends (OpenNMT-py's rule: fewer steps).
-BEAM_STOPS = ("exact", "best_ends")
 # What search decodes: one model, or several of one vocabulary as one (seq2seq/model/ensemble.py).
 Translatable = Seq2Seq | Ensemble
 

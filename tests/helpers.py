@@ -8,7 +8,7 @@ import torch
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig, OmegaConf
 
-from seq2seq.config import PROJECT_ROOT, ModelConfig, register_configs
+from seq2seq.config.schema import PROJECT_ROOT, ModelConfig, register_configs
 from seq2seq.data.batching import Batch, collate
 from seq2seq.fast.kernels import accelerate
 from seq2seq.metrics.loss import sequence_loss

@@ -18,7 +18,7 @@ from seq2seq.checkpoint import (
     save_checkpoint,
     validation_checkpoints,
 )
-from seq2seq.config import PROJECT_ROOT, ModelConfig, config_to_dict
+from seq2seq.config.schema import PROJECT_ROOT, ModelConfig, config_to_dict
 from seq2seq.model.seq2seq import build_model
 from seq2seq.training.checkpoint_averaging import average_checkpoints, write_average
 

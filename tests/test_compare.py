@@ -27,7 +27,7 @@ from seq2seq.comparison import (
     plots,
     recorded_on,
 )
-from seq2seq.config import PROJECT_ROOT, register_configs
+from seq2seq.config.schema import PROJECT_ROOT, register_configs
 from seq2seq.model.positions import POSITIONS
 from seq2seq.provenance import code_commit, provenance
 

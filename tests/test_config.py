@@ -11,7 +11,7 @@ from hydra import compose, initialize_config_dir
 from hydra.errors import ConfigCompositionException
 from omegaconf import OmegaConf
 
-from seq2seq.config import (
+from seq2seq.config.schema import (
     PROJECT_ROOT,
     AttentionConfig,
     DataConfig,
@@ -144,7 +144,7 @@ def test_every_yaml_default_equals_its_dataclass_default(path: str) -> None:
         differences = [d for d in differences if d.split(":")[0] not in CORPUS_KEYS]
     if path == "model/transformer.yaml":
         differences = [d for d in differences if d.split(":")[0] not in TRANSFORMER_KEYS]
-    assert not differences, f"configs/{path} differs from seq2seq/config.py: {differences}"
+    assert not differences, f"configs/{path} differs from seq2seq/config/schema.py: {differences}"
 
 
 def test_the_comparison_catches_a_different_default() -> None:

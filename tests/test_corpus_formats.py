@@ -14,7 +14,7 @@ import pytest
 from helpers import tsv_config
 from omegaconf import OmegaConf
 
-from seq2seq.config import PROJECT_ROOT
+from seq2seq.config.schema import PROJECT_ROOT
 from seq2seq.data.batching import BucketBatchSampler, corpus_quotas
 from seq2seq.data.corpus import CorpusError, read_parallel, read_parallel_tsv
 from seq2seq.data.dataset import load_training_data

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import torch
 
-from seq2seq.config import PROJECT_ROOT
+from seq2seq.config.schema import PROJECT_ROOT
 from seq2seq.data.batching import BucketBatchSampler, collate
 from seq2seq.data.corpus import CorpusError, read_parallel_tsv
 from seq2seq.data.tatoeba import ensure_tatoeba, split_pairs_by_group
@@ -417,8 +417,8 @@ def test_the_sampling_hash_is_uniform_and_a_function_of_every_key() -> None:
 def test_subword_sampling_needs_a_unigram_model() -> None:
     from hydra import compose, initialize_config_dir
 
-    from seq2seq.config import register_configs
-    from seq2seq.training.settings import check_settings
+    from seq2seq.config.schema import register_configs
+    from seq2seq.config.validation import check_settings
 
     register_configs()
     with initialize_config_dir(str(PROJECT_ROOT / "configs"), version_base="1.3"):

@@ -16,7 +16,7 @@ import torch
 from test_training import events, run, tiny_overrides
 
 from seq2seq.checkpoint import load_checkpoint
-from seq2seq.config import PROJECT_ROOT
+from seq2seq.config.schema import PROJECT_ROOT
 from seq2seq.training.distributed import TorchrunCallback
 
 pytestmark = pytest.mark.slow

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from seq2seq.config import PROJECT_ROOT
-from seq2seq.config_docs import CONFIGS, DOCS_PAGE, parse_yaml_comments, render
+from seq2seq.config.docs import CONFIGS, DOCS_PAGE, parse_yaml_comments, render
+from seq2seq.config.schema import PROJECT_ROOT
 
 README = PROJECT_ROOT / "README.md"
 PAGES = [README, *sorted((PROJECT_ROOT / "docs").glob("*.md"))]

@@ -8,7 +8,7 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from seq2seq.config import TrainerConfig
+from seq2seq.config.schema import TrainerConfig
 from seq2seq.training.ema import WeightAverage
 from seq2seq.training.schedule import LearningRateSchedule, step_lr
 

@@ -25,7 +25,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from seq2seq.config import PROJECT_ROOT
+from seq2seq.config.schema import PROJECT_ROOT
 
 pytestmark = pytest.mark.slow
 

@@ -17,7 +17,7 @@ from sacrebleu.metrics import BLEU, CHRF
 
 from seq2seq.checkpoint import load_checkpoint, save_checkpoint
 from seq2seq.cli import evaluate_main, translate_main
-from seq2seq.config import PROJECT_ROOT
+from seq2seq.config.schema import PROJECT_ROOT
 from seq2seq.inference import evaluate_tsv, load_translator
 
 TINY = Path(__file__).resolve().parent / "data" / "tiny"

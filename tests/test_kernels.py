@@ -16,12 +16,12 @@ from helpers import VOCAB, padded_batch, small_model
 from omegaconf import OmegaConf
 
 import seq2seq.fast
-from seq2seq.config import ModelConfig
+from seq2seq.config.saved import check_resume_config
+from seq2seq.config.schema import ModelConfig
 from seq2seq.fast.kernels import accelerate
 from seq2seq.model.encoder import RNNEncoder
 from seq2seq.model.seq2seq import Seq2Seq, build_model
 from seq2seq.search import SearchSettings, beam_search, greedy_search
-from seq2seq.training.resume import check_resume_config
 from seq2seq.training.step import TrainingStep, build_optimizer
 
 FAST = Path(seq2seq.fast.__file__).parent

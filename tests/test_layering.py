@@ -120,3 +120,30 @@ def test_cycle_finder_finds_a_cycle() -> None:
     graph = {"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}
     assert find_cycle(graph) == ["a", "b", "c", "a"]
     assert find_cycle({"a": {"b"}, "b": set()}) is None
+
+
+# The longest chain of imports a reader may have to follow, entry point to leaf (issue 40).
+MAX_CHAIN = 12
+
+
+def longest_chain(graph: dict[str, set[str]]) -> list[str]:
+    """The longest import path ``[a, b, ..., leaf]`` of an acyclic ``graph``."""
+    chains: dict[str, list[str]] = {}
+
+    def chain(node: str) -> list[str]:
+        if node not in chains:
+            below = [chain(target) for target in sorted(graph.get(node, ()))]
+            chains[node] = [node, *max(below, key=len, default=[])]
+        return chains[node]
+
+    return max((chain(node) for node in sorted(graph)), key=len)
+
+
+def test_no_import_chain_is_longer_than_max_chain() -> None:
+    chain = longest_chain(import_graph())
+    assert len(chain) <= MAX_CHAIN, f"{len(chain)} modules deep: " + " → ".join(chain)
+
+
+def test_longest_chain_follows_the_deepest_path() -> None:
+    graph = {"a": {"b", "c"}, "b": set(), "c": {"d"}, "d": set()}
+    assert longest_chain(graph) == ["a", "c", "d"]

@@ -10,7 +10,7 @@ from helpers import VOCAB, small_model
 from omegaconf import OmegaConf
 
 from seq2seq.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from seq2seq.config import ModelConfig
+from seq2seq.config.schema import ModelConfig
 from seq2seq.data.batching import collate
 from seq2seq.data.tokenizer import EOS_ID
 from seq2seq.metrics.loss import sequence_loss

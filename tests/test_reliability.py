@@ -14,9 +14,9 @@ from hydra import compose, initialize_config_dir
 from test_training import events, run, tiny_overrides
 
 from seq2seq.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from seq2seq.config import PROJECT_ROOT, register_configs
+from seq2seq.config.schema import PROJECT_ROOT, register_configs
+from seq2seq.config.validation import check_settings
 from seq2seq.files import NAME_BYTES, capped_name, remove_orphaned_temporaries_in
-from seq2seq.training.settings import check_settings
 
 ENVIRONMENT = {**os.environ, "PYTHONWARNINGS": "ignore", "HYDRA_FULL_ERROR": "0"}
 

@@ -18,10 +18,10 @@ import torch
 from test_training import run, tiny_overrides
 
 from seq2seq.checkpoint import CheckpointError, load_checkpoint, validation_checkpoints
-from seq2seq.config import PROJECT_ROOT
+from seq2seq.config.saved import check_resume_config, config_changes
+from seq2seq.config.schema import PROJECT_ROOT
 from seq2seq.data.subword_sampling import SubwordSampler
 from seq2seq.files import atomic_write_bytes
-from seq2seq.training.resume import check_resume_config, config_changes
 
 pytestmark = pytest.mark.slow
 

@@ -6,7 +6,7 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from seq2seq.config import ModelConfig
+from seq2seq.config.schema import ModelConfig
 from seq2seq.data.batching import collate
 from seq2seq.model.encoder import SelfAttentionEncoder
 from seq2seq.model.positions import POSITIONS, RotaryPositions

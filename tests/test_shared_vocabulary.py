@@ -12,12 +12,18 @@ from omegaconf import OmegaConf
 from test_training import run
 
 from seq2seq.checkpoint import load_checkpoint
-from seq2seq.config import PROJECT_ROOT, DecoderConfig, EncoderConfig, ModelConfig, register_configs
+from seq2seq.config.schema import (
+    PROJECT_ROOT,
+    DecoderConfig,
+    EncoderConfig,
+    ModelConfig,
+    register_configs,
+)
+from seq2seq.config.validation import check_settings
 from seq2seq.data.batching import collate
 from seq2seq.data.tokenizer import UNK_ID, normalization_rule
 from seq2seq.inference import load_translator
 from seq2seq.model.seq2seq import Seq2Seq, build_model
-from seq2seq.training.settings import check_settings
 
 VOCAB, EMBED = 30, 16
 

@@ -13,7 +13,7 @@ import torch
 from omegaconf import OmegaConf
 from test_training import tiny_overrides
 
-from seq2seq.config import PROJECT_ROOT, ModelConfig
+from seq2seq.config.schema import PROJECT_ROOT, ModelConfig
 from seq2seq.data.batching import collate
 from seq2seq.data.tokenizer import PAD_ID
 from seq2seq.model.seq2seq import Seq2Seq, build_model

@@ -23,7 +23,7 @@ from tensorboard.plugins.hparams import plugin_data_pb2
 from torch.utils.tensorboard import SummaryWriter
 
 from seq2seq.checkpoint import load_checkpoint, save_checkpoint
-from seq2seq.config import PROJECT_ROOT, register_configs
+from seq2seq.config.schema import PROJECT_ROOT, register_configs
 from seq2seq.training.reporting import Reporter
 from seq2seq.training.trainer import train
 from seq2seq.viz.heatmap import PART_COLUMNS, plot_alignment

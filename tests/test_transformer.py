@@ -13,7 +13,7 @@ from omegaconf import OmegaConf
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from seq2seq.checkpoint import load_checkpoint
-from seq2seq.config import DecoderConfig, EncoderConfig, ModelConfig
+from seq2seq.config.schema import DecoderConfig, EncoderConfig, ModelConfig
 from seq2seq.data.batching import Batch, collate
 from seq2seq.data.tokenizer import BOS_ID, PAD_ID
 from seq2seq.inference import load_translator

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from omegaconf import OmegaConf
 
-from seq2seq.config import DataConfig
+from seq2seq.config.schema import DataConfig
 from seq2seq.data.corpus import CorpusError
 from seq2seq.data.dataset import load_corpus
 from seq2seq.data.synthetic import AlignedPair, generate_splits

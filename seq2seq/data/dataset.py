@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from seq2seq.config import DataConfig, SyntheticConfig
+from seq2seq.config.schema import DataConfig, SyntheticConfig
 from seq2seq.data.batching import Batch, collate, slice_into_batches
 from seq2seq.data.corpus import (
     SPLITS,

@@ -21,7 +21,7 @@ from seq2seq.data.batching import collate
 from seq2seq.data.tokenizer import BOS_ID, EOS_ID
 from seq2seq.device import autocast
 from seq2seq.inference import InferenceError, Translator, piece_word_indices
-from seq2seq.model.encoder import EncoderOutput
+from seq2seq.model.encoding import EncoderOutput
 from seq2seq.model.seq2seq import Decoder
 from seq2seq.model.transformer import TransformerDecoder
 from seq2seq.search import Hypothesis, SearchSettings, next_word

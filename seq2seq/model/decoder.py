@@ -29,7 +29,7 @@ from torch import nn
 from seq2seq.data.tokenizer import PAD_ID
 from seq2seq.model.attention import Attention, AttentionMemory, NoAttention
 from seq2seq.model.cells import gru_update, lstm_update
-from seq2seq.model.encoder import EncoderOutput
+from seq2seq.model.encoding import EncoderOutput
 
 
 @dataclass

@@ -14,6 +14,7 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 from seq2seq.data.tokenizer import PAD_ID
 from seq2seq.model.attention import scaled_dot_product
 from seq2seq.model.encoding import EncoderOutput
+from seq2seq.model.feed_forward import feed_forward
 from seq2seq.model.positions import POSITIONS, AbsolutePositions, RotaryPositions
 
 RNN_TYPES = {"gru": nn.GRU, "lstm": nn.LSTM}
@@ -79,16 +80,6 @@ class RNNEncoder(nn.Module):
 
 
 ENCODER_TYPES = ("rnn", "self_attention")
-
-
-def feed_forward(size: int, ff_size: int, activation_dropout: float) -> nn.Sequential:
-    """Vaswani et al.'s position-wise block, W_2 ReLU(W_1 x), applied to every position alike."""
-    return nn.Sequential(
-        nn.Linear(size, ff_size),
-        nn.ReLU(),
-        nn.Dropout(activation_dropout),
-        nn.Linear(ff_size, size),
-    )
 
 
 class SelfAttentionLayer(nn.Module):

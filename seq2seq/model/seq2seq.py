@@ -7,7 +7,7 @@ import logging
 import torch
 from torch import nn
 
-from seq2seq.config import ModelConfig
+from seq2seq.config.schema import ModelConfig
 from seq2seq.data.batching import Batch
 from seq2seq.model.attention import build_attention
 from seq2seq.model.decoder import BahdanauDecoder, LuongDecoder, RNNDecoder

@@ -26,7 +26,8 @@ from torch import nn
 
 from seq2seq.data.tokenizer import PAD_ID
 from seq2seq.model.attention import Attention, AttentionMemory, NoAttention, scaled_dot_product
-from seq2seq.model.encoder import EncoderOutput, feed_forward
+from seq2seq.model.encoding import EncoderOutput
+from seq2seq.model.feed_forward import feed_forward
 from seq2seq.model.positions import POSITIONS, AbsolutePositions, RotaryPositions
 
 

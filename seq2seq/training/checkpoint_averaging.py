@@ -20,7 +20,7 @@ from seq2seq.checkpoint import (
     save_checkpoint,
     validation_checkpoints,
 )
-from seq2seq.training.resume import config_changes, under_current_names
+from seq2seq.config.saved import config_changes, under_current_names
 
 # What an averaged checkpoint carries: what translate.py and evaluate.py read.
 REQUIRED = ("config", "model", "source_spm", "target_spm")

@@ -22,7 +22,7 @@ from omegaconf import DictConfig
 from torch.utils.tensorboard import SummaryWriter
 from torch.utils.tensorboard.summary import hparams
 
-from seq2seq.config import PROJECT_ROOT
+from seq2seq.config.schema import PROJECT_ROOT
 from seq2seq.data.batching import collate
 from seq2seq.data.tokenizer import EOS_ID
 from seq2seq.files import atomic_write_bytes

@@ -19,7 +19,7 @@ from typing import Any
 import torch
 from omegaconf import DictConfig
 
-LR_SCHEDULES = ("plateau", "linear", "cosine", "inverse_sqrt")
+from seq2seq.config.schema import LR_SCHEDULES
 
 
 def step_lr(

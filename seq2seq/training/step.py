@@ -11,13 +11,12 @@ import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 from torch.nn.utils import clip_grads_with_norm_
 
+from seq2seq.config.schema import LOSS_NORMALIZATIONS
 from seq2seq.data.batching import Batch
 from seq2seq.device import autocast, autocast_dtype
 from seq2seq.metrics.loss import sequence_loss
 from seq2seq.model.seq2seq import Seq2Seq
 from seq2seq.training.ema import WeightAverage
-
-LOSS_NORMALIZATIONS = ("tokens", "sentences")
 
 
 @dataclass

@@ -25,7 +25,9 @@ from seq2seq.checkpoint import (
     rng_state,
     save_checkpoint,
 )
-from seq2seq.config import config_to_dict
+from seq2seq.config.saved import check_resume_config, checkpoint_config
+from seq2seq.config.schema import config_to_dict
+from seq2seq.config.validation import check_settings
 from seq2seq.data.batching import Batch, BucketBatchSampler
 from seq2seq.data.dataset import TokenizedSplit, TrainingData, load_training_data
 from seq2seq.data.subword_sampling import SubwordSampler
@@ -55,12 +57,10 @@ from seq2seq.training.resume import (
     TrainingProgress,
     carry_checkpoints,
     check_resumable,
-    check_resume_config,
     restore_training_state,
 )
 from seq2seq.training.run_dir import claim_run_dir
 from seq2seq.training.schedule import LearningRateSchedule
-from seq2seq.training.settings import check_settings, checkpoint_config
 from seq2seq.training.signals import SignalReceived, StopRequests, TrainingInterrupted
 from seq2seq.training.step import TrainingStep, build_optimizer
 

@@ -16,7 +16,18 @@ from omegaconf import MISSING, OmegaConf
 
 from seq2seq.files import capped_name
 
-PROJECT_ROOT = Path(__file__).resolve().parents[1]
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+
+# Settings the code reads as one of a few words (checked at start-up by .validation).
+# When beam search ends a sentence: "exact" once nothing can beat its finished hypotheses;
+# "best_ends" also as soon as a step's best candidate ends (OpenNMT-py's rule: fewer steps).
+BEAM_STOPS = ("exact", "best_ends")
+# trainer.lr_schedule (seq2seq/training/schedule.py).
+LR_SCHEDULES = ("plateau", "linear", "cosine", "inverse_sqrt")
+# trainer.normalization: the loss per target token or per sentence (seq2seq/training/step.py).
+LOSS_NORMALIZATIONS = ("tokens", "sentences")
+# GNMT's α: beyond this ((5+len)/6)^α overflows for long outputs, and no tuned value comes near.
+LENGTH_PENALTY_RANGE = (0.0, 10.0)
 
 
 @dataclass

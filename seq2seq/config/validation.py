@@ -9,23 +9,22 @@ hand-edited checkpoint's ``trainer.beam_stop`` would fail only at its first beam
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
-from omegaconf.errors import OmegaConfBaseException
 
-from seq2seq.checkpoint import CheckpointError
-from seq2seq.config import Config, DataConfig, ModelConfig, TrainerConfig, VizConfig
+from seq2seq.config.schema import (
+    BEAM_STOPS,
+    LENGTH_PENALTY_RANGE,
+    LOSS_NORMALIZATIONS,
+    LR_SCHEDULES,
+    DataConfig,
+    ModelConfig,
+    TrainerConfig,
+    VizConfig,
+)
 from seq2seq.device import PRECISION_CHOICES
-from seq2seq.search import BEAM_STOPS
-from seq2seq.training.schedule import LR_SCHEDULES
-from seq2seq.training.step import LOSS_NORMALIZATIONS
-
-# GNMT's α: beyond this ((5+len)/6)^α overflows for long outputs, and no tuned value comes near.
-LENGTH_PENALTY_RANGE = (0.0, 10.0)
 
 Rule = tuple[Callable[[float], bool], str]
 
@@ -133,7 +132,7 @@ def check_settings(cfg: DictConfig) -> None:
         if added:
             raise ValueError(
                 f"{', '.join(added)}: not a setting (a typo, added with +?); the {group} "
-                f"settings are those of configs/{group}/ and seq2seq/config.py"
+                f"settings are those of configs/{group}/ and seq2seq/config/schema.py"
             )
     if cfg.model.share_embeddings and cfg.data.shared_vocab_size is None:
         raise ValueError(
@@ -177,43 +176,3 @@ def added_keys(given: dict[str, Any], known: dict[str, Any], prefix: str) -> lis
         elif isinstance(value, dict) and isinstance(known[key], dict):
             found += added_keys(value, known[key], f"{prefix}{key}.")
     return found
-
-
-def checkpoint_config(path: str | Path, state: dict[str, Any]) -> DictConfig:
-    """The config ``state`` (a loaded checkpoint) carries, checked as the command line's is.
-
-    Training saves it resolved, so a ``${...}`` in it was put there by hand: it stays the text
-    it is, never an environment variable read or a resolver run on load.
-    """
-    saved = state.get("config")
-    if not isinstance(saved, dict):
-        raise CheckpointError(f"{path}: the checkpoint holds no config")
-    try:
-        # The schema fills keys added since the checkpoint was written with their defaults.
-        config = OmegaConf.merge(OmegaConf.structured(Config), escape_interpolations(saved))
-        assert isinstance(config, DictConfig), "the schema merge gave no DictConfig"
-        check_settings(config)
-    except (OmegaConfBaseException, ValueError) as error:
-        raise CheckpointError(f"{path}: its config is not usable: {one_line(error)}") from error
-    return config
-
-
-def one_line(error: Exception) -> str:
-    """The first line of an OmegaConf or range-check error, led by the key it is about."""
-    line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-    # An escaped ${...} is still "dereferenced" to the text it is; the phrase would mislead.
-    line = re.sub(r"^While dereferencing interpolation '.*?': ", "", line)
-    key = getattr(error, "full_key", None)
-    return f"{key}: {line}" if key and not line.startswith(str(key)) else line
-
-
-def escape_interpolations(value: Any) -> Any:
-    """``value`` with every ``${`` escaped, so OmegaConf reads it as text; backslashes before
-    one are doubled, since OmegaConf reads a pair of them there as one backslash."""
-    if isinstance(value, dict):
-        return {key: escape_interpolations(item) for key, item in value.items()}
-    if isinstance(value, list):
-        return [escape_interpolations(item) for item in value]
-    if isinstance(value, str):
-        return re.sub(r"(\\*)\$\{", lambda match: match.group(1) * 2 + "\\${", value)
-    return value
