@@ -120,7 +120,7 @@ def main() -> None:
         "model": cfg.model.name,
         "attention": cfg.model.attention.name,
         "decoder": cfg.model.decoder.name,
-        "decoder_style": cfg.model.decoder_style,
+        "decoder_style": cfg.model.decoder.rnn.style if cfg.model.decoder.name == "rnn" else None,
         "kernels": model.kernels,  # "fast" or "reference": what model.kernels chose
         "parameters": sum(p.numel() for p in model.parameters()),
         "device": str(device),

@@ -197,7 +197,7 @@ MUTANTS = [
     (S, ">= best_live[k] * self.reachable", ">= best_live[k]", "beam stops before lp allows"),
     (S, "if sentence not in self.retired and len(self.finished[sentence]) < beam_size:",
      "if sentence not in self.retired:", "beam keeps more than beam finished"),
-    (S, "stop=str(t.beam_stop),", 'stop="exact",', "search settings ignore the config's beam stop"),
+    (S, "stop=str(s.stop),", 'stop="exact",', "search settings ignore the config's beam stop"),
     (S, "for k, v in choices.items() if v is not None}", "for k, v in choices.items()}",
      "a search flag not given replaces the config's value"),
     (D, "scores.weight = self.embedding.weight", "pass", "rnn output layer not tied"),

@@ -203,14 +203,14 @@ def add_search_arguments(parser: argparse.ArgumentParser) -> None:
         type=length_penalty_alpha,
         metavar="ALPHA",
         help="GNMT length penalty: beam search ranks by log-probability / ((5+len)/6)^ALPHA; "
-        "0: none (default: the checkpoint's trainer.length_penalty)",
+        "0: none (default: the checkpoint's search.alpha)",
     )
     parser.add_argument(
         "--beam-stop",
         choices=BEAM_STOPS,
         help="when beam search ends a sentence: exact (once nothing can beat its finished "
         "hypotheses) or best_ends (as soon as a step's best candidate ends, as OpenNMT-py; "
-        "fewer steps) (default: the checkpoint's trainer.beam_stop)",
+        "fewer steps) (default: the checkpoint's search.stop)",
     )
     parser.add_argument(
         "--device", choices=("auto", "cpu", "cuda"), default="auto", help="default: auto"

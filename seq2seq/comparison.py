@@ -124,9 +124,11 @@ def read_run(path: Path, name: str) -> Run:
                 "model.name",
                 "model.attention.name",
                 "model.encoder.name",
-                "model.positions",
+                "model.encoder.self_attention.positions",
             )
         )
+        if positions is None:  # a run of before issue 40: one model.positions
+            positions = OmegaConf.select(config, "model.positions", default=None)
         run.encoder = f"{encoder} ({positions})" if encoder == "self_attention" else encoder
         run.precision = OmegaConf.select(config, "trainer.precision", default=None)
     metrics_file = path / "metrics.json"

@@ -32,7 +32,7 @@ class SearchSettings:
 
     beam_size: int = 1
     nbest: int = 1  # hypotheses returned per sentence, best first; at most beam_size
-    alpha: float = 0.0  # GNMT length-penalty α (config: trainer.length_penalty); 0: none
+    alpha: float = 0.0  # GNMT length-penalty α; 0: none
     max_ratio: float = 2.0  # an output stops at max_ratio × source length + max_extra pieces
     max_extra: int = 10
     stop: str = "exact"  # when beam search ends a sentence: one of BEAM_STOPS
@@ -51,15 +51,15 @@ class SearchSettings:
 
     @classmethod
     def from_config(cls, cfg: DictConfig, precision: str, **choices: Any) -> SearchSettings:
-        """The search a config chose (on dev: trainer.eval_beam, length_penalty, beam_stop,
-        max_output_ratio/extra), with ``choices`` that are not None in its place."""
-        t = cfg.trainer
+        """The search a config chose (its ``search`` group, chosen on dev), with ``choices``
+        that are not None in its place."""
+        s = cfg.search
         settings = cls(
-            beam_size=int(t.eval_beam),
-            alpha=float(t.length_penalty),
-            max_ratio=float(t.max_output_ratio),
-            max_extra=int(t.max_output_extra),
-            stop=str(t.beam_stop),
+            beam_size=int(s.beam_size),
+            alpha=float(s.alpha),
+            max_ratio=float(s.max_ratio),
+            max_extra=int(s.max_extra),
+            stop=str(s.stop),
             precision=precision,
         )
         return settings.replace(**choices)

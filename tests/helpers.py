@@ -39,6 +39,15 @@ def tsv_config(tiny_tsv_dir: Path, cache: Path, train: str | Path, *overrides: s
 VOCAB = 30
 
 
+def model_config(*settings: str) -> DictConfig:
+    """``model.*`` with ``settings`` ("decoder.rnn.hidden=12", ...) over the schema's defaults,
+    typed as the command line's are."""
+    schema = OmegaConf.structured(ModelConfig(name="test"))
+    merged = OmegaConf.merge(schema, OmegaConf.from_dotlist(list(settings)))
+    assert isinstance(merged, DictConfig)
+    return merged
+
+
 def small_model(
     attention: str = "bahdanau",
     rnn: str = "gru",
@@ -51,21 +60,22 @@ def small_model(
     """A tiny RNN model (vocabulary ``VOCAB``, widths 6–12, no dropout) in eval mode, its
     weights drawn after ``torch.manual_seed(seed)``, with ``kernels`` as an entry point would
     give it on CPU."""
-    cfg = OmegaConf.structured(
-        ModelConfig(
-            name="test",
-            rnn=rnn,
-            embed_size=8,
-            encoder_hidden=6,
-            decoder_hidden=12,  # 2 * encoder_hidden: dot attention works
-            decoder_style=style,
-            input_feeding=feeding,
-            dropout=0.0,
-            kernels=kernels,
-        )
+    cfg = model_config(
+        "embed_size=8",
+        "dropout=0.0",
+        f"kernels={kernels}",
+        f"encoder.rnn.cell={rnn}",
+        "encoder.rnn.hidden=6",
+        f"decoder.rnn.cell={rnn}",
+        "decoder.rnn.hidden=12",  # 2 * encoder hidden: dot attention works
+        f"decoder.rnn.style={style}",
+        f"decoder.rnn.input_feeding={feeding}",
+        f"decoder.tie_embeddings={tie}",
+        f"attention.name={attention}",
+        "attention.bahdanau.size=12",
+        "attention.multihead.size=12",
+        "attention.multihead.heads=2",
     )
-    cfg.attention.name, cfg.attention.size, cfg.attention.heads = attention, 12, 2
-    cfg.decoder.tie_embeddings = tie
     torch.manual_seed(seed)
     return accelerate(build_model(cfg, VOCAB, VOCAB), kernels, torch.device("cpu")).eval()
 

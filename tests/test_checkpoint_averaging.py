@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 import torch
-from omegaconf import OmegaConf
+from helpers import model_config
 
 from seq2seq.checkpoint import (
     CheckpointError,
@@ -18,24 +18,25 @@ from seq2seq.checkpoint import (
     save_checkpoint,
     validation_checkpoints,
 )
-from seq2seq.config.schema import PROJECT_ROOT, ModelConfig, config_to_dict
+from seq2seq.config.schema import PROJECT_ROOT, config_to_dict
 from seq2seq.model.seq2seq import build_model
 from seq2seq.training.checkpoint_averaging import average_checkpoints, write_average
 
 
-def model_config(**changes: Any) -> Any:
-    cfg = OmegaConf.structured(
-        ModelConfig(
-            **{"name": "test", "embed_size": 8, "encoder_hidden": 6, "decoder_hidden": 12} | changes
-        )
+def small_config(*changes: str) -> Any:
+    return model_config(
+        "embed_size=8",
+        "encoder.rnn.hidden=6",
+        "decoder.rnn.hidden=12",
+        "attention.name=bahdanau",
+        "attention.bahdanau.size=12",
+        *changes,
     )
-    cfg.attention.name, cfg.attention.size = "bahdanau", 12
-    return cfg
 
 
-def checkpoint(path: Path, seed: int, **changes: Any) -> dict[str, Any]:
+def checkpoint(path: Path, seed: int, *changes: str) -> dict[str, Any]:
     """A weights-only checkpoint of a small random model (as step_<n>.pt and best.pt are)."""
-    cfg = model_config(**changes)
+    cfg = small_config(*changes)
     torch.manual_seed(seed)
     state = {
         "config": {"model": config_to_dict(cfg)},
@@ -72,8 +73,8 @@ def test_checkpoints_of_another_model_or_vocabulary_are_refused_in_one_line(
     tmp_path: Path,
 ) -> None:
     checkpoint(tmp_path / "a.pt", seed=0)
-    checkpoint(tmp_path / "wide.pt", seed=0, decoder_hidden=14)
-    with pytest.raises(CheckpointError, match=r"wide.pt: model.decoder_hidden=14, .* has 12"):
+    checkpoint(tmp_path / "wide.pt", 0, "decoder.rnn.hidden=14")
+    with pytest.raises(CheckpointError, match=r"wide.pt: model.decoder.rnn.hidden=14, .* has 12"):
         average_checkpoints([tmp_path / "a.pt", tmp_path / "wide.pt"])
     other = checkpoint(tmp_path / "other.pt", seed=1)
     save_checkpoint(tmp_path / "other.pt", {**other, "target_spm": b"another target model"})
@@ -83,10 +84,10 @@ def test_checkpoints_of_another_model_or_vocabulary_are_refused_in_one_line(
 
 def test_checkpoints_from_before_and_after_the_preset_rename_average(tmp_path: Path) -> None:
     # A run resumed across model=bahdanau → model=rnn_attention keeps step_<n>.pt of both names.
-    checkpoint(tmp_path / "before.pt", seed=0, name="bahdanau")
-    checkpoint(tmp_path / "after.pt", seed=1, name="rnn_attention")
+    checkpoint(tmp_path / "before.pt", 0, "name=bahdanau")
+    checkpoint(tmp_path / "after.pt", 1, "name=rnn_attention")
     average_checkpoints([tmp_path / "before.pt", tmp_path / "after.pt"])
-    checkpoint(tmp_path / "other.pt", seed=1, name="distracted")
+    checkpoint(tmp_path / "other.pt", 1, "name=distracted")
     with pytest.raises(CheckpointError, match=r"other.pt: model.name='distracted'"):
         average_checkpoints([tmp_path / "before.pt", tmp_path / "other.pt"])
 

@@ -37,6 +37,7 @@ ATTENTIONS = sorted(
     p.stem for p in (PROJECT_ROOT / "configs" / "model" / "attention").glob("*.yaml")
 )
 EXPERIMENTS = sorted(p.stem for p in (PROJECT_ROOT / "configs" / "experiment").glob("*.yaml"))
+POSITIONS_KEY = "model.encoder.self_attention.positions"  # what synthetic_positions sweeps
 
 
 @pytest.mark.parametrize("experiment", EXPERIMENTS)
@@ -49,7 +50,7 @@ def test_every_experiment_composes_with_each_swept_option(experiment: str) -> No
         assert cfg.data.name == experiment.split("_")[0]
         assert cfg.trainer.max_minutes > 0
         assert "experiment" in cfg.hydra.job.config.override_dirname.exclude_keys
-        assert set(params) <= {"model", "model/attention", "model/encoder", "model.positions"}
+        assert set(params) <= {"model", "model/attention", "model/encoder", POSITIONS_KEY}
         for key, values in params.items():
             assert key not in cfg.hydra.job.config.override_dirname.exclude_keys
             if key == "model/attention":
@@ -57,7 +58,7 @@ def test_every_experiment_composes_with_each_swept_option(experiment: str) -> No
             if key == "model/attention" and experiment.endswith("attention_scorers"):
                 # every scorer, "none" included; the fixed weights are synthetic_bag_of_words'
                 assert sorted(values.split(",")) == sorted(set(ATTENTIONS) - {"mean", "tfidf"})
-            if key == "model.positions":  # every position scheme, "none" included
+            if key == POSITIONS_KEY:  # every position scheme, "none" included
                 assert sorted(values.split(",")) == sorted(POSITIONS)
             for value in values.split(","):
                 compose("config", overrides=[f"+experiment={experiment}", f"{key}={value}"])
@@ -70,7 +71,7 @@ def test_the_tatoeba_recipe_keeps_additive_attention_and_applies_to_the_distract
         distracted = compose("config", overrides=["+experiment=tatoeba_best", "model=distracted"])
     assert recipe.model.attention.name == "bahdanau" and distracted.model.attention.name == "none"
     for cfg in (recipe, distracted):
-        assert cfg.model.decoder_style == "luong" and cfg.model.param_init == 0.1
+        assert cfg.model.decoder.rnn.style == "luong" and cfg.model.param_init == 0.1
         assert cfg.trainer.normalization == "sentences" and cfg.trainer.max_minutes == 15
 
 
@@ -141,7 +142,7 @@ def test_encoder_and_word_order_columns_where_some_run_has_them() -> None:
     rnn = finished_run()
     rnn.encoder = "rnn"
     bag = finished_run()
-    bag.name, bag.encoder = "model.positions=none", "self_attention (none)"
+    bag.name, bag.encoder = f"{POSITIONS_KEY}=none", "self_attention (none)"
     assert bag.metrics is not None
     bag.metrics["word_order"] = {
         "word_order_acc": 0.4975,

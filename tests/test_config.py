@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import logging
+import json
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +11,7 @@ from hydra import compose, initialize_config_dir
 from hydra.errors import ConfigCompositionException
 from omegaconf import OmegaConf
 
+from seq2seq.config.saved import under_current_names
 from seq2seq.config.schema import (
     PROJECT_ROOT,
     AttentionConfig,
@@ -18,11 +19,12 @@ from seq2seq.config.schema import (
     DecoderConfig,
     EncoderConfig,
     ModelConfig,
+    SearchConfig,
     TrainerConfig,
     VizConfig,
     register_configs,
 )
-from seq2seq.model.seq2seq import build_model, ineffective_options
+from seq2seq.model.seq2seq import build_model
 
 CONFIGS = PROJECT_ROOT / "configs"
 
@@ -72,7 +74,8 @@ def test_attention_switch(attention: str) -> None:
 def test_encoder_switch(model: str, encoder: str) -> None:
     with initialize_config_dir(str(CONFIGS), version_base="1.3"):
         cfg = compose("config", overrides=[f"model={model}", f"model/encoder={encoder}"])
-    assert cfg.model.encoder.name == encoder and cfg.model.positions == "sinusoidal"
+    assert cfg.model.encoder.name == encoder
+    assert cfg.model.encoder.self_attention.positions == "sinusoidal"
 
 
 def test_default_is_the_synthetic_corpus_with_attention() -> None:
@@ -98,6 +101,7 @@ SCHEMA = {
     "model/encoder": EncoderConfig,
     "model/decoder": DecoderConfig,
     "trainer": TrainerConfig,
+    "search": SearchConfig,
     "viz": VizConfig,
 }
 # What a corpus preset (data=synthetic, data=tatoeba) sets for its corpus: where it lives and
@@ -107,10 +111,12 @@ CORPUS_KEYS = {"dir", "url", "src_vocab_size", "tgt_vocab_size", "length_buckets
 # cross-attention as wide as the model, which the RNN presets' defaults do not suit.
 TRANSFORMER_KEYS = {
     "dropout",
-    "attention_dropout",
-    "activation_dropout",
-    "attention.size",
-    "encoder.layers",
+    "attention.multihead.size",
+    "encoder.self_attention.layers",
+    "encoder.self_attention.attention_dropout",
+    "encoder.self_attention.activation_dropout",
+    "decoder.transformer.attention_dropout",
+    "decoder.transformer.activation_dropout",
 }
 
 
@@ -156,43 +162,49 @@ def test_the_comparison_catches_a_different_default() -> None:
     ]
 
 
-@pytest.mark.parametrize(
-    "overrides",
-    [
-        [],
-        ["model=distracted"],
-        *[[f"model/attention={name}"] for name in options("model/attention")],
-        ["+experiment=tatoeba_best"],
-        ["+experiment=tatoeba_best", "model=distracted"],
-        ["model.decoder_style=luong", "model.input_feeding=false"],
-        ["model=transformer"],
-        ["+experiment=tatoeba_transformer"],
-        ["+experiment=synthetic_transformer", "model=transformer"],
-    ],
+BEFORE_ISSUE_40 = json.loads(
+    (Path(__file__).parent / "data" / "configs_before_issue_40.json").read_text(encoding="utf-8")
 )
-def test_presets_set_no_option_without_effect(overrides: list[str]) -> None:
+
+
+@pytest.mark.parametrize("case", sorted(BEFORE_ISSUE_40))
+def test_a_config_saved_before_the_nested_model_takes_the_current_shape(case: str) -> None:
+    """Configs composed by the code before issue 40 (flat RNN keys, one ``positions``, search
+    under ``trainer``; in tests/data), brought up to date, are what the same choices compose
+    to now: a checkpoint of then builds the same model and decodes the same way."""
+    saved = BEFORE_ISSUE_40[case]
     with initialize_config_dir(str(CONFIGS), version_base="1.3"):
-        cfg = compose("config", overrides=overrides)
-    assert ineffective_options(cfg.model) == []
+        now = compose("config", overrides=saved["overrides"])
+    current = under_current_names(saved["config"])
+    model = OmegaConf.merge(OmegaConf.structured(ModelConfig), current["model"])
+    search = OmegaConf.merge(OmegaConf.structured(SearchConfig), current["search"])
+    assert OmegaConf.to_container(model) == OmegaConf.to_container(now.model)
+    assert OmegaConf.to_container(search) == OmegaConf.to_container(now.search)
+    assert current["trainer"] == {"lr": saved["config"]["trainer"]["lr"]}
 
 
 @pytest.mark.parametrize(
-    ("overrides", "named"),
-    [
-        (["model.input_feeding=false"], "model.input_feeding=False"),
-        (["model/attention=dot", "model.attention.heads=8"], "model.attention.heads=8"),
-        (["model/attention=general", "model.attention.size=64"], "model.attention.size=64"),
-        (["model.positions=rotary"], "model.positions=rotary"),
-    ],
+    "override",
+    ["model.decoder_hidden=64", "model.positions=rotary", "trainer.eval_beam=5", "model.rnn=lstm"],
 )
-def test_an_option_without_effect_is_warned_about_when_the_model_is_built(
-    overrides: list[str], named: str, caplog: pytest.LogCaptureFixture
-) -> None:
+def test_the_settings_of_before_the_nested_model_are_not_settings(override: str) -> None:
+    with (
+        initialize_config_dir(str(CONFIGS), version_base="1.3"),
+        pytest.raises(ConfigCompositionException),
+    ):
+        compose("config", overrides=[override])
+
+
+def test_bahdanau_wiring_without_input_feeding_is_refused() -> None:
     with initialize_config_dir(str(CONFIGS), version_base="1.3"):
-        cfg = compose("config", overrides=overrides)
-    with caplog.at_level(logging.WARNING, logger="seq2seq.model.seq2seq"):
+        cfg = compose("config", overrides=["model.decoder.rnn.input_feeding=false"])
+        luong = compose(
+            "config",
+            overrides=["model.decoder.rnn.input_feeding=false", "model.decoder.rnn.style=luong"],
+        )
+    with pytest.raises(ValueError, match="input_feeding=false needs model.decoder.rnn.style=luong"):
         build_model(cfg.model, 20, 20)
-    assert [r.getMessage().split(" has no effect")[0] for r in caplog.records] == [named]
+    assert not build_model(luong.model, 20, 20).decoder.input_feeding
 
 
 def test_the_slurm_launcher_composes_with_its_settings() -> None:

@@ -37,13 +37,13 @@ def variant_checkpoints(tmp_path_factory: pytest.TempPathFactory) -> dict[str, P
     base = tmp_path_factory.mktemp("explorer-variants")
     runs = {
         "distracted": ("model=distracted",),
-        "self_attention": ("model/encoder=self_attention", "model.encoder.heads=2"),
+        "self_attention": ("model/encoder=self_attention", "model.encoder.self_attention.heads=2"),
         "transformer": (
             "model=transformer",
-            "model.attention.heads=2",
-            "model.encoder.heads=2",
-            "model.decoder.heads=2",
-            "model.decoder.alignment_layer=1",
+            "model.attention.multihead.heads=2",
+            "model.encoder.self_attention.heads=2",
+            "model.decoder.transformer.heads=2",
+            "model.decoder.transformer.alignment_layer=1",
         ),
     }
     return {
@@ -127,7 +127,7 @@ def test_self_attention_encoder_maps_per_layer_and_head(
     translator = load_translator(variant_checkpoints["self_attention"], "cpu", "fp32")
     result = explain(translator, SENTENCE, translator.search_settings())
     maps = result.encoder_attention
-    layers = int(translator.config.model.encoder.layers)
+    layers = int(translator.config.model.encoder.self_attention.layers)
     assert maps is not None
     assert maps.shape == (layers, 2, len(result.source_labels), len(result.source_labels))
     np.testing.assert_allclose(maps.sum(axis=-1), 1.0, atol=1e-5)

@@ -8,9 +8,8 @@ from collections import Counter
 
 import pytest
 import torch
-from omegaconf import OmegaConf
+from helpers import model_config
 
-from seq2seq.config.schema import ModelConfig
 from seq2seq.data.batching import collate
 from seq2seq.data.tokenizer import EOS_ID
 from seq2seq.model.attention import (
@@ -99,22 +98,22 @@ def test_mean_weights_every_real_token_alike() -> None:
 
 
 def small_model(attention: str, decoder: str = "rnn", style: str = "bahdanau") -> Seq2Seq:
-    cfg = OmegaConf.structured(
-        ModelConfig(
-            name="test",
-            embed_size=8,
-            encoder_hidden=4,
-            decoder_hidden=8,
-            decoder_style=style,
-            input_feeding=False,
-            dropout=0.0,
-        )
+    cfg = model_config(
+        "embed_size=8",
+        "dropout=0.0",
+        f"encoder.name={'self_attention' if decoder == 'transformer' else 'rnn'}",
+        "encoder.rnn.hidden=4",
+        "encoder.self_attention.heads=2",
+        "encoder.self_attention.ff_size=16",
+        f"decoder.name={decoder}",
+        "decoder.rnn.hidden=8",
+        f"decoder.rnn.style={style}",
+        f"decoder.rnn.input_feeding={style == 'bahdanau'}",  # luong without: its own wiring
+        "decoder.transformer.layers=2",
+        "decoder.transformer.heads=2",
+        "decoder.transformer.ff_size=16",
+        f"attention.name={attention}",
     )
-    cfg.attention.name = attention
-    cfg.decoder.name = decoder
-    cfg.decoder.layers, cfg.decoder.heads, cfg.decoder.ff_size = 2, 2, 16
-    if decoder == "transformer":
-        cfg.encoder.name, cfg.encoder.heads, cfg.encoder.ff_size = "self_attention", 2, 16
     torch.manual_seed(0)
     model = build_model(cfg, VOCAB, VOCAB).eval()
     assert fit_source_idf(model, TRAIN) == (attention == "tfidf")

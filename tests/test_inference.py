@@ -187,11 +187,11 @@ BROKEN_CHECKPOINTS: dict[str, tuple[Callable[[Path, Path], Path], str]] = {
         lambda good, tmp: edited_checkpoint(good, tmp / "nan.pt", nan_weights),
         "the weights hold NaN or infinite values (decoder.output.weight)",
     ),
-    "bad beam_stop": (
+    "bad search.stop": (
         lambda good, tmp: edited_checkpoint(
-            good, tmp / "b.pt", lambda s: s["config"]["trainer"].update(beam_stop="fastest")
+            good, tmp / "b.pt", lambda s: s["config"]["search"].update(stop="fastest")
         ),
-        "its config is not usable: trainer.beam_stop=fastest is not a choice",
+        "its config is not usable: search.stop=fastest is not a choice",
     ),
     "bad precision": (
         lambda good, tmp: edited_checkpoint(
@@ -319,14 +319,15 @@ def test_evaluate_in_bf16_decodes_at_that_precision_and_nearly_agrees(
 def test_the_search_settings_default_to_the_checkpoints(
     tiny_checkpoint: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """A checkpoint trained with trainer.length_penalty=α and trainer.beam_stop decodes with
-    them unless told otherwise; a checkpoint from before beam_stop existed stops exactly."""
+    """A checkpoint trained with search.alpha=α and search.stop decodes with them unless told
+    otherwise; one from before the search group (α as trainer.length_penalty) and before
+    beam_stop existed decodes with its α and stops exactly."""
     state = load_checkpoint(tiny_checkpoint)
-    state["config"]["trainer"]["length_penalty"] = 1.5
-    state["config"]["trainer"]["beam_stop"] = "best_ends"
+    state["config"]["search"].update(alpha=1.5, stop="best_ends")
     with_alpha = tmp_path / "alpha.pt"
     save_checkpoint(with_alpha, {k: v for k, v in state.items() if k != "format_version"})
-    del state["config"]["trainer"]["beam_stop"]
+    del state["config"]["search"]
+    state["config"]["trainer"]["length_penalty"] = 1.5
     older = tmp_path / "older.pt"
     save_checkpoint(older, {k: v for k, v in state.items() if k != "format_version"})
     settings = []

@@ -8,16 +8,13 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
-from typing import Any
 
 import pytest
 import torch
-from helpers import VOCAB, padded_batch, small_model
-from omegaconf import OmegaConf
+from helpers import VOCAB, model_config, padded_batch, small_model
 
 import seq2seq.fast
 from seq2seq.config.saved import check_resume_config
-from seq2seq.config.schema import ModelConfig
 from seq2seq.fast.kernels import accelerate
 from seq2seq.model.encoder import RNNEncoder
 from seq2seq.model.seq2seq import Seq2Seq, build_model
@@ -27,18 +24,16 @@ from seq2seq.training.step import TrainingStep, build_optimizer
 FAST = Path(seq2seq.fast.__file__).parent
 
 
-def model_with_dropout(kernels: str, **overrides: Any) -> Seq2Seq:
-    cfg = OmegaConf.structured(
-        ModelConfig(
-            name="t",
-            embed_size=8,
-            encoder_hidden=6,
-            decoder_hidden=12,
-            kernels=kernels,
-            **overrides,
-        )
+def model_with_dropout(kernels: str, *settings: str) -> Seq2Seq:
+    cfg = model_config(
+        "embed_size=8",
+        f"kernels={kernels}",
+        "encoder.rnn.hidden=6",
+        "decoder.rnn.hidden=12",
+        "attention.name=bahdanau",
+        "attention.bahdanau.size=12",
+        *settings,
     )
-    cfg.attention.name, cfg.attention.size = "bahdanau", 12
     torch.manual_seed(0)
     return accelerate(build_model(cfg, VOCAB, VOCAB), kernels, torch.device("cpu"))
 
@@ -72,7 +67,12 @@ def test_with_reference_kernels_training_and_search_run_only_the_plain_modules(
     do run the fast kernels (so the watch sees them)."""
     batch = padded_batch()
     for kernels in ("reference", "auto"):
-        model = model_with_dropout(kernels, decoder_style=style, rnn=rnn).train()
+        model = model_with_dropout(
+            kernels,
+            f"decoder.rnn.style={style}",
+            f"encoder.rnn.cell={rnn}",
+            f"decoder.rnn.cell={rnn}",
+        ).train()
         update = TrainingStep(model, build_optimizer(model, 1e-3), 1.0, 0.1, "tokens", "bf16")
 
         def train_and_search(model: Seq2Seq = model, update: TrainingStep = update) -> None:
@@ -95,8 +95,7 @@ def test_with_reference_kernels_training_and_search_run_only_the_plain_modules(
 
 def test_auto_is_the_fast_kernels_on_cpu_and_the_reference_elsewhere() -> None:
     """build_model gives the reference modules; accelerate swaps the fast ones in on CPU only."""
-    cfg = OmegaConf.structured(ModelConfig(name="t", embed_size=8, decoder_hidden=12))
-    cfg.attention.name = "bahdanau"
+    cfg = model_config("embed_size=8", "decoder.rnn.hidden=12", "attention.name=bahdanau")
     built = build_model(cfg, VOCAB, VOCAB)
     assert built.kernels == "reference" and type(built.encoder) is RNNEncoder
     cpu, cuda = torch.device("cpu"), torch.device("cuda")

@@ -113,8 +113,8 @@ def test_a_tfidf_run_logs_long_range_accuracy_and_saves_the_training_idf(tmp_pat
         2,
         "model/attention=tfidf",
         "model.embed_size=16",
-        "model.encoder_hidden=8",
-        "model.decoder_hidden=16",
+        "model.encoder.rnn.hidden=8",
+        "model.decoder.rnn.hidden=16",
         *(f"data.synthetic.{key}={value}" for key, value in sizes.items()),
     )
     accumulator = EventAccumulator(str(run_dir), size_guidance={"scalars": 0})

@@ -6,11 +6,9 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers import VOCAB, small_model
-from omegaconf import OmegaConf
+from helpers import VOCAB, model_config, small_model
 
 from seq2seq.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from seq2seq.config.schema import ModelConfig
 from seq2seq.data.batching import collate
 from seq2seq.data.tokenizer import EOS_ID
 from seq2seq.metrics.loss import sequence_loss
@@ -113,17 +111,14 @@ def test_greedy_score_is_the_teacher_forced_log_probability() -> None:
 
 
 def test_multi_layer_unidirectional_encoder_builds() -> None:
-    cfg = OmegaConf.structured(
-        ModelConfig(
-            name="t",
-            encoder_layers=2,
-            bidirectional=False,
-            embed_size=8,
-            encoder_hidden=6,
-            decoder_hidden=6,
-        )
+    cfg = model_config(
+        "embed_size=8",
+        "encoder.rnn.layers=2",
+        "encoder.rnn.bidirectional=false",
+        "encoder.rnn.hidden=6",
+        "decoder.rnn.hidden=6",
+        "attention.name=dot",
     )
-    cfg.attention.name = "dot"
     model = build_model(cfg, VOCAB, VOCAB)
     logits, weights = model(toy_batch())
     assert logits.shape[-1] == VOCAB and weights is not None
@@ -206,10 +201,13 @@ def test_luong_without_input_feeding_runs_all_steps_at_once_with_the_loops_numbe
 
 
 def test_param_init_draws_every_weight_uniformly_and_keeps_padding_rows_zero() -> None:
-    cfg = OmegaConf.structured(
-        ModelConfig(name="test", embed_size=8, encoder_hidden=6, decoder_hidden=12, param_init=0.05)
+    cfg = model_config(
+        "embed_size=8",
+        "param_init=0.05",
+        "encoder.rnn.hidden=6",
+        "decoder.rnn.hidden=12",
+        "attention.name=bahdanau",
     )
-    cfg.attention.name = "bahdanau"
     torch.manual_seed(0)
     model = build_model(cfg, VOCAB, VOCAB)
     for name, parameter in model.named_parameters():
@@ -305,12 +303,15 @@ def test_the_encoder_summary_is_the_last_forward_and_first_backward_state(
 ) -> None:
     """C = [→h_{T_x}; ←h_1] of the top layer, at each sentence's own last token (not the
     padding's), and the mask marks exactly the real tokens."""
-    cfg = OmegaConf.structured(
-        ModelConfig(
-            name="t", rnn=rnn, encoder_layers=layers, embed_size=8, encoder_hidden=6, dropout=0.0
-        )
+    cfg = model_config(
+        "embed_size=8",
+        "dropout=0.0",
+        f"encoder.rnn.cell={rnn}",
+        f"encoder.rnn.layers={layers}",
+        "encoder.rnn.hidden=6",
+        f"decoder.rnn.cell={rnn}",
+        "attention.name=bahdanau",
     )
-    cfg.attention.name = "bahdanau"
     torch.manual_seed(0)
     model = build_model(cfg, VOCAB, VOCAB).eval()
     batch = toy_batch()

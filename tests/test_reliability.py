@@ -199,14 +199,14 @@ def test_every_preset_is_in_range_and_each_bad_value_is_named() -> None:
     bad = {
         "trainer.eval_every=0": "trainer.eval_every=0 is out of range: it must be more than 0",
         "trainer.batch_size=-4": "trainer.batch_size=-4 is out of range",
-        "model.decoder_hidden=0": "model.decoder_hidden=0 is out of range",
+        "model.decoder.rnn.hidden=0": "model.decoder.rnn.hidden=0 is out of range",
         "trainer.max_minutes=-1": "trainer.max_minutes=-1.0 is out of range: it must be 0 or more",
         "trainer.log_every=0": "trainer.log_every=0 is out of range",
         "trainer.lr=nan": "trainer.lr=nan is out of range",
         "model.dropout=1.0": "model.dropout=1.0 is out of range: it must be from 0.0 to less than",
         "data.src_vocab_size=0": "data.src_vocab_size=0 is out of range",
-        "trainer.length_penalty=1000": "trainer.length_penalty=1000.0 is out of range",
-        "trainer.beam_stop=fastest": "trainer.beam_stop=fastest is not a choice: it must be one",
+        "search.alpha=1000": "search.alpha=1000.0 is out of range",
+        "search.stop=fastest": "search.stop=fastest is not a choice: it must be one",
         "trainer.precision=fp64": "trainer.precision=fp64 is not a choice",
         "trainer.lr_schedule=step": "trainer.lr_schedule=step is not a choice",
         "data.source_lang=fr": "data.source_lang=fr is not one of the languages of data.columns",
@@ -271,7 +271,7 @@ def last_pt(tmp_path_factory: pytest.TempPathFactory) -> Path:
         ("no sampler", "the checkpoint lacks sampler, which resuming restores"),
         ("no rng", "the checkpoint lacks rng, which resuming restores"),
         ("no config", "the checkpoint lacks config, which resuming restores"),
-        ("bad beam_stop", "its config is not usable: trainer.beam_stop=fastest is not a choice"),
+        ("bad beam_stop", "its config is not usable: search.stop=fastest is not a choice"),
         ("progress of another version", "its saved training state does not fit this run"),
         ("NaN weights", "the weights hold NaN or infinite values"),
     ],
@@ -283,7 +283,7 @@ def test_resuming_a_hand_edited_checkpoint_is_refused_in_one_line(
     if edit.startswith("no "):
         del state[edit.removeprefix("no ")]
     elif edit == "bad beam_stop":
-        state["config"]["trainer"]["beam_stop"] = "fastest"
+        state["config"]["search"]["stop"] = "fastest"
     elif edit == "progress of another version":
         state["progress"]["tokens_seen"] = 10
     else:

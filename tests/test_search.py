@@ -151,14 +151,8 @@ def test_nbest_larger_than_the_beam_is_refused() -> None:
 
 
 def test_search_settings_come_from_the_config_and_choices_given_replace_them() -> None:
-    trainer = {
-        "eval_beam": 4,
-        "length_penalty": 1.5,
-        "max_output_ratio": 1.5,
-        "max_output_extra": 3,
-        "beam_stop": "best_ends",
-    }
-    cfg = OmegaConf.create({"trainer": trainer})
+    search = {"beam_size": 4, "alpha": 1.5, "max_ratio": 1.5, "max_extra": 3, "stop": "best_ends"}
+    cfg = OmegaConf.create({"search": search})
     settings = SearchSettings.from_config(cfg, "bf16")
     assert settings == SearchSettings(4, 1, 1.5, 1.5, 3, "best_ends", "bf16")
     # A command-line flag not given is None: the config's value stays.

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import pytest
 import torch
-from omegaconf import OmegaConf
+from helpers import model_config
 
-from seq2seq.config.schema import ModelConfig
 from seq2seq.data.batching import collate
 from seq2seq.model.encoder import SelfAttentionEncoder
 from seq2seq.model.positions import POSITIONS, RotaryPositions
@@ -79,11 +78,17 @@ def test_padding_changes_nothing(positions: str) -> None:
 
 def test_without_positions_the_whole_model_cannot_tell_word_order() -> None:
     """我爱你 and 你爱我 get the same output distribution at every step: a bag of words."""
-    cfg = OmegaConf.structured(
-        ModelConfig(name="test", embed_size=16, decoder_hidden=12, dropout=0.0, positions="none")
+    cfg = model_config(
+        "embed_size=16",
+        "dropout=0.0",
+        "encoder.name=self_attention",
+        "encoder.self_attention.heads=2",
+        "encoder.self_attention.ff_size=32",
+        "encoder.self_attention.positions=none",
+        "decoder.rnn.hidden=12",
+        "attention.name=bahdanau",
+        "attention.bahdanau.size=12",
     )
-    cfg.encoder.name, cfg.encoder.heads, cfg.encoder.ff_size = "self_attention", 2, 32
-    cfg.attention.name, cfg.attention.size = "bahdanau", 12
     torch.manual_seed(0)
     model = build_model(cfg, VOCAB, VOCAB).eval()
     target = [[4, 8, 15]]
@@ -91,7 +96,7 @@ def test_without_positions_the_whole_model_cannot_tell_word_order() -> None:
     forward = model(collate([i_love_you], target, [0]))[0]
     backward = model(collate([you_love_me], target, [0]))[0]
     torch.testing.assert_close(forward, backward)
-    cfg.positions = "sinusoidal"
+    cfg.encoder.self_attention.positions = "sinusoidal"
     torch.manual_seed(0)
     ordered = build_model(cfg, VOCAB, VOCAB).eval()
     assert not torch.allclose(
@@ -119,12 +124,12 @@ def test_rotary_scores_depend_only_on_the_distance() -> None:
 
 def test_a_source_longer_than_the_learned_table_fails_with_advice() -> None:
     model = encoder("learned", max_positions=4)
-    with pytest.raises(ValueError, match="model.encoder.max_positions=4"):
+    with pytest.raises(ValueError, match="model.encoder.self_attention.max_positions=4"):
         encode(model, SENTENCE)
 
 
 def test_bad_settings_fail_with_the_key_named() -> None:
-    with pytest.raises(ValueError, match="model.positions"):
+    with pytest.raises(ValueError, match="model.encoder.self_attention.positions"):
         encoder("absolute")
-    with pytest.raises(ValueError, match="model.encoder.heads"):
+    with pytest.raises(ValueError, match="model.encoder.self_attention.heads"):
         SelfAttentionEncoder(VOCAB, 16, 1, 3, 32, 0.0, "none", 64)

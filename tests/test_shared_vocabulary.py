@@ -7,16 +7,13 @@ from pathlib import Path
 
 import pytest
 import torch
+from helpers import model_config
 from hydra import compose, initialize_config_dir
-from omegaconf import OmegaConf
 from test_training import run
 
 from seq2seq.checkpoint import load_checkpoint
 from seq2seq.config.schema import (
     PROJECT_ROOT,
-    DecoderConfig,
-    EncoderConfig,
-    ModelConfig,
     register_configs,
 )
 from seq2seq.config.validation import check_settings
@@ -31,20 +28,25 @@ VOCAB, EMBED = 30, 16
 def model(
     decoder: str, share: bool, src_vocab: int = VOCAB, attention: str = "multihead"
 ) -> Seq2Seq:
-    cfg = OmegaConf.structured(
-        ModelConfig(
-            name=decoder,
-            embed_size=EMBED,
-            encoder_hidden=8,
-            decoder_hidden=16,
-            dropout=0.0,
-            share_embeddings=share,
-            decoder_style="luong" if attention == "bahdanau" else "bahdanau",
-            encoder=EncoderConfig(name="self_attention", layers=1, heads=2, ff_size=32),
-            decoder=DecoderConfig(name=decoder, layers=1, heads=2, ff_size=32),
-        )
+    cfg = model_config(
+        f"embed_size={EMBED}",
+        "dropout=0.0",
+        f"share_embeddings={share}",
+        "encoder.name=self_attention",
+        "encoder.self_attention.layers=1",
+        "encoder.self_attention.heads=2",
+        "encoder.self_attention.ff_size=32",
+        f"decoder.name={decoder}",
+        "decoder.rnn.hidden=16",
+        f"decoder.rnn.style={'luong' if attention == 'bahdanau' else 'bahdanau'}",
+        "decoder.transformer.layers=1",
+        "decoder.transformer.heads=2",
+        "decoder.transformer.ff_size=32",
+        f"attention.name={attention}",
+        "attention.bahdanau.size=16",
+        "attention.multihead.size=16",
+        "attention.multihead.heads=2",
     )
-    cfg.attention.name, cfg.attention.size, cfg.attention.heads = attention, 16, 2
     torch.manual_seed(0)
     return build_model(cfg, src_vocab, VOCAB)
 

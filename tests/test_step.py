@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 import torch
-from omegaconf import OmegaConf
+from helpers import model_config
 from test_training import tiny_overrides
 
-from seq2seq.config.schema import PROJECT_ROOT, ModelConfig
+from seq2seq.config.schema import PROJECT_ROOT
 from seq2seq.data.batching import collate
 from seq2seq.data.tokenizer import PAD_ID
 from seq2seq.model.seq2seq import Seq2Seq, build_model
@@ -23,10 +23,14 @@ VOCAB = 30
 
 
 def model_and_batch(seed: int = 0) -> tuple[Seq2Seq, object]:
-    cfg = OmegaConf.structured(
-        ModelConfig(name="t", embed_size=8, encoder_hidden=6, decoder_hidden=12, dropout=0.0)
+    cfg = model_config(
+        "embed_size=8",
+        "dropout=0.0",
+        "encoder.rnn.hidden=6",
+        "decoder.rnn.hidden=12",
+        "attention.name=bahdanau",
+        "attention.bahdanau.size=12",
     )
-    cfg.attention.name, cfg.attention.size = "bahdanau", 12
     torch.manual_seed(seed)
     batch = collate([[5, 6, 7, 8], [9, 10]], [[11, 12, 13], [14, 15, 16, 17, 18]], [0, 1])
     return build_model(cfg, VOCAB, VOCAB), batch

@@ -42,9 +42,9 @@ def tiny_overrides(cache: Path) -> list[str]:
         "data.tgt_vocab_size=40",
         f"data.cache_dir={cache}",
         "model.embed_size=16",
-        "model.encoder_hidden=16",
-        "model.decoder_hidden=32",
-        "model.attention.size=16",
+        "model.encoder.rnn.hidden=16",
+        "model.decoder.rnn.hidden=32",
+        "model.attention.bahdanau.size=16",
         "trainer.max_steps=6",
         "trainer.eval_every=3",
         "trainer.log_every=2",
@@ -153,9 +153,9 @@ def test_self_attention_encoder_logs_word_order_and_self_attention_heatmaps(
         tmp_path,
         "self_attention",
         "model/encoder=self_attention",
-        "model.positions=rotary",
-        "model.encoder.heads=2",
-        "model.encoder.ff_size=32",
+        "model.encoder.self_attention.positions=rotary",
+        "model.encoder.self_attention.heads=2",
+        "model.encoder.self_attention.ff_size=32",
         f"data.word_order={TINY / 'word_order.tsv'}",
     )
     accumulator = events(run_dir)
@@ -202,7 +202,7 @@ def test_every_attention_trains_from_the_command_line(tmp_path: Path, attention:
     workdir.mkdir()
     overrides = tiny_overrides(tmp_path / "cache") + [
         f"model/attention={attention}",
-        "model.decoder_hidden=32",
+        "model.decoder.rnn.hidden=32",
         "trainer.max_steps=3",
         f"hydra.run.dir={run_dir}",
     ]
@@ -224,10 +224,10 @@ def test_every_attention_trains_from_the_command_line(tmp_path: Path, attention:
 
 
 def test_validation_with_beam_search_draws_the_beam_output(tmp_path: Path) -> None:
-    """With trainer.eval_beam > 1 the heatmap rows are the best beam hypothesis's pieces."""
+    """With search.beam_size > 1 the heatmap rows are the best beam hypothesis's pieces."""
     from seq2seq.inference import load_translator
 
-    run_dir = run(tmp_path, "beam", "trainer.eval_beam=3", "trainer.max_steps=3")
+    run_dir = run(tmp_path, "beam", "search.beam_size=3", "trainer.max_steps=3")
     saved = np.load(run_dir / "alignments" / "step_0000003" / "dev_1.npz")
     translator = load_translator(run_dir / "checkpoints" / "last.pt", "cpu", "fp32")
     lines = (TINY / "dev.tsv").read_text(encoding="utf-8").splitlines()
@@ -325,7 +325,7 @@ def test_non_finite_updates_are_skipped_and_k_in_a_row_stop_the_run(
         ("data.train=/nonexistent/train.tsv", "/nonexistent/train.tsv: file not found"),
         ("data.max_length=1", "train.tsv: all 136 pairs of the train split are longer than"),
         ("trainer.normalization=words", "trainer.normalization=words is not a choice"),
-        ("trainer.beam_stop=first", "trainer.beam_stop=first is not a choice"),
+        ("search.stop=first", "search.stop=first is not a choice"),
         ("trainer.resume=/nonexistent/last.pt", "/nonexistent/last.pt: checkpoint not found"),
         ("data.src_vocab_size=5", "sentencepiece could not train the zh model (vocab_size=5"),
     ],

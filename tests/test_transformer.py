@@ -8,12 +8,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from helpers import train_synthetic
-from omegaconf import OmegaConf
+from helpers import model_config, train_synthetic
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from seq2seq.checkpoint import load_checkpoint
-from seq2seq.config.schema import DecoderConfig, EncoderConfig, ModelConfig
 from seq2seq.data.batching import Batch, collate
 from seq2seq.data.tokenizer import BOS_ID, PAD_ID
 from seq2seq.inference import load_translator
@@ -32,20 +30,26 @@ def transformer(
     encoder: str = "self_attention",
     layers: int = 2,
 ) -> Seq2Seq:
-    cfg = OmegaConf.structured(
-        ModelConfig(
-            name="transformer",
-            embed_size=16,
-            encoder_hidden=8,
-            dropout=0.0,
-            positions=positions,
-            encoder=EncoderConfig(name=encoder, layers=2, heads=2, ff_size=32),
-            decoder=DecoderConfig(
-                name="transformer", layers=layers, heads=2, ff_size=32, tie_embeddings=tie
-            ),
-        )
+    cfg = model_config(
+        "embed_size=16",
+        "dropout=0.0",
+        f"encoder.name={encoder}",
+        "encoder.rnn.hidden=8",
+        "encoder.self_attention.layers=2",
+        "encoder.self_attention.heads=2",
+        "encoder.self_attention.ff_size=32",
+        f"encoder.self_attention.positions={positions}",
+        "decoder.name=transformer",
+        f"decoder.tie_embeddings={tie}",
+        f"decoder.transformer.layers={layers}",
+        "decoder.transformer.heads=2",
+        "decoder.transformer.ff_size=32",
+        f"decoder.transformer.positions={positions}",
+        f"attention.name={attention}",
+        "attention.bahdanau.size=16",
+        "attention.multihead.size=16",
+        "attention.multihead.heads=2",
     )
-    cfg.attention.name, cfg.attention.size, cfg.attention.heads = attention, 16, 2
     torch.manual_seed(seed)
     return build_model(cfg, VOCAB, VOCAB).eval()
 
@@ -168,14 +172,17 @@ def test_distracted_transformer_has_no_weights() -> None:
 
 
 def test_alignment_layer_is_validated_and_chosen() -> None:
-    cfg = OmegaConf.structured(
-        ModelConfig(name="t", embed_size=16, decoder=DecoderConfig(name="transformer", layers=2))
+    cfg = model_config(
+        "embed_size=16",
+        "decoder.name=transformer",
+        "decoder.transformer.layers=2",
+        "attention.name=multihead",
+        "attention.multihead.size=16",
     )
-    cfg.attention.name, cfg.attention.size = "multihead", 16
-    cfg.decoder.alignment_layer = 2
+    cfg.decoder.transformer.alignment_layer = 2
     with pytest.raises(ValueError, match="alignment_layer=2"):
         build_model(cfg, VOCAB, VOCAB)
-    cfg.decoder.alignment_layer = 0
+    cfg.decoder.transformer.alignment_layer = 0
     model = build_model(cfg, VOCAB, VOCAB).eval()
     batch = batch_with_targets(8)
     with torch.no_grad():
@@ -198,12 +205,12 @@ def test_transformer_trains_and_shows_each_layers_alignment(tmp_path: Path) -> N
         4,
         "model=transformer",
         "model.embed_size=16",
-        "model.attention.size=16",
-        "model.attention.heads=2",
-        "model.encoder.heads=2",
-        "model.encoder.ff_size=32",
-        "model.decoder.heads=2",
-        "model.decoder.ff_size=32",
+        "model.attention.multihead.size=16",
+        "model.attention.multihead.heads=2",
+        "model.encoder.self_attention.heads=2",
+        "model.encoder.self_attention.ff_size=32",
+        "model.decoder.transformer.heads=2",
+        "model.decoder.transformer.ff_size=32",
         "data.synthetic.train_size=300",
         "data.synthetic.dev_size=20",
         "data.synthetic.test_size=20",
@@ -244,11 +251,11 @@ def test_transformer_trains_and_shows_each_layers_alignment(tmp_path: Path) -> N
 
 TINY_TRANSFORMER = [
     "model=transformer",
-    "model.attention.heads=2",
-    "model.encoder.heads=2",
-    "model.encoder.ff_size=32",
-    "model.decoder.heads=2",
-    "model.decoder.ff_size=32",
+    "model.attention.multihead.heads=2",
+    "model.encoder.self_attention.heads=2",
+    "model.encoder.self_attention.ff_size=32",
+    "model.decoder.transformer.heads=2",
+    "model.decoder.transformer.ff_size=32",
     "model.decoder.tie_embeddings=true",
     "trainer.lr_schedule=inverse_sqrt",
     "trainer.warmup_steps=2",

@@ -30,6 +30,7 @@ GROUP_DEFAULTS = {
     "model.encoder": "model/encoder/rnn.yaml",
     "model.decoder": "model/decoder/rnn.yaml",
     "trainer": "trainer/default.yaml",
+    "search": "search/default.yaml",
     "viz": "viz/default.yaml",
 }
 

@@ -78,57 +78,121 @@ class DataConfig:
 
 
 @dataclass
-class AttentionConfig:
-    name: str = MISSING
+class AdditiveConfig:
+    """model/attention=bahdanau: the additive scorer's hidden layer."""
+
+    size: int = 512
+
+
+@dataclass
+class MultiHeadConfig:
+    """model/attention=multihead: the projected width, split over the heads."""
+
     size: int = 512
     heads: int = 4
 
 
 @dataclass
-class EncoderConfig:
-    """Which encoder; the sizes of the self-attention one (the RNN's are model.encoder_*)."""
+class AttentionConfig:
+    """The scorer (``name``); a scorer's own settings sit under its name, so a setting says
+    which scorer reads it (the others' sizes follow from the encoder and decoder)."""
 
-    name: str = "rnn"
-    layers: int = 2
-    heads: int = 4
-    ff_size: int = 1024
-    max_positions: int = 256
+    name: str = MISSING
+    bahdanau: AdditiveConfig = field(default_factory=AdditiveConfig)
+    multihead: MultiHeadConfig = field(default_factory=MultiHeadConfig)
 
 
 @dataclass
-class DecoderConfig:
-    """Which decoder; the sizes of the Transformer one (the RNN's are model.decoder_hidden etc.)."""
+class RNNEncoderConfig:
+    """model/encoder=rnn: a (bi)GRU/LSTM reads the source word by word."""
+
+    cell: str = "gru"
+    hidden: int = 256  # units per direction
+    layers: int = 1
+    bidirectional: bool = True
+
+
+@dataclass
+class SelfAttentionEncoderConfig:
+    """model/encoder=self_attention: the Transformer's encoder stack, width model.embed_size."""
+
+    layers: int = 2
+    heads: int = 4
+    ff_size: int = 1024
+    positions: str = "sinusoidal"
+    max_positions: int = 256
+    attention_dropout: float | None = None  # None: model.dropout
+    activation_dropout: float | None = None
+
+
+@dataclass
+class EncoderConfig:
+    """Which encoder (``name``); each family's settings under its name."""
 
     name: str = "rnn"
+    rnn: RNNEncoderConfig = field(default_factory=RNNEncoderConfig)
+    self_attention: SelfAttentionEncoderConfig = field(default_factory=SelfAttentionEncoderConfig)
+
+
+@dataclass
+class RNNDecoderConfig:
+    """model/decoder=rnn: a GRU/LSTM writes the translation word by word."""
+
+    cell: str = "gru"
+    hidden: int = 512
+    style: str = "bahdanau"
+    input_feeding: bool = True
+
+
+@dataclass
+class TransformerDecoderConfig:
+    """model/decoder=transformer: the Transformer's decoder stack, width model.embed_size."""
+
     layers: int = 3
     heads: int = 4
     ff_size: int = 1024
+    positions: str = "sinusoidal"
     max_positions: int = 256
-    tie_embeddings: bool = False
+    attention_dropout: float | None = None  # None: model.dropout
+    activation_dropout: float | None = None
     alignment_layer: int | None = None
 
 
 @dataclass
+class DecoderConfig:
+    """Which decoder (``name``); each family's settings under its name."""
+
+    name: str = "rnn"
+    tie_embeddings: bool = False
+    rnn: RNNDecoderConfig = field(default_factory=RNNDecoderConfig)
+    transformer: TransformerDecoderConfig = field(default_factory=TransformerDecoderConfig)
+
+
+@dataclass
 class ModelConfig:
+    """What every family reads; the encoder, decoder and scorer each in their own group."""
+
     name: str = MISSING
-    rnn: str = "gru"
     embed_size: int = 256
-    encoder_hidden: int = 256
-    encoder_layers: int = 1
-    bidirectional: bool = True
-    decoder_hidden: int = 512
-    decoder_style: str = "bahdanau"
-    input_feeding: bool = True
     dropout: float = 0.2
-    attention_dropout: float | None = None
-    activation_dropout: float | None = None
     param_init: float = 0.0
     share_embeddings: bool = False
-    positions: str = "sinusoidal"
     kernels: str = "auto"
     encoder: EncoderConfig = field(default_factory=EncoderConfig)
     decoder: DecoderConfig = field(default_factory=DecoderConfig)
     attention: AttentionConfig = field(default_factory=AttentionConfig)
+
+
+@dataclass
+class SearchConfig:
+    """How validation, the final test and (by default) translate.py decode: the names are
+    :class:`seq2seq.search.SearchSettings`'s."""
+
+    beam_size: int = 1
+    alpha: float = 0.0  # GNMT length penalty; 0: none
+    stop: str = "exact"  # one of BEAM_STOPS
+    max_ratio: float = 2.0  # an output stops at max_ratio × source length + max_extra pieces
+    max_extra: int = 10
 
 
 @dataclass
@@ -160,11 +224,6 @@ class TrainerConfig:
     keep_checkpoints: int = 5
     eval_batch_size: int = 128
     early_stopping_patience: int = 0
-    max_output_ratio: float = 2.0
-    max_output_extra: int = 10
-    eval_beam: int = 1
-    length_penalty: float = 0.0
-    beam_stop: str = "exact"
     log_every: int = 50
     progress: bool = True
     resume: str | None = None
@@ -184,6 +243,7 @@ class Config:
     data: DataConfig = MISSING
     model: ModelConfig = MISSING
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    search: SearchConfig = field(default_factory=SearchConfig)
     viz: VizConfig = field(default_factory=VizConfig)
 
 

@@ -3,7 +3,7 @@ keys; and the same checks of the config a checkpoint carries.
 
 Without them a value out of range fails deep inside a run (``trainer.eval_every=0``: a
 ZeroDivisionError after the first update) or silently means nothing (``+trainer.foo=1``); a
-hand-edited checkpoint's ``trainer.beam_stop`` would fail only at its first beam search.
+hand-edited checkpoint's ``search.stop`` would fail only at its first beam search.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from seq2seq.config.schema import (
     LR_SCHEDULES,
     DataConfig,
     ModelConfig,
+    SearchConfig,
     TrainerConfig,
     VizConfig,
 )
@@ -63,23 +64,26 @@ RANGES: dict[str, Rule] = {
     "data.synthetic.long_range_train": COUNT,
     "data.synthetic.long_range_size": COUNT,
     "model.embed_size": SIZE,
-    "model.encoder_hidden": SIZE,
-    "model.encoder_layers": SIZE,
-    "model.decoder_hidden": SIZE,
     "model.dropout": FRACTION,
-    "model.attention_dropout": FRACTION,
-    "model.activation_dropout": FRACTION,
     "model.param_init": COUNT,
-    "model.encoder.layers": SIZE,
-    "model.encoder.heads": SIZE,
-    "model.encoder.ff_size": SIZE,
-    "model.encoder.max_positions": SIZE,
-    "model.decoder.layers": SIZE,
-    "model.decoder.heads": SIZE,
-    "model.decoder.ff_size": SIZE,
-    "model.decoder.max_positions": SIZE,
-    "model.attention.size": SIZE,
-    "model.attention.heads": SIZE,
+    "model.encoder.rnn.hidden": SIZE,
+    "model.encoder.rnn.layers": SIZE,
+    "model.encoder.self_attention.layers": SIZE,
+    "model.encoder.self_attention.heads": SIZE,
+    "model.encoder.self_attention.ff_size": SIZE,
+    "model.encoder.self_attention.max_positions": SIZE,
+    "model.encoder.self_attention.attention_dropout": FRACTION,
+    "model.encoder.self_attention.activation_dropout": FRACTION,
+    "model.decoder.rnn.hidden": SIZE,
+    "model.decoder.transformer.layers": SIZE,
+    "model.decoder.transformer.heads": SIZE,
+    "model.decoder.transformer.ff_size": SIZE,
+    "model.decoder.transformer.max_positions": SIZE,
+    "model.decoder.transformer.attention_dropout": FRACTION,
+    "model.decoder.transformer.activation_dropout": FRACTION,
+    "model.attention.bahdanau.size": SIZE,
+    "model.attention.multihead.size": SIZE,
+    "model.attention.multihead.heads": SIZE,
     "trainer.seed": COUNT,
     "trainer.threads": COUNT,
     "trainer.batch_size": SIZE,
@@ -102,24 +106,30 @@ RANGES: dict[str, Rule] = {
     "trainer.keep_checkpoints": COUNT,
     "trainer.eval_batch_size": SIZE,
     "trainer.early_stopping_patience": COUNT,
-    "trainer.max_output_ratio": SIZE,
-    "trainer.max_output_extra": COUNT,
-    "trainer.eval_beam": SIZE,
-    "trainer.length_penalty": within(*LENGTH_PENALTY_RANGE),
     "trainer.log_every": SIZE,
     "trainer.ddp_timeout_minutes": SIZE,
+    "search.beam_size": SIZE,
+    "search.alpha": within(*LENGTH_PENALTY_RANGE),
+    "search.max_ratio": SIZE,
+    "search.max_extra": COUNT,
     "viz.num_samples": COUNT,
 }
 
 # Settings the code reads as one of a few words; the model's are checked where it is built.
 CHOICES: dict[str, tuple[str, ...]] = {
-    "trainer.beam_stop": BEAM_STOPS,
+    "search.stop": BEAM_STOPS,
     "trainer.precision": PRECISION_CHOICES,
     "trainer.normalization": LOSS_NORMALIZATIONS,
     "trainer.lr_schedule": LR_SCHEDULES,
 }
 
-SCHEMAS = {"data": DataConfig, "model": ModelConfig, "trainer": TrainerConfig, "viz": VizConfig}
+SCHEMAS = {
+    "data": DataConfig,
+    "model": ModelConfig,
+    "trainer": TrainerConfig,
+    "search": SearchConfig,
+    "viz": VizConfig,
+}
 
 
 def check_settings(cfg: DictConfig) -> None:

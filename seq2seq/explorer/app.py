@@ -111,7 +111,7 @@ def build(models: Sequence[LoadedModel], temp_dir: Path) -> gr.Blocks:
             search = gr.Radio(["greedy", "beam"], value="greedy", label="search", elem_id="search")
             beam_size = gr.Slider(2, 10, value=5, step=1, label="beam size")
             length_penalty = gr.Number(
-                value=float(first.config.trainer.length_penalty),
+                value=float(first.config.search.alpha),
                 label="length penalty α",
                 info="beam ranks by log-probability / ((5+len)/6)^α",
             )

@@ -223,8 +223,8 @@ class MultiHeadAttention(Attention):
         super().__init__()
         if attention_size % heads:
             raise ValueError(
-                f"model.attention.size ({attention_size}) must be divisible by "
-                f"model.attention.heads ({heads})"
+                f"model.attention.multihead.size ({attention_size}) must be divisible by "
+                f"model.attention.multihead.heads ({heads})"
             )
         self.heads, self.head_size = heads, attention_size // heads
         self.query_proj = nn.Linear(query_size, attention_size, bias=False)

@@ -71,7 +71,7 @@ class RNNDecoder(nn.Module):
     ) -> None:
         super().__init__()
         if rnn not in ("gru", "lstm"):
-            raise ValueError(f"model.rnn must be 'gru' or 'lstm', got {rnn!r}")
+            raise ValueError(f"model.decoder.rnn.cell must be 'gru' or 'lstm', got {rnn!r}")
         self.is_lstm = rnn == "lstm"
         self.gates = (4 if self.is_lstm else 3) * hidden_size
         self.hidden_size = hidden_size

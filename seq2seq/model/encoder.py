@@ -43,7 +43,9 @@ class RNNEncoder(nn.Module):
     ) -> None:
         super().__init__()
         if rnn not in RNN_TYPES:
-            raise ValueError(f"model.rnn must be one of {sorted(RNN_TYPES)}, got {rnn!r}")
+            raise ValueError(
+                f"model.encoder.rnn.cell must be one of {sorted(RNN_TYPES)}, got {rnn!r}"
+            )
         self.embedding = nn.Embedding(vocab_size, embed_size, padding_idx=PAD_ID)
         self.dropout = nn.Dropout(dropout)
         self.rnn = RNN_TYPES[rnn](
@@ -161,11 +163,14 @@ class SelfAttentionEncoder(nn.Module):
         """``attention_dropout`` and ``activation_dropout`` default to ``dropout``."""
         super().__init__()
         if positions not in POSITIONS:
-            raise ValueError(f"model.positions must be one of {POSITIONS}, got {positions!r}")
+            raise ValueError(
+                f"model.encoder.self_attention.positions must be one of {POSITIONS}, "
+                f"got {positions!r}"
+            )
         if embed_size % heads or (embed_size // heads) % 2:
             raise ValueError(
-                f"model.embed_size ({embed_size}) must split into model.encoder.heads ({heads}) "
-                "heads of even size"
+                f"model.embed_size ({embed_size}) must split into "
+                f"model.encoder.self_attention.heads ({heads}) heads of even size"
             )
         self.embedding = nn.Embedding(vocab_size, embed_size, padding_idx=PAD_ID)
         self.positions = (

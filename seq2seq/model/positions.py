@@ -38,7 +38,11 @@ class AbsolutePositions(nn.Module):
     """Adds a position vector to each embedding: sinusoidal (fixed) or learned."""
 
     def __init__(
-        self, kind: str, size: int, max_positions: int, setting: str = "model.encoder.max_positions"
+        self,
+        kind: str,
+        size: int,
+        max_positions: int,
+        setting: str = "model.encoder.self_attention.max_positions",
     ) -> None:
         """``setting``: the config key of ``max_positions``, for the error on a longer input."""
         super().__init__()

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import logging
-
 import torch
 from torch import nn
 
 from seq2seq.config.schema import ModelConfig
 from seq2seq.data.batching import Batch
-from seq2seq.model.attention import build_attention
+from seq2seq.model.attention import Attention, build_attention
 from seq2seq.model.decoder import BahdanauDecoder, LuongDecoder, RNNDecoder
 from seq2seq.model.encoder import (
     ENCODER_TYPES,
@@ -22,11 +20,6 @@ from seq2seq.model.transformer import TransformerDecoder
 Encoder = RNNEncoder | SelfAttentionEncoder
 Decoder = RNNDecoder | TransformerDecoder
 DECODER_TYPES = ("rnn", "transformer")
-
-log = logging.getLogger(__name__)
-
-# Scorers that read model.attention.size (the others' sizes follow from the RNNs).
-SIZED_SCORERS = ("bahdanau", "multihead")
 
 
 class Seq2Seq(nn.Module):
@@ -49,87 +42,46 @@ class Seq2Seq(nn.Module):
         return self.decoder(batch.tgt_in, self.encode(batch))
 
 
-def ineffective_options(cfg: ModelConfig) -> list[str]:
-    """Options set away from their default in a combination that never reads them.
-
-    Warned about rather than rejected: a preset may carry a value that only some of the
-    options it combines with read, while a value set by hand that changes nothing is news.
-    """
-    default = ModelConfig()
-    attention = cfg.attention
-    transformer = cfg.decoder.name == "transformer"
-    notes = []
-    if transformer:
-        notes += [
-            f"model.{key}={cfg[key]} has no effect with model.decoder.name=transformer; it is "
-            "for the RNN decoder"
-            for key in ("decoder_hidden", "decoder_style", "input_feeding")
-            if cfg[key] != getattr(default, key)
-        ]
-    else:
-        notes += [
-            f"model.decoder.{key}={cfg.decoder[key]} has no effect with the RNN decoder; it is "
-            "for model.decoder.name=transformer"
-            for key in ("layers", "heads", "ff_size", "max_positions")
-            if cfg.decoder[key] != getattr(default.decoder, key)
-        ]
-    rnn_bahdanau = not transformer and cfg.decoder_style == "bahdanau"
-    if rnn_bahdanau and cfg.input_feeding != default.input_feeding:
-        notes.append(
-            f"model.input_feeding={cfg.input_feeding} has no effect with "
-            "model.decoder_style=bahdanau (its context always enters the RNN); it is for luong"
-        )
-    if attention.name != "multihead" and attention.heads != default.attention.heads:
-        notes.append(
-            f"model.attention.heads={attention.heads} has no effect with "
-            f"model/attention={attention.name}; only multihead has heads"
-        )
-    if attention.name not in SIZED_SCORERS and attention.size != default.attention.size:
-        notes.append(
-            f"model.attention.size={attention.size} has no effect with "
-            f"model/attention={attention.name}; only {' and '.join(SIZED_SCORERS)} read it"
-        )
-    if cfg.encoder.name == "rnn" and not transformer and cfg.positions != default.positions:
-        notes.append(
-            f"model.positions={cfg.positions} has no effect with model/encoder=rnn and an RNN "
-            "decoder (the recurrence itself knows the order); it is for self-attention"
-        )
-    return notes
-
-
 def build_encoder(cfg: ModelConfig, src_vocab_size: int) -> Encoder:
-    """``model.encoder.name``: the RNN (default) or the Transformer-style self-attention stack."""
-    if cfg.encoder.name == "rnn":
+    """``model.encoder.name``: the RNN (default) or the Transformer-style self-attention stack,
+    built from that family's settings (``model.encoder.<name>.*``)."""
+    name = cfg.encoder.name
+    if name == "rnn":
+        rnn = cfg.encoder.rnn
         return RNNEncoder(
             src_vocab_size,
             cfg.embed_size,
-            cfg.encoder_hidden,
-            cfg.encoder_layers,
-            cfg.bidirectional,
-            cfg.rnn,
+            rnn.hidden,
+            rnn.layers,
+            rnn.bidirectional,
+            rnn.cell,
             cfg.dropout,
         )
-    if cfg.encoder.name == "self_attention":
+    if name == "self_attention":
+        stack = cfg.encoder.self_attention
         return SelfAttentionEncoder(
             src_vocab_size,
             cfg.embed_size,
-            cfg.encoder.layers,
-            cfg.encoder.heads,
-            cfg.encoder.ff_size,
+            stack.layers,
+            stack.heads,
+            stack.ff_size,
             cfg.dropout,
-            cfg.positions,
-            cfg.encoder.max_positions,
-            cfg.attention_dropout,
-            cfg.activation_dropout,
+            stack.positions,
+            stack.max_positions,
+            or_model_dropout(stack.attention_dropout, cfg),
+            or_model_dropout(stack.activation_dropout, cfg),
         )
-    raise ValueError(f"model.encoder.name must be one of {ENCODER_TYPES}, got {cfg.encoder.name!r}")
+    raise ValueError(f"model.encoder.name must be one of {ENCODER_TYPES}, got {name!r}")
+
+
+def or_model_dropout(rate: float | None, cfg: ModelConfig) -> float:
+    """A family's own dropout rate, or ``model.dropout`` where it sets none."""
+    return cfg.dropout if rate is None else rate
 
 
 def build_model(cfg: ModelConfig, src_vocab_size: int, tgt_vocab_size: int) -> Seq2Seq:
     """The model of ``cfg`` from the reference modules (the definition): entry points hand it
     to :func:`seq2seq.fast.kernels.accelerate` for the speed layer (``model.kernels``)."""
-    for note in ineffective_options(cfg):
-        log.warning("%s", note)
     encoder = build_encoder(cfg, src_vocab_size)
     if cfg.decoder.name == "rnn":
         decoder: Decoder = build_rnn_decoder(
@@ -151,35 +103,55 @@ def build_model(cfg: ModelConfig, src_vocab_size: int, tgt_vocab_size: int) -> S
     return model
 
 
+def scorer(
+    cfg: ModelConfig, query_size: int, value_size: int, src_vocab_size: int, dropout: float = 0.0
+) -> Attention:
+    """``model/attention``'s scorer, sized by its own settings (``model.attention.<name>.*``)
+    where it has any, else by the query and value sizes."""
+    attention = cfg.attention
+    size, heads = 0, 1  # the other scorers are sized by the query and the values
+    if attention.name == "bahdanau":
+        size = attention.bahdanau.size
+    elif attention.name == "multihead":
+        size, heads = attention.multihead.size, attention.multihead.heads
+    return build_attention(
+        attention.name,
+        query_size=query_size,
+        value_size=value_size,
+        attention_size=size,
+        heads=heads,
+        dropout=dropout,
+        source_vocab_size=src_vocab_size,
+    )
+
+
 def build_rnn_decoder(
     cfg: ModelConfig, tgt_vocab_size: int, value_size: int, src_vocab_size: int
 ) -> RNNDecoder:
-    """``model.decoder_style``: where the context enters the recurrence (Bahdanau or Luong)."""
-    attention = build_attention(
-        cfg.attention.name,
-        query_size=cfg.decoder_hidden,
-        value_size=value_size,
-        attention_size=cfg.attention.size,
-        heads=cfg.attention.heads,
-        source_vocab_size=src_vocab_size,
-    )
+    """``model.decoder.rnn.style``: where the context enters the recurrence (Bahdanau or
+    Luong)."""
+    rnn = cfg.decoder.rnn
+    attention = scorer(cfg, rnn.hidden, value_size, src_vocab_size)
     args = (
         tgt_vocab_size,
         cfg.embed_size,
-        cfg.decoder_hidden,
+        rnn.hidden,
         value_size,
-        cfg.rnn,
+        rnn.cell,
         cfg.dropout,
         attention,
     )
     tie = cfg.decoder.tie_embeddings
-    if cfg.decoder_style == "bahdanau":
+    if rnn.style == "bahdanau":
+        if not rnn.input_feeding:
+            raise ValueError(
+                "model.decoder.rnn.input_feeding=false needs model.decoder.rnn.style=luong: "
+                "Bahdanau's wiring always feeds its context into the RNN"
+            )
         return BahdanauDecoder(*args, tie_embeddings=tie)
-    if cfg.decoder_style == "luong":
-        return LuongDecoder(*args, input_feeding=cfg.input_feeding, tie_embeddings=tie)
-    raise ValueError(
-        f"model.decoder_style must be 'bahdanau' or 'luong', got {cfg.decoder_style!r}"
-    )
+    if rnn.style == "luong":
+        return LuongDecoder(*args, input_feeding=rnn.input_feeding, tie_embeddings=tie)
+    raise ValueError(f"model.decoder.rnn.style must be 'bahdanau' or 'luong', got {rnn.style!r}")
 
 
 def build_transformer_decoder(
@@ -187,34 +159,26 @@ def build_transformer_decoder(
 ) -> TransformerDecoder:
     """Width ``model.embed_size``; each layer's cross-attention is ``model/attention``'s scorer
     (multihead in the Transformer preset), queried by that layer's stream."""
-    attention_dropout = cfg.dropout if cfg.attention_dropout is None else cfg.attention_dropout
-    activation_dropout = cfg.dropout if cfg.activation_dropout is None else cfg.activation_dropout
+    stack = cfg.decoder.transformer
+    attention_dropout = or_model_dropout(stack.attention_dropout, cfg)
     cross_attention = [
-        build_attention(
-            cfg.attention.name,
-            query_size=cfg.embed_size,
-            value_size=value_size,
-            attention_size=cfg.attention.size,
-            heads=cfg.attention.heads,
-            dropout=attention_dropout,
-            source_vocab_size=src_vocab_size,
-        )
-        for _ in range(cfg.decoder.layers)
+        scorer(cfg, cfg.embed_size, value_size, src_vocab_size, attention_dropout)
+        for _ in range(stack.layers)
     ]
     return TransformerDecoder(
         tgt_vocab_size,
         cfg.embed_size,
-        cfg.decoder.layers,
-        cfg.decoder.heads,
-        cfg.decoder.ff_size,
+        stack.layers,
+        stack.heads,
+        stack.ff_size,
         cross_attention,
         cfg.dropout,
         attention_dropout,
-        activation_dropout,
-        cfg.positions,
-        cfg.decoder.max_positions,
+        or_model_dropout(stack.activation_dropout, cfg),
+        stack.positions,
+        stack.max_positions,
         cfg.decoder.tie_embeddings,
-        cfg.decoder.alignment_layer,
+        stack.alignment_layer,
     )
 
 

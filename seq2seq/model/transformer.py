@@ -149,18 +149,20 @@ class TransformerDecoder(nn.Module):
     ) -> None:
         super().__init__()
         if positions not in POSITIONS:
-            raise ValueError(f"model.positions must be one of {POSITIONS}, got {positions!r}")
+            raise ValueError(
+                f"model.decoder.transformer.positions must be one of {POSITIONS}, got {positions!r}"
+            )
         if size % heads or (size // heads) % 2:
             raise ValueError(
-                f"model.embed_size ({size}) must split into model.decoder.heads ({heads}) heads "
-                "of even size"
+                f"model.embed_size ({size}) must split into model.decoder.transformer.heads "
+                f"({heads}) heads of even size"
             )
         if len(cross_attention) != layers:
             raise ValueError(f"{layers} layers need {layers} cross-attentions")
         if alignment_layer is not None and not -layers <= alignment_layer < layers:
             raise ValueError(
-                f"model.decoder.alignment_layer={alignment_layer} is not one of the {layers} "
-                f"layers (0..{layers - 1}, or negative from the last)"
+                f"model.decoder.transformer.alignment_layer={alignment_layer} is not one of the "
+                f"{layers} layers (0..{layers - 1}, or negative from the last)"
             )
         self.size = size
         # Fairseq's scheme: N(0, 1/size) rows, scaled by √size on the way in, so the embedding
@@ -171,7 +173,9 @@ class TransformerDecoder(nn.Module):
         with torch.no_grad():
             self.embedding.weight[PAD_ID].zero_()
         self.positions = (
-            AbsolutePositions(positions, size, max_positions, "model.decoder.max_positions")
+            AbsolutePositions(
+                positions, size, max_positions, "model.decoder.transformer.max_positions"
+            )
             if positions in ("sinusoidal", "learned")
             else None
         )

@@ -57,12 +57,7 @@ HPARAM_KEYS = (
     "model.attention.name",
     "model.encoder.name",
     "model.decoder.name",
-    "model.positions",
-    "model.rnn",
     "model.embed_size",
-    "model.encoder_hidden",
-    "model.encoder_layers",
-    "model.decoder_hidden",
     "model.dropout",
     "trainer.lr",
     "trainer.batch_size",
@@ -361,11 +356,24 @@ class Reporter:
             if name in final.get(split, {}):
                 prefix = "test" if split == "test" else f"test_{split}"
                 metrics[f"{prefix}/{name}"] = final[split][name]
-        params = {key: _lookup(self.cfg, key) for key in HPARAM_KEYS}
+        params = hparam_values(self.cfg)
         params["precision_used"] = self.precision.used  # trainer.precision may say auto
         for summary in hparams(params, metrics):
             self.writer.file_writer.add_summary(summary)
         self.writer.close()
+
+
+def hparam_values(cfg: DictConfig) -> dict[str, Any]:
+    """HPARAM_KEYS, and the settings of the encoder, decoder and scorer the run chose
+    (``model.encoder.rnn.hidden``, ...): another family's are not this run's."""
+    params = {key: _lookup(cfg, key) for key in HPARAM_KEYS}
+    for part in ("encoder", "decoder", "attention"):
+        group = cfg.model[part]
+        own = group.get(group.name)  # None: a scorer with no settings of its own
+        for key, value in (own or {}).items():
+            if value is not None:
+                params[f"model.{part}.{group.name}.{key}"] = value
+    return params
 
 
 def _lookup(cfg: DictConfig, dotted: str) -> Any:

@@ -25,7 +25,7 @@ from seq2seq.checkpoint import (
     rng_state,
     save_checkpoint,
 )
-from seq2seq.config.saved import check_resume_config, checkpoint_config
+from seq2seq.config.saved import resumed_config
 from seq2seq.config.schema import config_to_dict
 from seq2seq.config.validation import check_settings
 from seq2seq.data.batching import Batch, BucketBatchSampler
@@ -465,8 +465,7 @@ def load_resume_checkpoint(cfg: DictConfig) -> dict[str, Any]:
     path = cfg.trainer.resume
     saved = load_checkpoint(path)
     check_resumable(path, saved, averaged=bool(cfg.trainer.ema_decay))
-    checkpoint_config(path, saved)
-    check_resume_config(path, saved["config"], config_to_dict(cfg))
+    resumed_config(path, saved, cfg)
     check_finite_weights(path, saved["model"])
     return saved
 
@@ -580,8 +579,9 @@ def evaluate_split(
         with_alignment=data.has_gold_alignments and model.has_attention_weights,
         word_order=split == "word_order",
         long_range=split == "long_range",
-        # model.decoder.alignment_layer=null: the Transformer layer aligning best on dev.
-        choose_alignment_layer=split == "dev" and cfg.model.decoder.alignment_layer is None,
+        # alignment_layer=null: the Transformer layer aligning best on dev.
+        choose_alignment_layer=split == "dev"
+        and cfg.model.decoder.transformer.alignment_layer is None,
     )
 
 
