@@ -62,7 +62,7 @@ A, D, E, S, W, R, L = (
     "seq2seq/fast/recurrence.py",
     "seq2seq/fast/additive_gru_loops.py",
 )
-T = "seq2seq/model/transformer.py"
+T = "seq2seq/model/transformer_decoder.py"
 # The training loop's parts and the metrics (the hand-written loops are L above: if that file
 # moves, changing L moves all of its mutants).
 B, V, P = "seq2seq/data/batching.py", "seq2seq/training/ema.py", "seq2seq/training/step.py"

@@ -23,7 +23,7 @@ from seq2seq.device import autocast
 from seq2seq.inference import InferenceError, Translator, piece_word_indices
 from seq2seq.model.encoding import EncoderOutput
 from seq2seq.model.seq2seq import Decoder
-from seq2seq.model.transformer import TransformerDecoder
+from seq2seq.model.transformer_decoder import TransformerDecoder
 from seq2seq.search import Hypothesis, SearchSettings, next_word
 
 # Characters accepted before tokenizing: a pasted book is refused before it costs anything.

@@ -15,7 +15,7 @@ from seq2seq.model.encoder import (
     RNNEncoder,
     SelfAttentionEncoder,
 )
-from seq2seq.model.transformer import TransformerDecoder
+from seq2seq.model.transformer_decoder import TransformerDecoder
 
 Encoder = RNNEncoder | SelfAttentionEncoder
 Decoder = RNNDecoder | TransformerDecoder

@@ -30,7 +30,7 @@ from seq2seq.metrics.alignment import piece_word_indices_by_boundaries, piece_wo
 from seq2seq.metrics.long_range import LONG_RANGE_METRIC
 from seq2seq.metrics.word_order import WORD_ORDER_METRICS
 from seq2seq.model.encoder import SelfAttentionEncoder
-from seq2seq.model.transformer import TransformerDecoder
+from seq2seq.model.transformer_decoder import TransformerDecoder
 from seq2seq.viz.heatmap import (
     column_parts,
     figure_to_png,
