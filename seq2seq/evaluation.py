@@ -12,7 +12,6 @@ from seq2seq.data.dataset import TokenizedSplit
 from seq2seq.data.synthetic.links import LongRangePair
 from seq2seq.data.tokenizer import SubwordTokenizer
 from seq2seq.device import autocast
-from seq2seq.fast.prepacked import prepacked_for_search
 from seq2seq.metrics.alignment import (
     corpus_alignment_error_rate,
     hard_links_from_attention,
@@ -74,7 +73,7 @@ def translate_split(
     )
     outputs: list[Hypothesis | None] = [None] * len(unique)
     rows = batch_size * search.beam_size
-    with prepacked_for_search(model, device, search.precision, rows):
+    with model.search_scope(search.precision, rows):
         for batch in unique.eval_batches(batch_size):
             nbest_lists = translate_batch(model, batch.to(device), search)
             for row, (hypothesis,) in zip(batch.indices, nbest_lists, strict=True):

@@ -36,7 +36,6 @@ from seq2seq.evaluation import (
     word_order_scores,
 )
 from seq2seq.fast.kernels import accelerate
-from seq2seq.fast.prepacked import prepacked_for_search
 from seq2seq.files import atomic_write_bytes
 from seq2seq.metrics.alignment import (
     SPECIAL_PIECES,
@@ -116,7 +115,7 @@ class Translator:
         results: list[list[Hypothesis]] = [[] for _ in sources]
         self.model.eval()
         rows = batch_size * search.beam_size
-        with prepacked_for_search(self.model, self.device, search.precision, rows):
+        with self.model.search_scope(search.precision, rows):
             for start in range(0, len(order), batch_size):
                 chunk = order[start : start + batch_size]
                 batch = collate([ids[i] for i in chunk], None, chunk).to(self.device)

@@ -11,6 +11,7 @@ from seq2seq.device import Support, cpu_capability
 from seq2seq.fast import prepacked
 from seq2seq.fast.prepacked import prepacked_for_search, prepacked_linears
 from seq2seq.fast.private_ops import packed_linear_usable
+from seq2seq.model.ensemble import Ensemble
 
 needs_onednn_bf16 = pytest.mark.skipif(
     not packed_linear_usable(),
@@ -97,3 +98,26 @@ def test_bf16_search_on_a_cpu_with_native_bf16_is_packed(monkeypatch: pytest.Mon
     reference = seq2seq_model(kernels="reference")
     with prepacked_for_search(reference, torch.device("cpu"), "bf16", rows=4):
         assert packed_layers(reference) == 0
+
+
+@needs_onednn_bf16
+def test_accelerate_gives_the_model_and_an_ensemble_of_such_models_a_packing_search_scope(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Searches ask the model for its scope (``model.search_scope``): the fast kernels' packs
+    every Linear in bf16, an ensemble's enters each member's, the reference model's packs none."""
+    monkeypatch.setattr(prepacked, "bf16_support", native_bf16(True))
+    fast, other, reference = (
+        seq2seq_model(),
+        seq2seq_model(seed=1),
+        seq2seq_model(kernels="reference"),
+    )
+    linears = sum(isinstance(module, nn.Linear) for module in fast.modules())
+    with fast.search_scope("bf16", 4):
+        assert packed_layers(fast) == linears
+    with fast.search_scope("fp32", 4), reference.search_scope("bf16", 4):
+        assert packed_layers(fast) == packed_layers(reference) == 0
+    ensemble = Ensemble([fast, other])
+    with ensemble.search_scope("bf16", 4):
+        assert packed_layers(ensemble) == 2 * linears
+    assert packed_layers(ensemble) == 0

@@ -32,8 +32,9 @@ def prepacked_for_search(
     """:func:`prepacked_linears` where it pays (a model built with the fast kernels, bf16 on a
     CPU that computes it natively, with oneDNN's packed linear usable), else nothing.
 
-    Wrap a whole test set's batches (``translate_split``, ``Translator.translate``) to pack once
-    per test set; nested uses pack once.
+    :func:`~seq2seq.fast.kernels.accelerate` makes it the model's ``search_scope``, which
+    ``translate_split`` and ``Translator.translate`` wrap a whole test set's batches in: one
+    packing per test set; nested uses pack once.
     """
     if (
         model.kernels == "fast"

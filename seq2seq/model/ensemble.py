@@ -9,7 +9,8 @@ rows by beam), so greedy and beam search run an ensemble unchanged, in one batch
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -104,9 +105,14 @@ class Ensemble(nn.Module):
         assert members, "an ensemble needs at least one model"
         self.members = nn.ModuleList(members)
         self.decoder = EnsembleDecoder([member.decoder for member in members])
-        # Search packs the fast kernels' linear layers where every member has them.
-        fast = all(member.kernels == "fast" for member in members)
-        self.kernels = "fast" if fast else "reference"
+
+    @contextmanager
+    def search_scope(self, precision: str, rows: int) -> Iterator[None]:
+        """Every member's own search scope, for the whole search."""
+        with ExitStack() as stack:
+            for member in self.members:
+                stack.enter_context(member.search_scope(precision, rows))
+            yield
 
     @property
     def has_attention_weights(self) -> bool:

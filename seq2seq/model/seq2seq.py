@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from contextlib import AbstractContextManager, nullcontext
+
 import torch
 from torch import nn
 
@@ -27,8 +29,13 @@ class Seq2Seq(nn.Module):
         super().__init__()
         self.encoder = encoder
         self.decoder = decoder
-        # "fast" where seq2seq.fast.kernels.accelerate swapped in its kernels (search reads it).
+        # "fast" where seq2seq.fast.kernels.accelerate swapped in its kernels.
         self.kernels = "reference"
+
+    def search_scope(self, precision: str, rows: int) -> AbstractContextManager[None]:
+        """What a search over many batches (``rows`` per product) runs inside: nothing for the
+        reference model; ``accelerate`` may put a scope here that readies the weights once."""
+        return nullcontext()
 
     @property
     def has_attention_weights(self) -> bool:
