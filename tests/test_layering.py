@@ -17,7 +17,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "seq2seq"
 # and search: its kernels subclass the model's modules and the entry points apply it
 # (fast.kernels.accelerate), so neither the model nor search knows it exists.
 LAYERS: tuple[tuple[str, ...], ...] = (
-    ("config", "device", "files", "config_docs", "provenance", "roofline"),
+    ("config", "device", "files", "provenance", "roofline"),
     ("data",),
     ("model",),
     ("search",),
