@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import re
+import shlex
 from pathlib import Path
 
 import pytest
+from hydra import compose, initialize_config_dir
 
 from seq2seq.config.docs import CONFIGS, DOCS_PAGE, parse_yaml_comments, render
-from seq2seq.config.schema import PROJECT_ROOT
+from seq2seq.config.schema import PROJECT_ROOT, register_configs
 
 README = PROJECT_ROOT / "README.md"
 PAGES = [README, *sorted((PROJECT_ROOT / "docs").glob("*.md"))]
@@ -106,3 +108,66 @@ def test_the_readme_names_only_scripts_targets_and_configs_that_exist() -> None:
             if not (CONFIGS / group / f"{name}.yaml").is_file():
                 missing.append(f"{group}={name}")
     assert not missing, f"README.md names what does not exist: {missing}"
+
+
+# Pages that record what was run then (old settings included), not commands to run now.
+HISTORY = {"speed-history.md"}
+
+
+def train_commands(page: Path) -> list[list[str]]:
+    """The overrides of every ``python train.py`` line in ``page``'s code blocks, comments,
+    shell syntax and placeholders (``...``, ``<dir>``, ``$s``) dropped; a sweep (``-m``,
+    ``key=a,b``) as one command per swept value."""
+    blocks = re.findall(r"```(?:bash|sh)?\n(.*?)```", page.read_text(encoding="utf-8"), flags=re.S)
+    commands = []
+    for line in "\n".join(blocks).replace("\\\n", " ").splitlines():
+        if not line.strip().startswith("python train.py"):
+            continue
+        words = shlex.split(line.split(" #")[0].replace("&", " ").replace(";", " "))
+        overrides = [
+            word
+            for word in words[2:]
+            if word != "-m"
+            and "=" in word
+            and not any(mark in word for mark in ("...", "<", "$"))
+            and not word.startswith(("hydra.run", "hydra.sweep"))
+        ]
+        swept = [k for k, word in enumerate(overrides) if "-m" in words and "," in word]
+        fixed = [word.split(",")[0] if k in swept else word for k, word in enumerate(overrides)]
+        commands.append(fixed)
+        for k in swept:
+            key, values = overrides[k].split("=", 1)
+            commands += [
+                [*fixed[:k], f"{key}={value}", *fixed[k + 1 :]] for value in values.split(",")[1:]
+            ]
+    return commands
+
+
+@pytest.mark.parametrize("page", [p for p in PAGES if p.name not in HISTORY], ids=lambda p: p.name)
+def test_every_train_command_in_the_docs_composes(page: Path) -> None:
+    """``python train.py ...`` as the page writes it: every override names a setting and an
+    option that exist now (the run itself is not started)."""
+    register_configs()
+    failed = []
+    with initialize_config_dir(str(CONFIGS), version_base="1.3"):
+        for overrides in train_commands(page):
+            try:
+                compose("config", overrides=overrides)
+            except Exception as error:  # noqa: BLE001 - every failure is reported below
+                failed.append(f"{' '.join(overrides)}: {str(error).splitlines()[0]}")
+    assert not failed, f"{page.name}: " + "\n".join(failed)
+
+
+def test_train_commands_are_read_as_typed_with_a_sweep_one_command_per_value(
+    tmp_path: Path,
+) -> None:
+    page = tmp_path / "page.md"
+    page.write_text(
+        "```bash\npython train.py -m model/attention=dot,general data.dir=... \\\n"
+        "  trainer.lr=0.1   # two runs\necho done\n```\n`python train.py model.rnn=lstm` inline\n",
+        encoding="utf-8",
+    )
+    assert train_commands(page) == [
+        ["model/attention=dot", "trainer.lr=0.1"],
+        ["model/attention=general", "trainer.lr=0.1"],
+    ]
