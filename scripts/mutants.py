@@ -27,6 +27,7 @@ ROOT = Path(__file__).resolve().parents[1]
 TESTS = [
     # The quick ones first: with -x a mutant they catch costs a few seconds.
     "tests/test_translation_metrics.py",
+    "tests/test_config.py",
     "tests/test_alignment.py",
     "tests/test_word_order.py",
     "tests/test_ema_and_schedule.py",
@@ -48,6 +49,7 @@ TESTS = [
     "tests/test_dropout.py",
     "tests/test_resume.py",
     "tests/test_private_ops.py",
+    "tests/test_prepacked.py",
     "tests/test_precision.py",
     "tests/test_transformer.py",
     "-k",
@@ -364,6 +366,20 @@ MUTANTS = [
      "long-range probe takes a noun phrase's 'and' for the connector"),
     ("seq2seq/data/synthetic/generate.py", "distance = len(first.phrase.zh) + 2",
      "distance = len(first.phrase.zh)", "long-range distance counts to the comma"),
+    # a checkpoint's config of before issue 40, brought up to date; what each family reads
+    ("seq2seq/config/saved.py", '"length_penalty": "alpha",', '"length_penalty": "beam_size",',
+     "an old checkpoint's length penalty read as its beam size"),
+    ("seq2seq/config/saved.py", '    "decoder_hidden": "hidden",\n', "",
+     "an old checkpoint's decoder width dropped"),
+    ("seq2seq/config/saved.py", "**{key: encoder[key] for key in STACK_KEYS if key in encoder},",
+     "", "an old self-attention encoder's sizes dropped"),
+    ("seq2seq/model/seq2seq.py", "size = attention.bahdanau.size", "size = cfg.embed_size",
+     "the additive scorer ignores its own width"),
+    ("seq2seq/model/seq2seq.py",
+     "attention_dropout = or_model_dropout(stack.attention_dropout, cfg)",
+     "attention_dropout = cfg.dropout", "the Transformer decoder ignores its attention dropout"),
+    ("seq2seq/model/ensemble.py", "stack.enter_context(member.search_scope(precision, rows))",
+     "pass", "an ensemble searches without its members' packed weights"),
 ]  # fmt: skip
 
 
