@@ -25,6 +25,7 @@ from seq2seq.config.schema import (
     register_configs,
 )
 from seq2seq.model.seq2seq import build_model
+from seq2seq.training.reporting import hparam_values
 
 CONFIGS = PROJECT_ROOT / "configs"
 
@@ -228,3 +229,21 @@ def test_the_slurm_launcher_composes_with_its_settings() -> None:
     assert launcher._target_.endswith("submitit_launcher.SlurmLauncher")
     assert (launcher.partition, launcher.gpus_per_node, launcher.timeout_min) == ("gpu", 1, 60)
     assert "scaled_dot" in cfg.hydra.sweeper.params["model/attention"]
+
+
+@pytest.mark.parametrize(
+    ("overrides", "present", "absent"),
+    [
+        ([], "model.encoder.rnn.hidden", "model.encoder.self_attention.heads"),
+        (["model=transformer"], "model.decoder.transformer.layers", "model.decoder.rnn.style"),
+        (["model=transformer"], "model.attention.multihead.heads", "model.attention.bahdanau.size"),
+    ],
+)
+def test_hparams_carry_the_settings_of_the_chosen_families_only(
+    overrides: list[str], present: str, absent: str
+) -> None:
+    with initialize_config_dir(str(CONFIGS), version_base="1.3"):
+        cfg = compose("config", overrides=overrides)
+    params = hparam_values(cfg)
+    assert params[present] == OmegaConf.select(cfg, present)
+    assert absent not in params and params["model.name"] == cfg.model.name
