@@ -27,7 +27,6 @@ ROOT = Path(__file__).resolve().parents[1]
 TESTS = [
     # The quick ones first: with -x a mutant they catch costs a few seconds.
     "tests/test_translation_metrics.py",
-    "tests/test_config.py",
     "tests/test_alignment.py",
     "tests/test_word_order.py",
     "tests/test_ema_and_schedule.py",
@@ -47,6 +46,7 @@ TESTS = [
     "tests/test_fused_loops.py",
     "tests/test_kernels.py",
     "tests/test_dropout.py",
+    "tests/test_config.py",
     "tests/test_resume.py",
     "tests/test_private_ops.py",
     "tests/test_prepacked.py",
