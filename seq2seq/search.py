@@ -115,28 +115,42 @@ def greedy_search(
 ) -> list[Hypothesis]:
     """Pick the most probable word at every step, for all sentences of ``batch`` at once.
 
-    Results are in ``batch`` row order (``batch.indices`` maps them to the dataset).
+    Finished sentences leave the batch as beam search's do: when the unfinished ones fit a
+    smaller of :func:`_batch_bucket`'s sizes, the state and memory keep only those rows (topped
+    up with finished ones to the bucket), so the last steps of a batch compute only the long
+    outputs. Results are in ``batch`` row order (``batch.indices`` maps them to the dataset).
     """
     encoder = model.encode(batch)
     decoder = model.decoder
     memory = decoder.prepare(encoder)
     state = decoder.init_state(encoder)
-    size = batch.src.size(0)
-    previous = torch.full((size,), BOS_ID, dtype=torch.long, device=batch.src.device)
-    finished = torch.zeros(size, dtype=torch.bool, device=batch.src.device)
-    tokens, scores, weights = [], [], []
-    for _ in range(max_output_length(batch.src_lengths, max_ratio, max_extra)):
+    size, device = batch.src.size(0), batch.src.device
+    steps = max_output_length(batch.src_lengths, max_ratio, max_extra)
+    previous = torch.full((size,), BOS_ID, dtype=torch.long, device=device)
+    finished = torch.zeros(size, dtype=torch.bool, device=device)
+    rows = torch.arange(size, device=device)  # the batch row of each row still decoded
+    tokens = torch.full((size, steps), EOS_ID, dtype=torch.long, device=device)
+    scores = torch.zeros(size, steps, device=device)
+    weights: torch.Tensor | None = None  # (size, steps, heads, src_len) once a step has them
+    for step in range(steps):
         state, log_probs, step_weights = next_word(decoder, previous, state, memory)
         score, previous = log_probs.max(dim=-1)
-        tokens.append(previous)
-        scores.append(score.masked_fill(finished, 0.0))
-        weights.append(step_weights)
+        tokens[rows, step] = previous
+        scores[rows, step] = score.masked_fill(finished, 0.0)
+        if step_weights is not None:
+            if weights is None:
+                weights = step_weights.new_zeros(size, steps, *step_weights.shape[1:]).float()
+            weights[rows, step] = step_weights.float()
         finished |= previous == EOS_ID
-        if bool(finished.all()):
+        unfinished = int((~finished).sum())
+        if unfinished == 0:
             break
-    token_matrix = torch.stack(tokens, 1).tolist()
-    total_scores = torch.stack(scores, 1).sum(1).tolist()
-    weight_tensor = None if weights[0] is None else torch.stack(weights, 1).float().cpu()
+        if _batch_bucket(unfinished) < len(rows):
+            keep = finished.argsort(stable=True)[: _batch_bucket(unfinished)].sort().values
+            rows, previous, finished = rows[keep], previous[keep], finished[keep]
+            state, memory = state.select(keep), memory.select(keep)
+    token_matrix, total_scores = tokens.tolist(), scores.sum(1).tolist()
+    weight_tensor = None if weights is None else weights.cpu()
     hypotheses = []
     for row, (ids, score) in enumerate(zip(token_matrix, total_scores, strict=True)):
         length = ids.index(EOS_ID) + 1 if EOS_ID in ids else len(ids)

@@ -144,10 +144,13 @@ def test_fixed_scorers_give_every_output_step_the_same_context(
         ]
     )
     scorers = [m for m in model.modules() if type(m).__name__.lower().startswith(attention)]
-    contexts: list[torch.Tensor] = []
+    # (context (rows, steps, d), the batch row of each row): greedy search drops finished rows.
+    contexts: list[tuple[torch.Tensor, list[int]]] = []
+    row_of_length = {len(s): row for row, s in enumerate(read)}  # SOURCES' lengths differ
 
     def keep(module: torch.nn.Module, inputs: tuple, output: tuple) -> None:
-        contexts.append(output[0].view(len(SOURCES), -1, output[0].size(-1)))
+        rows = [row_of_length[int(n)] for n in inputs[1].mask.sum(-1)]
+        contexts.append((output[0].view(len(rows), -1, output[0].size(-1)), rows))
 
     hooks = [scorer.register_forward_hook(keep) for scorer in scorers]
     with torch.no_grad():
@@ -156,14 +159,14 @@ def test_fixed_scorers_give_every_output_step_the_same_context(
     for hook in hooks:
         hook.remove()
     assert contexts
-    for context in contexts:  # (batch, g steps, d), each layer's own values for a Transformer
+    for context, rows in contexts:  # (rows, steps, d), each layer's own values for a Transformer
         if decoder == "rnn":
-            torch.testing.assert_close(context, expected[:, None].expand_as(context))
+            torch.testing.assert_close(context, expected[rows, None].expand_as(context))
         torch.testing.assert_close(context, context[:, :1].expand_as(context))
     per_layer = len(scorers)
-    first_call = contexts[:per_layer]
-    for call, context in enumerate(contexts):  # later steps of the search: the first's again
-        torch.testing.assert_close(context[:, 0], first_call[call % per_layer][:, 0])
+    first_call = [context for context, _ in contexts[:per_layer]]
+    for call, (context, rows) in enumerate(contexts):  # later steps: the first's again
+        torch.testing.assert_close(context[:, 0], first_call[call % per_layer][rows, 0])
 
 
 def test_the_idf_table_travels_in_the_state_dict_and_other_scorers_have_none() -> None:

@@ -361,3 +361,24 @@ def test_an_observer_sees_each_steps_live_prefixes_as_the_beam_holds_them(beam_s
     if beam_size == 1:  # greedy: the one live prefix is the translation so far
         for i, step in enumerate(seen[: len(best) - 1]):
             assert [tokens for tokens, _ in step[0]] == [best[: i + 1]]
+
+
+@pytest.mark.parametrize("family", ["rnn", "transformer"])
+def test_greedy_search_of_a_batch_gives_each_sentence_what_it_gets_alone(family: str) -> None:
+    """Finished sentences leave the batch (its rows shrink to a few bucket sizes, the state and
+    memory with them): every sentence still gets the words, score and weights it gets alone."""
+    from test_transformer import transformer
+
+    model = small_model("bahdanau", "gru", seed=3) if family == "rnn" else transformer(seed=3)
+    with torch.no_grad():  # EOS just likely enough that the outputs end at different steps
+        model.decoder.output.bias[EOS_ID] += 0.7
+    batch = random_batch(seed=1, size=12)
+    limit = {"max_ratio": 0.0, "max_extra": 24}  # one length limit for the batch and each alone
+    together = greedy_search(model, batch, **limit)
+    assert len({len(h.tokens) for h in together}) >= 4
+    sources = [batch.src[row, : int(batch.src_lengths[row]) - 1].tolist() for row in range(12)]
+    for source, hypothesis in zip(sources, together, strict=True):
+        (alone,) = greedy_search(model, collate([source], None, [0]), **limit)
+        assert hypothesis.tokens == alone.tokens
+        assert hypothesis.score == pytest.approx(alone.score, abs=1e-5)
+        torch.testing.assert_close(hypothesis.weights, alone.weights)
