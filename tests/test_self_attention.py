@@ -133,3 +133,27 @@ def test_bad_settings_fail_with_the_key_named() -> None:
         encoder("absolute")
     with pytest.raises(ValueError, match="model.encoder.self_attention.heads"):
         SelfAttentionEncoder(VOCAB, 16, 1, 3, 32, 0.0, "none", 64)
+
+
+@pytest.mark.parametrize("stack", ["encoder.self_attention", "decoder.transformer"])
+def test_each_stack_names_its_own_key_for_unknown_positions_and_heads_that_do_not_split(
+    stack: str,
+) -> None:
+    transformer = [
+        "embed_size=16",
+        "encoder.name=self_attention",
+        "decoder.name=transformer",
+        "attention.name=multihead",
+        "attention.multihead.size=16",
+        "attention.multihead.heads=2",
+    ]
+    unknown = model_config(*transformer, f"{stack}.positions=absolute")
+    with pytest.raises(ValueError, match=rf"model\.{stack}\.positions must be one of"):
+        build_model(unknown, VOCAB, VOCAB)
+    odd_heads = model_config(*transformer, f"{stack}.heads=16")  # heads of size 1
+    with pytest.raises(ValueError, match=rf"into model\.{stack}\.heads \(16\) heads of even"):
+        build_model(odd_heads, VOCAB, VOCAB)
+    too_long = build_model(model_config(*transformer, f"{stack}.max_positions=4"), VOCAB, VOCAB)
+    batch = collate([SENTENCE], [SENTENCE], [0])  # 7 source tokens, 7 target tokens
+    with pytest.raises(ValueError, match=rf"longer than model\.{stack}\.max_positions=4"):
+        too_long(batch)

@@ -113,8 +113,8 @@ class RNNEncoderConfig:
 
 
 @dataclass
-class SelfAttentionEncoderConfig:
-    """model/encoder=self_attention: the Transformer's encoder stack, width model.embed_size."""
+class TransformerStackConfig:
+    """What the Transformer's encoder and decoder stacks both read, width model.embed_size."""
 
     layers: int = 2
     heads: int = 4
@@ -123,6 +123,11 @@ class SelfAttentionEncoderConfig:
     max_positions: int = 256
     attention_dropout: float | None = None  # None: model.dropout
     activation_dropout: float | None = None
+
+
+@dataclass
+class SelfAttentionEncoderConfig(TransformerStackConfig):
+    """model/encoder=self_attention: the Transformer's encoder stack."""
 
 
 @dataclass
@@ -145,16 +150,10 @@ class RNNDecoderConfig:
 
 
 @dataclass
-class TransformerDecoderConfig:
-    """model/decoder=transformer: the Transformer's decoder stack, width model.embed_size."""
+class TransformerDecoderConfig(TransformerStackConfig):
+    """model/decoder=transformer: the Transformer's decoder stack."""
 
-    layers: int = 3
-    heads: int = 4
-    ff_size: int = 1024
-    positions: str = "sinusoidal"
-    max_positions: int = 256
-    attention_dropout: float | None = None  # None: model.dropout
-    activation_dropout: float | None = None
+    layers: int = 3  # its place among the fields stays the base's: first
     alignment_layer: int | None = None
 
 

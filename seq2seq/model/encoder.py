@@ -15,7 +15,7 @@ from seq2seq.data.tokenizer import PAD_ID
 from seq2seq.model.attention import scaled_dot_product
 from seq2seq.model.encoding import EncoderOutput
 from seq2seq.model.feed_forward import feed_forward
-from seq2seq.model.positions import POSITIONS, AbsolutePositions, RotaryPositions
+from seq2seq.model.positions import RotaryPositions, stack_positions
 
 RNN_TYPES = {"gru": nn.GRU, "lstm": nn.LSTM}
 
@@ -162,23 +162,10 @@ class SelfAttentionEncoder(nn.Module):
     ) -> None:
         """``attention_dropout`` and ``activation_dropout`` default to ``dropout``."""
         super().__init__()
-        if positions not in POSITIONS:
-            raise ValueError(
-                f"model.encoder.self_attention.positions must be one of {POSITIONS}, "
-                f"got {positions!r}"
-            )
-        if embed_size % heads or (embed_size // heads) % 2:
-            raise ValueError(
-                f"model.embed_size ({embed_size}) must split into "
-                f"model.encoder.self_attention.heads ({heads}) heads of even size"
-            )
         self.embedding = nn.Embedding(vocab_size, embed_size, padding_idx=PAD_ID)
-        self.positions = (
-            AbsolutePositions(positions, embed_size, max_positions)
-            if positions in ("sinusoidal", "learned")
-            else None
+        self.positions, rotary = stack_positions(
+            positions, embed_size, heads, max_positions, "model.encoder.self_attention"
         )
-        rotary = RotaryPositions(embed_size // heads) if positions == "rotary" else None
         self.layers = nn.ModuleList(
             SelfAttentionLayer(
                 embed_size,

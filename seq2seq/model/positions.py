@@ -42,7 +42,7 @@ class AbsolutePositions(nn.Module):
         kind: str,
         size: int,
         max_positions: int,
-        setting: str = "model.encoder.self_attention.max_positions",
+        setting: str,
     ) -> None:
         """``setting``: the config key of ``max_positions``, for the error on a longer input."""
         super().__init__()
@@ -88,3 +88,26 @@ class RotaryPositions(nn.Module):
         even, odd = x[..., 0::2], x[..., 1::2]
         rotated = torch.stack((even * cos - odd * sin, even * sin + odd * cos), dim=-1)
         return rotated.flatten(-2)
+
+
+def stack_positions(
+    kind: str, size: int, heads: int, max_positions: int, setting: str
+) -> tuple[AbsolutePositions | None, RotaryPositions | None]:
+    """A Transformer stack's positions: what is added to its embeddings (sinusoidal, learned)
+    and what rotates every layer's queries and keys (rotary); at most one is not None.
+
+    ``setting`` is the stack's config prefix (``model.encoder.self_attention``), for errors.
+    """
+    if kind not in POSITIONS:
+        raise ValueError(f"{setting}.positions must be one of {POSITIONS}, got {kind!r}")
+    if size % heads or (size // heads) % 2:
+        raise ValueError(
+            f"model.embed_size ({size}) must split into {setting}.heads ({heads}) heads of "
+            "even size"
+        )
+    absolute = (
+        AbsolutePositions(kind, size, max_positions, f"{setting}.max_positions")
+        if kind in ("sinusoidal", "learned")
+        else None
+    )
+    return absolute, RotaryPositions(size // heads) if kind == "rotary" else None

@@ -28,7 +28,7 @@ from seq2seq.data.tokenizer import PAD_ID
 from seq2seq.model.attention import Attention, AttentionMemory, NoAttention, scaled_dot_product
 from seq2seq.model.encoding import EncoderOutput
 from seq2seq.model.feed_forward import feed_forward
-from seq2seq.model.positions import POSITIONS, AbsolutePositions, RotaryPositions
+from seq2seq.model.positions import RotaryPositions, stack_positions
 
 
 @dataclass
@@ -148,15 +148,6 @@ class TransformerDecoder(nn.Module):
         alignment_layer: int | None,
     ) -> None:
         super().__init__()
-        if positions not in POSITIONS:
-            raise ValueError(
-                f"model.decoder.transformer.positions must be one of {POSITIONS}, got {positions!r}"
-            )
-        if size % heads or (size // heads) % 2:
-            raise ValueError(
-                f"model.embed_size ({size}) must split into model.decoder.transformer.heads "
-                f"({heads}) heads of even size"
-            )
         if len(cross_attention) != layers:
             raise ValueError(f"{layers} layers need {layers} cross-attentions")
         if alignment_layer is not None and not -layers <= alignment_layer < layers:
@@ -172,14 +163,9 @@ class TransformerDecoder(nn.Module):
         nn.init.normal_(self.embedding.weight, std=size**-0.5)
         with torch.no_grad():
             self.embedding.weight[PAD_ID].zero_()
-        self.positions = (
-            AbsolutePositions(
-                positions, size, max_positions, "model.decoder.transformer.max_positions"
-            )
-            if positions in ("sinusoidal", "learned")
-            else None
+        self.positions, rotary = stack_positions(
+            positions, size, heads, max_positions, "model.decoder.transformer"
         )
-        rotary = RotaryPositions(size // heads) if positions == "rotary" else None
         self.layers = nn.ModuleList(
             TransformerDecoderLayer(
                 size,
