@@ -14,6 +14,7 @@ from omegaconf import DictConfig
 
 from seq2seq.checkpoint import CheckpointError
 from seq2seq.config.schema import register_configs
+from seq2seq.config.validation import unread_overrides
 from seq2seq.device import keep_freed_memory
 from seq2seq.training.distributed import leave_process_group
 from seq2seq.training.reporting import tensorboard_hint
@@ -31,6 +32,8 @@ def main(cfg: DictConfig) -> float:
     hydra_cfg = HydraConfig.get()
     run_dir = Path(hydra_cfg.runtime.output_dir)
     multirun = hydra_cfg.mode == RunMode.MULTIRUN
+    for unread in unread_overrides(cfg, list(hydra_cfg.overrides.task)):
+        logging.getLogger("train").warning("%s", unread)
     try:
         best_bleu = train(cfg, run_dir)
     except TrainingInterrupted as interrupted:

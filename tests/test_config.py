@@ -24,6 +24,7 @@ from seq2seq.config.schema import (
     VizConfig,
     register_configs,
 )
+from seq2seq.config.validation import unread_overrides
 from seq2seq.model.seq2seq import build_model
 from seq2seq.training.reporting import hparam_values
 
@@ -93,6 +94,42 @@ def test_typos_fail_fast(override: str) -> None:
         pytest.raises(ConfigCompositionException),
     ):
         compose("config", overrides=[override])
+
+
+@pytest.mark.parametrize(
+    ("overrides", "unread"),
+    [
+        (
+            ["model/encoder=rnn", "model.encoder.self_attention.heads=8"],
+            ["model.encoder.self_attention.heads=8: not read, model.encoder.name is rnn"],
+        ),
+        (
+            [
+                "model=transformer",
+                "model.decoder.rnn.hidden=64",
+                "model.decoder.transformer.layers=2",
+                "model.attention.multihead.heads=2",
+                "++model.attention.bahdanau.size=8",
+            ],
+            [
+                "model.decoder.rnn.hidden=64: not read, model.decoder.name is transformer",
+                "++model.attention.bahdanau.size=8: not read, model.attention.name is multihead",
+            ],
+        ),
+        (["model=rnn_attention", "model.encoder.rnn.hidden=64", "model.dropout=0.1"], []),
+        (
+            ["model=distracted", "model.attention.bahdanau.size=8"],
+            ["model.attention.bahdanau.size=8: not read, model.attention.name is none"],
+        ),
+        (["+experiment=synthetic_bag_of_words"], []),  # it sizes both encoders on purpose
+    ],
+)
+def test_the_command_lines_settings_of_an_unchosen_family_are_named(
+    overrides: list[str], unread: list[str]
+) -> None:
+    with initialize_config_dir(str(CONFIGS), version_base="1.3"):
+        cfg = compose("config", overrides=overrides)
+    assert unread_overrides(cfg, overrides) == unread
 
 
 SCHEMA = {

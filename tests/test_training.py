@@ -203,6 +203,7 @@ def test_every_attention_trains_from_the_command_line(tmp_path: Path, attention:
     overrides = tiny_overrides(tmp_path / "cache") + [
         f"model/attention={attention}",
         "model.decoder.rnn.hidden=32",
+        "model.attention.multihead.heads=2",  # read by multihead only; the others say so
         "trainer.max_steps=3",
         f"hydra.run.dir={run_dir}",
     ]
@@ -220,6 +221,8 @@ def test_every_attention_trains_from_the_command_line(tmp_path: Path, attention:
     assert json.loads((run_dir / "metrics.json").read_text())["steps"] == 3
     # The last words say where TensorBoard finds this run.
     assert f"TensorBoard logs are in {run_dir}. " in result.stdout + result.stderr
+    unread = f"model.attention.multihead.heads=2: not read, model.attention.name is {attention}"
+    assert (unread in result.stdout + result.stderr) == (attention != "multihead")
     assert not list(workdir.iterdir())
 
 

@@ -177,6 +177,31 @@ def check_settings(cfg: DictConfig) -> None:
         )
 
 
+# The parts whose settings sit under the name of each family (schema.EncoderConfig, ...).
+FAMILY_PARTS = ("model.encoder", "model.decoder", "model.attention")
+
+
+def unread_overrides(cfg: DictConfig, overrides: list[str]) -> list[str]:
+    """The command line's overrides of a family's settings where another family is chosen
+    (``model/encoder=rnn model.encoder.self_attention.heads=8``): valid keys that nothing reads.
+
+    Only the command line is looked at: an experiment may size several families on purpose, so
+    that a sweep over them finds each one's settings (configs/experiment/synthetic_*.yaml).
+    """
+    unread = []
+    for override in overrides:
+        key = override.lstrip("+~").split("=", 1)[0]
+        for part in FAMILY_PARTS:
+            chosen = OmegaConf.select(cfg, f"{part}.name")
+            families = [
+                k for k, v in OmegaConf.select(cfg, part).items() if isinstance(v, DictConfig)
+            ]
+            for family in families:
+                if family != chosen and (key + ".").startswith(f"{part}.{family}."):
+                    unread.append(f"{override}: not read, {part}.name is {chosen}")
+    return unread
+
+
 def added_keys(given: dict[str, Any], known: dict[str, Any], prefix: str) -> list[str]:
     """Dotted keys of ``given`` that ``known`` (the schema's) lacks, at any depth."""
     found = []
