@@ -71,6 +71,7 @@ B, V, P = "seq2seq/data/batching.py", "seq2seq/training/ema.py", "seq2seq/traini
 DC, DT = "seq2seq/data/corpus.py", "seq2seq/data/tokenizer.py"
 DS, TS = "seq2seq/data/dataset.py", "seq2seq/data/token_store.py"
 SS = "seq2seq/data/subword_sampling.py"
+CV, PO = "seq2seq/config/validation.py", "seq2seq/model/positions.py"
 LS, RB = "seq2seq/metrics/loss.py", "seq2seq/fast/row_blocks.py"
 M = "seq2seq/metrics/"
 C, F, K = "seq2seq/model/cells.py", "seq2seq/fast/modules.py", "seq2seq/fast/kernels.py"
@@ -193,8 +194,17 @@ MUTANTS = [
     (E, "mask = src != PAD_ID\n", "mask = src >= 0\n", "mask marks padding as real"),
     (S, "return ((5.0 + length) / 6.0) ** alpha", "return ((6.0 + length) / 6.0) ** alpha",
      "length penalty constant"),
-    (S, "scores.append(score.masked_fill(finished, 0.0))", "scores.append(score)",
+    (S, "scores[rows, step] = score.masked_fill(finished, 0.0)", "scores[rows, step] = score",
      "greedy scores words after EOS"),
+    (S, "tokens[rows, step] = previous", "tokens[: len(rows), step] = previous",
+     "greedy writes a shrunk batch's words to its first rows"),
+    (S, "state, memory = state.select(keep), memory.select(keep)",
+     "state, memory = state.select(keep), memory.select(keep.flip(0))",
+     "greedy keeps another sentence's memory when the batch shrinks"),
+    (PO, 'return absolute, RotaryPositions(size // heads) if kind == "rotary" else None',
+     "return absolute, None", "rotary positions rotate nothing"),
+    (CV, "if family != chosen and (key", "if family == chosen and (key",
+     "unread overrides: the chosen family's settings named instead"),
     (S, "top_tokens = top_ids % vocab", "top_tokens = top_ids % (vocab - 1)", "beam token index"),
     (S, ">= best_live[k] * self.reachable", ">= best_live[k]", "beam stops before lp allows"),
     (S, "if sentence not in self.retired and len(self.finished[sentence]) < beam_size:",
