@@ -203,7 +203,7 @@ MUTANTS = [
      "greedy keeps another sentence's memory when the batch shrinks"),
     (PO, 'return absolute, RotaryPositions(size // heads) if kind == "rotary" else None',
      "return absolute, None", "rotary positions rotate nothing"),
-    (CV, "if family != chosen and (key", "if family == chosen and (key",
+    (CV, "and family != cfg_part.name", "and family == cfg_part.name",
      "unread overrides: the chosen family's settings named instead"),
     (S, "top_tokens = top_ids % vocab", "top_tokens = top_ids % (vocab - 1)", "beam token index"),
     (S, ">= best_live[k] * self.reachable", ">= best_live[k]", "beam stops before lp allows"),

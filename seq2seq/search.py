@@ -139,14 +139,16 @@ def greedy_search(
         scores[rows, step] = score.masked_fill(finished, 0.0)
         if step_weights is not None:
             if weights is None:
-                weights = step_weights.new_zeros(size, steps, *step_weights.shape[1:]).float()
+                shape = (size, steps, *step_weights.shape[1:])
+                weights = step_weights.new_zeros(shape, dtype=torch.float32)
             weights[rows, step] = step_weights.float()
         finished |= previous == EOS_ID
         unfinished = int((~finished).sum())
         if unfinished == 0:
             break
-        if _batch_bucket(unfinished) < len(rows):
-            keep = finished.argsort(stable=True)[: _batch_bucket(unfinished)].sort().values
+        bucket = _batch_bucket(unfinished)
+        if bucket < len(rows):  # unfinished rows first, topped up with finished ones
+            keep = finished.argsort(stable=True)[:bucket].sort().values
             rows, previous, finished = rows[keep], previous[keep], finished[keep]
             state, memory = state.select(keep), memory.select(keep)
     token_matrix, total_scores = tokens.tolist(), scores.sum(1).tolist()

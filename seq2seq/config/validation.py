@@ -188,17 +188,20 @@ def unread_overrides(cfg: DictConfig, overrides: list[str]) -> list[str]:
     Only the command line is looked at: an experiment may size several families on purpose, so
     that a sweep over them finds each one's settings (configs/experiment/synthetic_*.yaml).
     """
+    # "model.encoder.self_attention." → "model.encoder.name is rnn", for each family not chosen
+    unchosen = {
+        f"{part}.{family}.": f"{part}.name is {cfg_part.name}"
+        for part in FAMILY_PARTS
+        for cfg_part in [OmegaConf.select(cfg, part)]
+        for family, settings in cfg_part.items()
+        if isinstance(settings, DictConfig) and family != cfg_part.name
+    }
     unread = []
     for override in overrides:
-        key = override.lstrip("+~").split("=", 1)[0]
-        for part in FAMILY_PARTS:
-            chosen = OmegaConf.select(cfg, f"{part}.name")
-            families = [
-                k for k, v in OmegaConf.select(cfg, part).items() if isinstance(v, DictConfig)
-            ]
-            for family in families:
-                if family != chosen and (key + ".").startswith(f"{part}.{family}."):
-                    unread.append(f"{override}: not read, {part}.name is {chosen}")
+        key = override.lstrip("+~").split("=", 1)[0] + "."
+        unread += [
+            f"{override}: not read, {why}" for p, why in unchosen.items() if key.startswith(p)
+        ]
     return unread
 
 
